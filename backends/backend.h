@@ -1,0 +1,137 @@
+/*
+ * The backend contract — for backend writers only (users include
+ * manyhands.h; the core includes src/internal.h).
+ *
+ * A backend is a table of function pointers plus one file. The core has
+ * validated the task, resolved the config and cut the items into chunks
+ * before a backend sees them; the backend's only job is to get every
+ * chunk run, once, and to say what failed. Backend state hangs off the
+ * pool (the `state` pointer), never off a global.
+ */
+#ifndef MH_BACKEND_H
+#define MH_BACKEND_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "manyhands.h"
+
+/* Capability bits of a backend. */
+#define MH__CAP_TIMEOUT (1u << 0) /* can stop an item that runs too long */
+#define MH__CAP_PROCESS (1u << 1) /* workers are processes: codec needed */
+
+/* One failure, as a backend found it. */
+struct mh__failure {
+    size_t index;      /* the item, or MH_NO_ITEM when none failed */
+    int status;        /* MH_ITEM_FAILED, _CRASHED or _TIMED_OUT */
+    int callback_code; /* fn's return for MH_ITEM_FAILED, else 0 */
+    int signal;        /* for _CRASHED: the signal, or 0 */
+    int exit_status;   /* for _CRASHED without a signal: exit status, or -1 */
+    long pid;          /* the worker's pid, or 0 */
+    size_t count;      /* failures this record stands for (>= 1) */
+};
+
+/*
+ * One map in flight. The core fills everything before calling the
+ * backend's map and reads the failure and counters after it returns.
+ * Chunk c covers items [c * chunk, min((c + 1) * chunk, n)).
+ */
+struct mh__run {
+    const struct mh_task *task; /* validated; n > 0 */
+    size_t chunk;               /* items per chunk, >= 1 */
+    size_t nchunks;             /* ceil(n / chunk), >= 1 */
+    int workers;                /* workers to use: min(pool's, nchunks) */
+    enum mh_on_error on_error;
+    double timeout_s;           /* 0: none */
+    uint8_t *status;            /* n statuses (zeroed = NOT_RUN), or NULL */
+
+    /* Set (relaxed) to stop handing out items: the first failure under
+     * MH_STOP sets it. Workers poll it between items; a stale read only
+     * runs one more item, which the status array then shows. */
+    atomic_int stop;
+    /* Items that finished with MH_ITEM_OK / that failed in any way. */
+    atomic_size_t items_done;
+    atomic_size_t items_failed;
+    /* The lowest-index failure seen; written only by mh__run_fail, under
+     * its lock (failures are rare, so a mutex costs nothing that shows). */
+    struct mh__failure failure;
+    void *fail_lock; /* pthread_mutex_t *, owned by the core */
+};
+
+struct mh_backend_ops {
+    /* Name users select it by, such as "threads". */
+    const char *name;
+    /* MH__CAP_* bits. */
+    unsigned caps;
+    /* Start the backend for a resolved config (workers >= 1). On success
+     * set *state (may stay NULL) and return 0; on error release everything
+     * and return MH_ENOMEM, MH_EAGAIN, ... */
+    int (*open)(void **state, const struct mh_config *config);
+    /* Run every chunk of run once, or stop early as run->stop says. Item
+     * failures go through mh__run_fail and are not errors of map; return
+     * non-zero only when the backend itself failed (then the map fails
+     * with that code). Called on the pool's opening process, never
+     * concurrently with itself for one state. */
+    int (*map)(void *state, struct mh__run *run);
+    /* Release state. owner is false in a child forked after open: free
+     * memory only, do not join, signal or wait for anything. */
+    void (*close)(void *state, bool owner);
+};
+
+/*
+ * Run items [begin, end) in order, writing outputs at out (the base of an
+ * array laid out like task->out) and statuses at status (base of n
+ * entries, or NULL). Polls *stop before each item. Returns how many items
+ * succeeded; *fail receives the first failure in the range (index
+ * MH_NO_ITEM when none) and how many there were. Under MH_STOP it stops at
+ * the first failure and sets *stop. Touches no other shared state, so a
+ * forked child can call it on shared memory.
+ */
+size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
+                     void *out, uint8_t *status, atomic_int *stop,
+                     struct mh__failure *fail);
+
+/* Record a failure into run (keeps the lowest index, counts, and sets
+ * run->stop under MH_STOP). Thread-safe. */
+void mh__run_fail(struct mh__run *run, const struct mh__failure *fail);
+
+/* Run chunk c in this process on task->out and run->status, count it and
+ * record its failure. Returns 0, or the MH_E* code of its failure. */
+int mh__run_chunk(struct mh__run *run, size_t c);
+
+/* Report progress to the task's progress callback, if any. Call only from
+ * the thread that called mh_map. */
+void mh__run_progress(struct mh__run *run);
+
+/* The MH_E* code a failed MH_ITEM_* status maps to. */
+int mh__status_code(int item_status);
+
+/*
+ * Nesting depth of callbacks on this thread. A worker thread or process
+ * raises it while it runs callbacks, so that a map called from inside a
+ * callback runs inline instead of waiting on the workers it occupies.
+ */
+extern _Thread_local int mh__callback_depth;
+
+/*
+ * Allocation for the library and its backends goes through these, so that
+ * a fault-injection build can make any one of them fail (src/sys.c).
+ */
+void *mh__malloc(size_t size);
+void *mh__calloc(size_t count, size_t size);
+void mh__free(void *p);
+
+/* Monotonic clock, seconds. */
+double mh__now(void);
+
+/* The built backends. */
+extern const struct mh_backend_ops mh__backend_seq;
+extern const struct mh_backend_ops mh__backend_threads;
+extern const struct mh_backend_ops mh__backend_openmp;
+extern const struct mh_backend_ops mh__backend_fork;
+extern const struct mh_backend_ops mh__backend_mpi;
+
+#endif /* MH_BACKEND_H */

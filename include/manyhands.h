@@ -1,0 +1,271 @@
+/*
+ * manyhands — run one function over many items, in parallel, on a backend
+ * chosen at build time and picked at run time by name.
+ *
+ * This is the library's only public header. Everything here is prefixed
+ * `mh_` / `MH_`. Functions return 0 or a negative MH_E* code; results come
+ * back through out-parameters. The library never aborts, prints or exits.
+ *
+ *     mh_pool *pool;
+ *     int rc = mh_pool_open(&pool, NULL);          // defaults, or env
+ *     struct mh_task task = {
+ *         .n = n, .in = xs, .in_size = sizeof *xs,
+ *         .out = ys, .out_size = sizeof *ys, .fn = square,
+ *     };
+ *     struct mh_report report;
+ *     rc = mh_map(pool, &task, &report);           // ys[i] = square(xs[i])
+ *     mh_pool_close(pool);
+ */
+#ifndef MANYHANDS_H
+#define MANYHANDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(MH_BUILDING) && defined(__GNUC__)
+#define MH_EXPORT __attribute__((visibility("default")))
+#else
+#define MH_EXPORT
+#endif
+
+#define MH_VERSION_MAJOR 0
+#define MH_VERSION_MINOR 1
+#define MH_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------ errors */
+
+/*
+ * Every error the library returns, with a stable value and a message.
+ * X(name, value, message); MH_<name> is the code.
+ */
+#define MH_ERRNO_MAP(X)                                                       \
+    X(EINVAL, -1, "invalid argument")                                         \
+    X(EOVERFLOW, -2, "item count times item size overflows size_t")           \
+    X(ENOMEM, -3, "out of memory")                                            \
+    X(EAGAIN, -4, "could not start a worker (fork or thread creation failed)") \
+    X(ENOTSUP, -5, "backend unknown, not built, or feature not supported")    \
+    X(ECALLBACK, -6, "the callback returned an error for an item")            \
+    X(EWORKER, -7, "a worker process died (signal, or exit without result)")  \
+    X(ETIMEDOUT, -8, "an item ran past the per-item timeout")                 \
+    X(EDEADLK, -9, "the call would deadlock")                                 \
+    X(EBUSY, -10, "the pool is busy")                                         \
+    X(ERANGE, -11, "an encoded result does not fit its record")               \
+    X(ECODEC, -12, "the output codec failed to encode or decode an item")     \
+    X(ESYS, -13, "a system call failed unexpectedly")                         \
+    X(EMPI, -14, "the MPI library reported an error")                         \
+    X(EINTR, -15, "interrupted: the map was stopped by a signal")
+
+enum mh_error {
+    MH_OK = 0,
+#define MH_ERRNO_ENUM_(name, value, msg) MH_##name = (value),
+    MH_ERRNO_MAP(MH_ERRNO_ENUM_)
+#undef MH_ERRNO_ENUM_
+};
+
+/** Message for an MH_* code ("unknown error" for anything else). Never NULL. */
+MH_EXPORT const char *mh_strerror(int code);
+
+/** Name of an MH_* code, such as "MH_EINVAL" ("MH_UNKNOWN" otherwise). */
+MH_EXPORT const char *mh_err_name(int code);
+
+/* ------------------------------------------------------------------- pools */
+
+/** An open pool: a backend and its workers. Opaque. */
+typedef struct mh_pool mh_pool;
+
+/** What a map does when an item fails. */
+enum mh_on_error {
+    MH_STOP = 0,     /* stop handing out items; the map returns the error */
+    MH_CONTINUE = 1, /* run every other item; failures are marked in status */
+};
+
+/** Most workers a pool will run; larger requests are clamped to this. */
+#define MH_WORKERS_MAX 1024
+
+/*
+ * Pool configuration. A zeroed struct (or a NULL pointer) means defaults.
+ */
+struct mh_config {
+    /* Backend name ("seq", "threads", ...). NULL: $MANYHANDS_BACKEND, else
+     * the best backend this build has (first of mh_backends()). */
+    const char *backend;
+    /* Worker count. 0: $MANYHANDS_WORKERS, else the CPUs this process may
+     * run on (sched_getaffinity). Negative: MH_EINVAL. Above
+     * MH_WORKERS_MAX: clamped. For "mpi" the rank count decides instead. */
+    int workers;
+    /* Items handed out at a time. 0: adaptive (about 64 chunks per worker,
+     * at most 4096 items each). */
+    size_t chunk;
+    /* Per-item time limit in seconds; 0 means none. Only backends that can
+     * stop a running item (processes: "fork") accept it; the others fail
+     * mh_pool_open with MH_ENOTSUP rather than ignore it. */
+    double timeout_s;
+    /* MH_STOP (default) or MH_CONTINUE. */
+    enum mh_on_error on_error;
+};
+
+/**
+ * Open a pool: resolve the config, then start the backend's workers.
+ * On success *pool is set and 0 returned; on error *pool is NULL and
+ * nothing is left running. Errors: MH_EINVAL (NULL pool, bad config or
+ * environment value), MH_ENOTSUP (backend unknown or not in this build, or
+ * a timeout on a backend that cannot enforce one), MH_ENOMEM, MH_EAGAIN.
+ */
+MH_EXPORT int mh_pool_open(mh_pool **pool, const struct mh_config *config);
+
+/**
+ * Stop the pool's workers, wait for them, release everything. NULL is a
+ * no-op. Must not be called while a map on this pool is running. In a
+ * child process forked after the pool was opened, it only frees memory.
+ */
+MH_EXPORT void mh_pool_close(mh_pool *pool);
+
+/** The backend's name, such as "threads". */
+MH_EXPORT const char *mh_pool_backend(const mh_pool *pool);
+
+/** The resolved worker count (at least 1). */
+MH_EXPORT int mh_pool_workers(const mh_pool *pool);
+
+/**
+ * The backends this build has, best first, as a NULL-terminated list of
+ * names. "seq" is always present (and last).
+ */
+MH_EXPORT const char *const *mh_backends(void);
+
+/** The library version, "MAJOR.MINOR.PATCH". */
+MH_EXPORT const char *mh_version(void);
+
+/* ------------------------------------------------------------------- tasks */
+
+/**
+ * The function a map runs once per item: read `in`, write `out`, return 0
+ * or any non-zero value for failure (reported as MH_ECALLBACK, the value
+ * kept in the report). It runs concurrently with itself on other items.
+ * A failing call must not leave memory owned by `out`.
+ */
+typedef int (*mh_fn)(const void *in, void *out, void *ctx);
+
+/**
+ * How output items that own memory (a GMP mpz_t, a heap string) travel
+ * between processes. Backends that share the caller's memory never use it;
+ * "fork" and "mpi" encode in the worker and decode in the caller. All four
+ * slots are required when a codec is given.
+ */
+struct mh_codec {
+    /* Bytes needed to encode *item. */
+    size_t (*size)(const void *item, void *ctx);
+    /* Encode *item into buf[0..len) where len == size(item); 0 or non-zero. */
+    int (*encode)(const void *item, void *buf, size_t len, void *ctx);
+    /* Build *item (uninitialised) from buf[0..len); 0 or non-zero. */
+    int (*decode)(void *item, const void *buf, size_t len, void *ctx);
+    /* Release what *item owns. */
+    void (*clear)(void *item, void *ctx);
+};
+
+/** Per-item outcome, written to mh_task.status when it is given. */
+enum mh_item_status {
+    MH_ITEM_NOT_RUN = 0,   /* never started (the map stopped first) */
+    MH_ITEM_OK = 1,        /* out[i] holds the result */
+    MH_ITEM_FAILED = 2,    /* the callback returned non-zero */
+    MH_ITEM_CRASHED = 3,   /* the worker died while running it */
+    MH_ITEM_TIMED_OUT = 4, /* it ran past the per-item timeout */
+};
+
+/** Name of an MH_ITEM_* value, such as "ok". */
+MH_EXPORT const char *mh_item_status_name(int status);
+
+/**
+ * One map: out[i] = fn(in[i]) for i in [0, n), in input order.
+ *
+ * With a codec, each successful out[i] owns memory the caller releases
+ * with codec->clear. When the map fails and no status array was given, the
+ * library clears every result it produced first (out then owns nothing);
+ * with a status array, results whose status is MH_ITEM_OK are kept.
+ */
+struct mh_task {
+    size_t n;             /* item count; 0 is a map that runs nothing */
+    const void *in;       /* n items of in_size bytes */
+    size_t in_size;
+    void *out;            /* n items of out_size bytes */
+    size_t out_size;
+    mh_fn fn;
+    void *ctx;            /* passed to fn, codec and progress */
+    const struct mh_codec *codec; /* NULL: outputs are plain bytes */
+    uint8_t *status;      /* NULL, or n MH_ITEM_* values written by the map */
+    /* NULL, or called on the calling thread as items complete, with the
+     * count done so far; the last call has done == n on success. */
+    void (*progress)(size_t done, size_t n, void *ctx);
+};
+
+/** Index meaning "no item" in a report. */
+#define MH_NO_ITEM SIZE_MAX
+
+/** What a map did. Filled on success and on failure after validation. */
+struct mh_report {
+    int code;              /* what the call returned */
+    const char *backend;   /* backend that ran the map */
+    int workers;           /* workers that took part */
+    size_t chunk;          /* items per chunk used */
+    size_t items_done;     /* items with MH_ITEM_OK */
+    size_t items_failed;   /* items failed, crashed or timed out */
+    size_t failed_index;   /* lowest failing item, or MH_NO_ITEM */
+    int failed_status;     /* its MH_ITEM_* value, or MH_ITEM_OK */
+    int callback_code;     /* fn's return for it, 0 when it did not return */
+    int worker_signal;     /* signal that killed its worker, or 0 */
+    int worker_exit;       /* exit status of a worker that quit without a
+                            * result, or -1 */
+    long worker_pid;       /* that worker's pid, or 0 */
+    double wall_s;         /* wall-clock seconds the map took */
+};
+
+/**
+ * Run task on pool. Returns 0 when every item succeeded. Errors before any
+ * item runs: MH_EINVAL (NULL pool, task or fn; NULL in/out with n > 0;
+ * zero sizes; incomplete codec), MH_EOVERFLOW (n * size overflows),
+ * MH_ENOMEM. Errors of items: MH_ECALLBACK, MH_EWORKER, MH_ETIMEDOUT
+ * (report says which item and how); with MH_CONTINUE every other item ran.
+ *
+ * Called from inside a callback (a map within a map) it runs inline on the
+ * calling thread. Maps on one pool from several threads are serialised.
+ * report may be NULL.
+ */
+MH_EXPORT int mh_map(mh_pool *pool, const struct mh_task *task,
+                     struct mh_report *report);
+
+/**
+ * How mh_reduce folds mapped values into one accumulator of plain bytes.
+ */
+struct mh_reducer {
+    size_t acc_size;                                  /* accumulator bytes */
+    /* acc = acc (+) value, where value is one item's fn output. */
+    void (*fold)(void *acc, const void *value, void *ctx);
+    /* acc = acc (+) other, both accumulators. */
+    void (*combine)(void *acc, const void *other, void *ctx);
+};
+
+/**
+ * Map-reduce: fold fn(in[i]) into acc for every item. On entry *acc holds
+ * the identity; on success, the result. Items are cut into chunks whose
+ * size depends only on n and config.chunk, never on the worker count;
+ * each chunk folds its items in order from the identity, and the partials
+ * are combined in chunk order, so the result has the same bits on every
+ * backend and every worker count (floating point included).
+ *
+ * task->out, task->status and task->codec must be NULL (MH_EINVAL):
+ * each fn output goes to scratch space of task->out_size bytes and is
+ * folded at once. A failure is reported as for mh_map; *acc is then
+ * unchanged. A worker crash is reported at its chunk's first item.
+ */
+MH_EXPORT int mh_reduce(mh_pool *pool, const struct mh_task *task,
+                        const struct mh_reducer *reducer, void *acc,
+                        struct mh_report *report);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MANYHANDS_H */

@@ -1,0 +1,91 @@
+/*
+ * Config resolution: what the caller asked for, else the environment
+ * (MANYHANDS_BACKEND, MANYHANDS_WORKERS), else the build's and machine's
+ * defaults.
+ */
+/* sched_getaffinity and CPU_COUNT are GNU extensions. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int mh__usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int count = CPU_COUNT(&set);
+        if (count > 0)
+            return count;
+    }
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (int)online : 1;
+}
+
+/* A whole positive decimal number, nothing else; -1 when it is not one. */
+static long config_parse_count(const char *text)
+{
+    if (!text || *text < '0' || *text > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    long value = strtol(text, &end, 10);
+    if (errno || *end != '\0' || value <= 0)
+        return -1;
+    return value;
+}
+
+int mh__config_resolve(const struct mh_config *config, struct mh_config *out,
+                       const struct mh_backend_ops **ops)
+{
+    static const struct mh_config defaults = {0};
+    *out = config ? *config : defaults;
+
+    if (out->on_error != MH_STOP && out->on_error != MH_CONTINUE)
+        return MH_EINVAL;
+    if (!(out->timeout_s >= 0.0) || isinf(out->timeout_s))
+        return MH_EINVAL; /* negative, NaN or infinite */
+    if (out->workers < 0)
+        return MH_EINVAL;
+
+    if (out->workers == 0) {
+        const char *env = getenv("MANYHANDS_WORKERS");
+        if (env && *env) {
+            long count = config_parse_count(env);
+            if (count < 0)
+                return MH_EINVAL;
+            out->workers = count > MH_WORKERS_MAX ? MH_WORKERS_MAX : (int)count;
+        } else {
+            out->workers = mh__usable_cpus();
+        }
+    }
+    if (out->workers > MH_WORKERS_MAX)
+        out->workers = MH_WORKERS_MAX;
+
+    if (!out->backend) {
+        const char *env = getenv("MANYHANDS_BACKEND");
+        out->backend = env && *env ? env : mh__registry[0]->name;
+    }
+    *ops = mh__backend_find(out->backend);
+    if (!*ops)
+        return MH_ENOTSUP;
+    out->backend = (*ops)->name; /* static storage, unlike env or caller's */
+
+    if (out->timeout_s > 0 && !((*ops)->caps & MH__CAP_TIMEOUT))
+        return MH_ENOTSUP;
+    return MH_OK;
+}
+
+size_t mh__chunk_auto(size_t n, int workers)
+{
+    /* About 64 chunks per worker balances irregular items; past 4096 items
+     * a chunk's claim (one atomic add) costs nothing per item. */
+    size_t per = (size_t)workers * 64;
+    size_t chunk = n / per + (n % per != 0);
+    if (chunk > 4096)
+        chunk = 4096;
+    return chunk ? chunk : 1;
+}

@@ -1,0 +1,55 @@
+/*
+ * Private to the manyhands core (src/). Backends see backends/backend.h,
+ * users see include/manyhands.h; neither sees this.
+ */
+#ifndef MH_INTERNAL_H
+#define MH_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "../backends/backend.h"
+#include "manyhands.h"
+#include "mh_config.h"
+
+struct mh_pool {
+    const struct mh_backend_ops *ops;
+    void *state;              /* the backend's */
+    struct mh_config config;  /* resolved: backend and workers filled in */
+    pid_t owner;              /* process that opened it; others run inline */
+    pthread_mutex_t map_lock; /* serialises maps from several threads */
+};
+
+/* The built backends, best first, NULL-terminated (src/registry.c). */
+extern const struct mh_backend_ops *const mh__registry[];
+
+/* The backend called name, or NULL. */
+const struct mh_backend_ops *mh__backend_find(const char *name);
+
+/* Fill out with config (or defaults) resolved against the environment:
+ * backend name and ops, workers. 0 or MH_EINVAL / MH_ENOTSUP. */
+int mh__config_resolve(const struct mh_config *config,
+                       struct mh_config *out,
+                       const struct mh_backend_ops **ops);
+
+/* CPUs this process may run on (sched_getaffinity), at least 1. */
+int mh__usable_cpus(void);
+
+/* Adaptive chunk for n items over workers. */
+size_t mh__chunk_auto(size_t n, int workers);
+
+/* Run task on pool with the given chunk size (0: adaptive). The shared
+ * path of mh_map and mh_reduce; validation is the caller's. */
+int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
+                struct mh_report *report);
+
+/* Validation shared by mh_map and mh_reduce: 0, MH_EINVAL or
+ * MH_EOVERFLOW. need_out: whether task->out is required. */
+int mh__task_check(const struct mh_task *task, bool need_out);
+
+/* An empty report for a call that failed before running anything. */
+void mh__report_init(struct mh_report *report, const mh_pool *pool,
+                     int code);
+
+#endif /* MH_INTERNAL_H */

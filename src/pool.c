@@ -1,0 +1,194 @@
+/* Pool lifecycle, validation and the map path shared by map and reduce. */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int mh_pool_open(mh_pool **pool, const struct mh_config *config)
+{
+    if (!pool)
+        return MH_EINVAL;
+    *pool = NULL;
+
+    struct mh_config resolved;
+    const struct mh_backend_ops *ops;
+    int rc = mh__config_resolve(config, &resolved, &ops);
+    if (rc)
+        return rc;
+
+    mh_pool *p = mh__calloc(1, sizeof *p);
+    if (!p)
+        return MH_ENOMEM;
+    p->ops = ops;
+    p->config = resolved;
+    p->owner = getpid();
+    if (pthread_mutex_init(&p->map_lock, NULL)) {
+        rc = MH_ENOMEM;
+        goto out_free;
+    }
+    rc = ops->open(&p->state, &p->config);
+    if (rc)
+        goto out_mutex;
+    *pool = p;
+    return MH_OK;
+
+out_mutex:
+    pthread_mutex_destroy(&p->map_lock);
+out_free:
+    mh__free(p);
+    return rc;
+}
+
+void mh_pool_close(mh_pool *pool)
+{
+    if (!pool)
+        return;
+    pool->ops->close(pool->state, pool->owner == getpid());
+    pthread_mutex_destroy(&pool->map_lock);
+    mh__free(pool);
+}
+
+const char *mh_pool_backend(const mh_pool *pool)
+{
+    return pool ? pool->ops->name : NULL;
+}
+
+int mh_pool_workers(const mh_pool *pool)
+{
+    return pool ? pool->config.workers : 0;
+}
+
+int mh__task_check(const struct mh_task *task, bool need_out)
+{
+    if (!task || !task->fn || task->in_size == 0 || task->out_size == 0)
+        return MH_EINVAL;
+    if (task->n > 0 && (!task->in || (need_out && !task->out)))
+        return MH_EINVAL;
+    const struct mh_codec *codec = task->codec;
+    if (codec && (!codec->size || !codec->encode || !codec->decode || !codec->clear))
+        return MH_EINVAL;
+    size_t bytes;
+    if (__builtin_mul_overflow(task->n, task->in_size, &bytes) ||
+        __builtin_mul_overflow(task->n, task->out_size, &bytes))
+        return MH_EOVERFLOW;
+    return MH_OK;
+}
+
+void mh__report_init(struct mh_report *report, const mh_pool *pool, int code)
+{
+    if (!report)
+        return;
+    memset(report, 0, sizeof *report);
+    report->code = code;
+    report->backend = pool ? pool->ops->name : NULL;
+    report->failed_index = MH_NO_ITEM;
+    report->failed_status = MH_ITEM_OK;
+    report->worker_exit = -1;
+}
+
+/* Release every result a failed codec map produced: the caller was given
+ * no status array, so it could not tell which out items own memory. */
+static void pool_clear_results(const struct mh_task *task, const uint8_t *status)
+{
+    unsigned char *out = task->out;
+    for (size_t i = 0; i < task->n; i++)
+        if (status[i] == MH_ITEM_OK)
+            task->codec->clear(out + i * task->out_size, task->ctx);
+}
+
+int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
+                struct mh_report *report)
+{
+    double start = mh__now();
+    mh__report_init(report, pool, MH_OK);
+    if (task->n == 0)
+        return MH_OK;
+
+    /* Inside a callback, or in a child forked after open, the pool's
+     * workers are not ours to wait on: run inline, on this thread. */
+    bool inline_run = mh__callback_depth > 0 || pool->owner != getpid();
+    const struct mh_backend_ops *ops = inline_run ? &mh__backend_seq : pool->ops;
+    void *state = inline_run ? NULL : pool->state;
+    int workers = inline_run ? 1 : pool->config.workers;
+
+    if (!chunk)
+        chunk = mh__chunk_auto(task->n, workers);
+    size_t nchunks = task->n / chunk + (task->n % chunk != 0);
+
+    pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
+    struct mh__run run = {
+        .task = task,
+        .chunk = chunk,
+        .nchunks = nchunks,
+        .workers = (size_t)workers < nchunks ? workers : (int)nchunks,
+        .on_error = pool->config.on_error,
+        .timeout_s = pool->config.timeout_s,
+        .status = task->status,
+        .failure = {.index = MH_NO_ITEM},
+        .fail_lock = &fail_lock,
+    };
+    atomic_init(&run.stop, 0);
+    atomic_init(&run.items_done, 0);
+    atomic_init(&run.items_failed, 0);
+
+    /* With a codec and no status array we still need to know which items
+     * own memory, to release them if the map fails. */
+    uint8_t *own_status = NULL;
+    if (run.status) {
+        memset(run.status, MH_ITEM_NOT_RUN, task->n);
+    } else if (task->codec) {
+        own_status = mh__calloc(task->n, 1);
+        if (!own_status) {
+            mh__report_init(report, pool, MH_ENOMEM);
+            return MH_ENOMEM;
+        }
+        run.status = own_status;
+    }
+
+    if (!inline_run)
+        pthread_mutex_lock(&pool->map_lock);
+    mh__callback_depth++;
+    int rc = ops->map(state, &run);
+    mh__callback_depth--;
+    if (!inline_run)
+        pthread_mutex_unlock(&pool->map_lock);
+
+    if (rc == MH_OK && run.failure.index != MH_NO_ITEM)
+        rc = mh__status_code(run.failure.status);
+    if (rc == MH_OK)
+        mh__run_progress(&run);
+    if (rc != MH_OK && own_status)
+        pool_clear_results(task, own_status);
+    mh__free(own_status);
+
+    if (report) {
+        report->code = rc;
+        report->backend = ops->name;
+        report->workers = run.workers;
+        report->chunk = chunk;
+        report->items_done = atomic_load(&run.items_done);
+        report->items_failed = atomic_load(&run.items_failed);
+        if (run.failure.index != MH_NO_ITEM) {
+            report->failed_index = run.failure.index;
+            report->failed_status = run.failure.status;
+            report->callback_code = run.failure.callback_code;
+            report->worker_signal = run.failure.signal;
+            report->worker_exit = run.failure.exit_status;
+            report->worker_pid = run.failure.pid;
+        }
+        report->wall_s = mh__now() - start;
+    }
+    return rc;
+}
+
+int mh_map(mh_pool *pool, const struct mh_task *task, struct mh_report *report)
+{
+    int rc = pool ? mh__task_check(task, true) : MH_EINVAL;
+    if (rc) {
+        mh__report_init(report, pool, rc);
+        return rc;
+    }
+    return mh__map_run(pool, task, pool->config.chunk, report);
+}

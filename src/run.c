@@ -1,0 +1,84 @@
+/*
+ * The per-map helpers every backend shares: the item loop, failure
+ * recording and progress. The item loop is the library's hot path.
+ */
+#include <pthread.h>
+
+#include "internal.h"
+
+_Thread_local int mh__callback_depth;
+
+size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
+                     void *out, uint8_t *status, atomic_int *stop,
+                     struct mh__failure *fail)
+{
+    const struct mh_task *task = run->task;
+    const unsigned char *in = (const unsigned char *)task->in + begin * task->in_size;
+    unsigned char *dst = (unsigned char *)out + begin * task->out_size;
+    size_t ok = 0;
+
+    fail->index = MH_NO_ITEM;
+    fail->count = 0;
+    for (size_t i = begin; i < end; i++, in += task->in_size, dst += task->out_size) {
+        /* Relaxed: the flag only says "stop soon"; it guards no data. */
+        if (atomic_load_explicit(stop, memory_order_relaxed))
+            break;
+        int rc = task->fn(in, dst, task->ctx);
+        if (status)
+            status[i] = rc ? MH_ITEM_FAILED : MH_ITEM_OK;
+        if (rc == 0) {
+            ok++;
+            continue;
+        }
+        if (fail->count++ == 0) {
+            fail->index = i;
+            fail->status = MH_ITEM_FAILED;
+            fail->callback_code = rc;
+            fail->signal = 0;
+            fail->exit_status = -1;
+            fail->pid = 0;
+        }
+        if (run->on_error == MH_STOP) {
+            atomic_store_explicit(stop, 1, memory_order_relaxed);
+            break;
+        }
+    }
+    return ok;
+}
+
+void mh__run_fail(struct mh__run *run, const struct mh__failure *fail)
+{
+    if (fail->index == MH_NO_ITEM)
+        return;
+    pthread_mutex_t *lock = run->fail_lock;
+    pthread_mutex_lock(lock);
+    if (run->failure.index == MH_NO_ITEM || fail->index < run->failure.index)
+        run->failure = *fail;
+    pthread_mutex_unlock(lock);
+    atomic_fetch_add_explicit(&run->items_failed, fail->count ? fail->count : 1,
+                              memory_order_relaxed);
+    if (run->on_error == MH_STOP)
+        atomic_store_explicit(&run->stop, 1, memory_order_relaxed);
+}
+
+int mh__run_chunk(struct mh__run *run, size_t c)
+{
+    size_t begin = c * run->chunk;
+    size_t end = run->task->n - begin < run->chunk ? run->task->n : begin + run->chunk;
+    struct mh__failure fail;
+    size_t ok = mh__run_range(run, begin, end, run->task->out, run->status,
+                              &run->stop, &fail);
+    atomic_fetch_add_explicit(&run->items_done, ok, memory_order_relaxed);
+    if (fail.index == MH_NO_ITEM)
+        return MH_OK;
+    mh__run_fail(run, &fail);
+    return mh__status_code(fail.status);
+}
+
+void mh__run_progress(struct mh__run *run)
+{
+    const struct mh_task *task = run->task;
+    if (task->progress)
+        task->progress(atomic_load_explicit(&run->items_done, memory_order_relaxed),
+                       task->n, task->ctx);
+}

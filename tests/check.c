@@ -1,0 +1,168 @@
+/* The test runner: one test, one backend, the invariants around it. */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+
+mh_pool *mh_test_pool(const char *backend, int workers, size_t chunk,
+                      enum mh_on_error on_error)
+{
+    struct mh_config config = {
+        .backend = backend, .workers = workers, .chunk = chunk, .on_error = on_error,
+    };
+    mh_pool *pool = NULL;
+    int rc = mh_pool_open(&pool, &config);
+    if (rc)
+        fprintf(stderr, "mh_pool_open(%s, workers %d): %s\n", backend, workers,
+                mh_err_name(rc));
+    return pool;
+}
+
+int mh_test_have_backend(const char *backend)
+{
+    for (const char *const *name = mh_backends(); *name; name++)
+        if (strcmp(*name, backend) == 0)
+            return 1;
+    return 0;
+}
+
+static int count_dir(const char *path)
+{
+    DIR *dir = opendir(path);
+    if (!dir)
+        return -1;
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir)))
+        if (entry->d_name[0] != '.')
+            count++;
+    closedir(dir);
+    return count;
+}
+
+int mh_test_count_fds(void)
+{
+    return count_dir("/proc/self/fd");
+}
+
+int mh_test_count_threads(void)
+{
+    return count_dir("/proc/self/task");
+}
+
+static void watchdog_fired(int sig)
+{
+    (void)sig;
+    static const char msg[] = "watchdog: the test did not finish in time (hang)\n";
+    ssize_t ignored = write(2, msg, sizeof msg - 1);
+    (void)ignored;
+    _exit(2);
+}
+
+/* A warm-up map, so that runtime threads a backend keeps for the life of
+ * the process (libgomp's team, MPI's progress threads) are in the baseline
+ * and only what a test leaves behind is counted. */
+static int warm_identity(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    memcpy(out, in, sizeof(int));
+    return 0;
+}
+
+static int warm_up(const char *backend)
+{
+    int in[64] = {0}, out[64];
+    mh_pool *pool = mh_test_pool(backend, 2, 0, MH_STOP);
+    if (!pool)
+        return 1;
+    struct mh_task task = {
+        .n = 64, .in = in, .in_size = sizeof *in, .out = out,
+        .out_size = sizeof *out, .fn = warm_identity,
+    };
+    int rc = mh_map(pool, &task, NULL);
+    mh_pool_close(pool);
+    return rc != 0;
+}
+
+/* Threads may take a moment to leave /proc after they are joined. */
+static int threads_settle(int baseline)
+{
+    int now = mh_test_count_threads();
+    for (int i = 0; i < 2000 && now != baseline; i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+        now = mh_test_count_threads();
+    }
+    return now;
+}
+
+int mh_test_main(int argc, char **argv, const struct mh_test *tests)
+{
+    if (argc == 2 && strcmp(argv[1], "--list") == 0) {
+        for (const struct mh_test *t = tests; t->name; t++)
+            printf("%s\n", t->name);
+        return 0;
+    }
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s TEST BACKEND | --list\n", argv[0]);
+        return 1;
+    }
+    const struct mh_test *test = tests;
+    while (test->name && strcmp(test->name, argv[1]) != 0)
+        test++;
+    if (!test->name) {
+        fprintf(stderr, "no test called %s\n", argv[1]);
+        return 1;
+    }
+    const char *backend = argv[2];
+    if (!mh_test_have_backend(backend)) {
+        fprintf(stderr, "backend %s is not in this build: skipped\n", backend);
+        return MH_SKIP;
+    }
+    /* The environment must not choose for the tests. */
+    unsetenv("MANYHANDS_BACKEND");
+    unsetenv("MANYHANDS_WORKERS");
+
+    const char *limit = getenv("MH_TEST_WATCHDOG");
+    signal(SIGALRM, watchdog_fired);
+    alarm(limit ? (unsigned)atoi(limit) : 120);
+
+    if (warm_up(backend)) {
+        fprintf(stderr, "warm-up map on %s failed\n", backend);
+        return 1;
+    }
+    int fds = mh_test_count_fds(), threads = mh_test_count_threads();
+
+    int rc = test->run(backend);
+    if (rc == MH_SKIP)
+        return MH_SKIP;
+
+    /* The global invariants, whatever the test's verdict. */
+    errno = 0;
+    pid_t child = waitpid(-1, NULL, WNOHANG);
+    if (child != -1 || errno != ECHILD) {
+        fprintf(stderr, "invariant: a child process is left (waitpid gave %ld)\n",
+                (long)child);
+        rc = 1;
+    }
+    int fds_after = mh_test_count_fds();
+    if (fds_after != fds) {
+        fprintf(stderr, "invariant: %d descriptors before, %d after\n", fds, fds_after);
+        rc = 1;
+    }
+    int threads_after = threads_settle(threads);
+    if (threads_after != threads) {
+        fprintf(stderr, "invariant: %d threads before, %d after\n", threads,
+                threads_after);
+        rc = 1;
+    }
+    alarm(0);
+    fprintf(stderr, "%s %s: %s\n", test->name, backend, rc ? "FAIL" : "ok");
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,67 @@
+/*
+ * The test kit shared by every test binary: checks that survive NDEBUG,
+ * and a runner that holds the global invariants around each test —
+ * a watchdog, no child left, no new descriptor, no thread left.
+ *
+ * A test binary defines a table of struct mh_test and calls
+ * mh_test_main(argc, argv, table): `prog TEST BACKEND` runs one test on one
+ * backend (exit 0 pass, 1 fail, 77 skip); `prog --list` prints the names.
+ */
+#ifndef MH_TEST_CHECK_H
+#define MH_TEST_CHECK_H
+
+#include <stdio.h>
+
+#include "manyhands.h"
+
+#define MH_SKIP 77
+
+#define CHECK(cond)                                                           \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
+                    #cond);                                                   \
+            return 1;                                                         \
+        }                                                                     \
+    } while (0)
+
+/* expr must return want (MH_* codes, shown by name). */
+#define CHECK_RC(expr, want)                                                   \
+    do {                                                                       \
+        int check_rc_ = (expr), check_want_ = (want);                          \
+        if (check_rc_ != check_want_) {                                        \
+            fprintf(stderr, "%s:%d: %s\n  returned %s (%d), want %s (%d)\n",   \
+                    __FILE__, __LINE__, #expr, mh_err_name(check_rc_),         \
+                    check_rc_, mh_err_name(check_want_), check_want_);         \
+            return 1;                                                          \
+        }                                                                      \
+    } while (0)
+
+/* Run a sub-check that returns 0 or 1, and fail with it. */
+#define CHECK_OK(expr)                                                        \
+    do {                                                                      \
+        if ((expr) != 0) {                                                    \
+            fprintf(stderr, "%s:%d: in %s\n", __FILE__, __LINE__, #expr);     \
+            return 1;                                                         \
+        }                                                                     \
+    } while (0)
+
+struct mh_test {
+    const char *name;
+    int (*run)(const char *backend); /* 0 pass, 1 fail, MH_SKIP */
+};
+
+/* Open a pool on backend with the given workers, chunk and policy. */
+mh_pool *mh_test_pool(const char *backend, int workers, size_t chunk,
+                      enum mh_on_error on_error);
+
+/* Whether this build has backend. */
+int mh_test_have_backend(const char *backend);
+
+/* Count of entries in /proc/self/fd, /proc/self/task. */
+int mh_test_count_fds(void);
+int mh_test_count_threads(void);
+
+int mh_test_main(int argc, char **argv, const struct mh_test *tests);
+
+#endif /* MH_TEST_CHECK_H */
