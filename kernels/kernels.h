@@ -1,0 +1,53 @@
+/*
+ * Kernels: the workloads the harness, the tests and the micro-benchmarks
+ * share. Each is a descriptor in one registry (kernels/registry.c); the
+ * harness knows nothing about any kernel beyond this header.
+ *
+ * Lifecycle of one measured cell:
+ *   setup(&ctx, n, seed)  -> generate(in, n, seed, ctx) -> mh_map(fn) ->
+ *   verify(in, out, n, ctx) -> clear outputs (codec->clear) -> teardown(ctx)
+ */
+#ifndef MHK_KERNELS_H
+#define MHK_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "manyhands.h"
+
+enum mhk_bound {
+    MHK_CPU, /* time goes to computing */
+    MHK_IO,  /* time goes to waiting: sleep, storage, network */
+};
+
+struct mhk_kernel {
+    const char *name;        /* "factorial", "sleep", ... */
+    const char *description; /* one line */
+    enum mhk_bound bound;
+    size_t in_size, out_size;
+    const struct mh_codec *codec; /* NULL: outputs are plain bytes */
+    size_t default_items;         /* items in a default matrix cell */
+    size_t quick_items;           /* items in a --quick cell */
+
+    /* Prepare what the items share (a large array, a file, a server) for n
+     * items; *ctx is passed to every other slot and to fn. 0 or an MH_E*
+     * code. NULL when the kernel needs nothing. */
+    int (*setup)(void **ctx, size_t n, uint64_t seed);
+    /* Fill n inputs, deterministically from seed. */
+    void (*generate)(void *in, size_t n, uint64_t seed, void *ctx);
+    /* The map function. */
+    mh_fn fn;
+    /* Check n outputs by a method independent of fn: 0 when all are
+     * right, else 1 + the index of the first wrong one. */
+    size_t (*verify)(const void *in, const void *out, size_t n, void *ctx);
+    /* Release what setup made. NULL when setup is NULL. */
+    void (*teardown)(void *ctx);
+};
+
+/* The kernels, NULL-terminated, CPU-bound first. */
+const struct mhk_kernel *const *mhk_kernels(void);
+
+/* The kernel called name, or NULL. */
+const struct mhk_kernel *mhk_find(const char *name);
+
+#endif /* MHK_KERNELS_H */
