@@ -11,6 +11,7 @@
 #ifndef MH_BACKEND_H
 #define MH_BACKEND_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -117,12 +118,17 @@ int mh__status_code(int item_status);
 extern _Thread_local int mh__callback_depth;
 
 /*
- * Allocation for the library and its backends goes through these, so that
- * a fault-injection build can make any one of them fail (src/sys.c).
+ * Allocation and the OS calls that start workers go through these, in the
+ * library and every backend, so that a fault-injection build can make any
+ * one of them fail (src/sys.c). They behave exactly like the calls named.
  */
 void *mh__malloc(size_t size);
 void *mh__calloc(size_t count, size_t size);
 void mh__free(void *p);
+void *mh__mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset);
+pid_t mh__fork(void);
+int mh__pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                       void *(*start)(void *), void *arg);
 
 /* Monotonic clock, seconds. */
 double mh__now(void);

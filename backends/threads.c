@@ -236,7 +236,7 @@ static int threads_open(void **state, const struct mh_config *config)
     int started = 0;
     for (; started < helpers; started++) {
         records[started] = (struct threads_helper){.pool = tp, .id = started};
-        if (pthread_create(&tp->threads[started], NULL, threads_helper_main,
+        if (mh__pthread_create(&tp->threads[started], NULL, threads_helper_main,
                            &records[started]))
             break;
     }
