@@ -1,0 +1,336 @@
+/*
+ * Fault injection (curl's torture tests): for N = 1, 2, ... make the Nth
+ * allocation, mmap, fork or pthread_create of one phase fail — opening a
+ * pool, or a map — until a run makes fewer than N such calls. Every
+ * injected failure must come back as its code (MH_ENOMEM for allocation
+ * and mmap, MH_EAGAIN for fork and thread creation) or be absorbed with a
+ * complete, correct result; after each run no library allocation, user
+ * string, descriptor, child or thread is left over. LSan (the ASan build)
+ * and valgrind check the rest of the heap.
+ *
+ * Built only with MANYHANDS_FAULT_INJECTION=ON. One CTest entry per test
+ * and backend (faults.<backend>.<test>); a backend that makes no call of a
+ * kind in a phase skips (77), so it shows as not applicable, not passed.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "fault.h"
+
+/* Large enough that a failing N is never the last call by accident. */
+#define FAULTS_MAX_N 100000
+#define FAULTS_ITEMS 1000
+#define FAULTS_WORKERS 4
+
+enum faults_phase { FAULTS_OPEN, FAULTS_MAP };
+
+static const char *const faults_kind_names[] = {"alloc", "mmap", "fork", "thread"};
+
+/* ------------------------------------------------------ the user's side */
+
+/* An output item that owns heap memory, so that the codec path (encode in
+ * a worker process, decode in the caller, clear on failure) is exercised
+ * and any result the library forgets to clear is counted. */
+struct faults_str {
+    char *p;
+    size_t len;
+};
+
+/* Strings allocated and not freed by this process (fn in-process, decode). */
+static atomic_long faults_user_live;
+
+static char *faults_str_alloc(size_t len)
+{
+    char *p = malloc(len);
+    if (p)
+        atomic_fetch_add_explicit(&faults_user_live, 1, memory_order_relaxed);
+    return p;
+}
+
+static size_t faults_str_len(int x)
+{
+    return 1 + (size_t)x % 37;
+}
+
+static int faults_fn_str(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    int x = *(const int *)in;
+    struct faults_str *s = out;
+    s->len = faults_str_len(x);
+    s->p = faults_str_alloc(s->len);
+    if (!s->p)
+        return 1;
+    for (size_t i = 0; i < s->len; i++)
+        s->p[i] = (char)('a' + (x + (int)i) % 26);
+    return 0;
+}
+
+static size_t faults_codec_size(const void *item, void *ctx)
+{
+    (void)ctx;
+    return ((const struct faults_str *)item)->len;
+}
+
+static int faults_codec_encode(const void *item, void *buf, size_t len, void *ctx)
+{
+    (void)ctx;
+    memcpy(buf, ((const struct faults_str *)item)->p, len);
+    return 0;
+}
+
+static int faults_codec_decode(void *item, const void *buf, size_t len, void *ctx)
+{
+    (void)ctx;
+    struct faults_str *s = item;
+    s->p = faults_str_alloc(len ? len : 1);
+    if (!s->p)
+        return 1;
+    memcpy(s->p, buf, len);
+    s->len = len;
+    return 0;
+}
+
+static void faults_codec_clear(void *item, void *ctx)
+{
+    (void)ctx;
+    struct faults_str *s = item;
+    if (s->p)
+        atomic_fetch_sub_explicit(&faults_user_live, 1, memory_order_relaxed);
+    free(s->p);
+    s->p = NULL;
+}
+
+static const struct mh_codec faults_codec = {
+    .size = faults_codec_size,
+    .encode = faults_codec_encode,
+    .decode = faults_codec_decode,
+    .clear = faults_codec_clear,
+};
+
+static int faults_fn_double(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    *(long *)out = 2L * *(const int *)in;
+    return 0;
+}
+
+static void faults_fold(void *acc, const void *value, void *ctx)
+{
+    (void)ctx;
+    *(long *)acc += *(const long *)value;
+}
+
+static void faults_combine(void *acc, const void *other, void *ctx)
+{
+    (void)ctx;
+    *(long *)acc += *(const long *)other;
+}
+
+/* ------------------------------------------------------------- a run */
+
+struct faults_outcome {
+    int rc[3];          /* open, map, reduce (MH_OK when not reached) */
+    int wrong;          /* a call returned MH_OK with a wrong result */
+    unsigned long calls; /* calls of the armed kind in the armed phase */
+};
+
+/* The map phase: a codec map (the library allocates its own status array
+ * for it) and a reduce. Results are checked whenever a call succeeds. */
+static void faults_map_phase(mh_pool *pool, const int *in, struct faults_outcome *o)
+{
+    static struct faults_str out[FAULTS_ITEMS];
+    memset(out, 0, sizeof out);
+    struct mh_task task = {
+        .n = FAULTS_ITEMS, .in = in, .in_size = sizeof *in, .out = out,
+        .out_size = sizeof *out, .fn = faults_fn_str, .codec = &faults_codec,
+    };
+    o->rc[1] = mh_map(pool, &task, NULL);
+    if (o->rc[1] == MH_OK) {
+        for (size_t i = 0; i < FAULTS_ITEMS; i++) {
+            size_t len = faults_str_len(in[i]);
+            if (!out[i].p || out[i].len != len ||
+                out[i].p[len - 1] != (char)('a' + (in[i] + (int)len - 1) % 26))
+                o->wrong = 1;
+            faults_codec_clear(&out[i], NULL);
+        }
+    }
+
+    struct mh_task sum = {
+        .n = FAULTS_ITEMS, .in = in, .in_size = sizeof *in, .out_size = sizeof(long),
+        .fn = faults_fn_double,
+    };
+    struct mh_reducer reducer = {
+        .acc_size = sizeof(long), .fold = faults_fold, .combine = faults_combine,
+    };
+    long acc = 0;
+    o->rc[2] = mh_reduce(pool, &sum, &reducer, &acc, NULL);
+    if (o->rc[2] == MH_OK && acc != (long)FAULTS_ITEMS * (FAULTS_ITEMS - 1))
+        o->wrong = 1;
+    else if (o->rc[2] != MH_OK && acc != 0)
+        o->wrong = 1; /* a failed reduce leaves acc unchanged */
+}
+
+/* Open, map, close on backend with kind armed at nth during phase. */
+static void faults_run(const char *backend, int kind, enum faults_phase phase,
+                       unsigned long nth, struct faults_outcome *o)
+{
+    static int in[FAULTS_ITEMS];
+    for (int i = 0; i < FAULTS_ITEMS; i++)
+        in[i] = i;
+    memset(o, 0, sizeof *o);
+    struct mh_config config = {.backend = backend, .workers = FAULTS_WORKERS};
+    mh_pool *pool = NULL;
+
+    if (phase == FAULTS_OPEN)
+        mh__fault_arm(kind, nth);
+    o->rc[0] = mh_pool_open(&pool, &config);
+    if (phase == FAULTS_OPEN) {
+        o->calls = mh__fault_calls(kind);
+        mh__fault_arm(kind, 0);
+    }
+    if (o->rc[0] != MH_OK) {
+        if (pool)
+            o->wrong = 1; /* a failed open must leave *pool NULL */
+        return;
+    }
+    if (phase == FAULTS_MAP)
+        mh__fault_arm(kind, nth);
+    faults_map_phase(pool, in, o);
+    if (phase == FAULTS_MAP) {
+        o->calls = mh__fault_calls(kind);
+        mh__fault_arm(kind, 0);
+    }
+    mh_pool_close(pool);
+}
+
+static int faults_threads_settle(int baseline)
+{
+    int now = mh_test_count_threads();
+    for (int i = 0; i < 2000 && now != baseline; i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+        now = mh_test_count_threads();
+    }
+    return now;
+}
+
+static int faults_torture(const char *backend, int kind, enum faults_phase phase)
+{
+    const int want = kind == MH__FAULT_ALLOC || kind == MH__FAULT_MMAP ? MH_ENOMEM : MH_EAGAIN;
+    const char *phase_name = phase == FAULTS_OPEN ? "open" : "map";
+    long live = mh__fault_live_allocs();
+    int fds = mh_test_count_fds(), threads = mh_test_count_threads();
+    unsigned long injected = 0, absorbed = 0, n;
+
+    for (n = 1; n <= FAULTS_MAX_N; n++) {
+        struct faults_outcome o;
+        faults_run(backend, kind, phase, n, &o);
+        bool hit = o.calls >= n;
+        int errors = 0;
+        for (int i = 0; i < 3; i++) {
+            if (o.rc[i] == MH_OK)
+                continue;
+            errors++;
+            if (!hit || o.rc[i] != want) {
+                fprintf(stderr, "%s %s %s N=%lu: call %d returned %s, want %s%s\n",
+                        faults_kind_names[kind], phase_name, backend, n, i,
+                        mh_err_name(o.rc[i]), hit ? mh_err_name(want) : "MH_OK",
+                        hit ? "" : " (no fault was injected)");
+                return 1;
+            }
+        }
+        if (o.wrong) {
+            fprintf(stderr, "%s %s %s N=%lu: wrong result or state after the fault\n",
+                    faults_kind_names[kind], phase_name, backend, n);
+            return 1;
+        }
+        /* Nothing left behind, whatever failed. */
+        errno = 0;
+        pid_t child = waitpid(-1, NULL, WNOHANG);
+        CHECK(child == -1 && errno == ECHILD);
+        CHECK(mh__fault_live_allocs() == live);
+        CHECK(atomic_load(&faults_user_live) == 0);
+        CHECK(mh_test_count_fds() == fds);
+        CHECK(faults_threads_settle(threads) == threads);
+        if (!hit)
+            break;
+        injected++;
+        absorbed += errors == 0;
+    }
+    CHECK(n <= FAULTS_MAX_N);
+    if (injected == 0) {
+        fprintf(stderr, "%s makes no %s call in %s: skipped\n", backend,
+                faults_kind_names[kind], phase_name);
+        return MH_SKIP;
+    }
+    fprintf(stderr, "faults: injected %lu (%s, %s, %s), %lu absorbed with a correct result\n",
+            injected, faults_kind_names[kind], phase_name, backend, absorbed);
+    return 0;
+}
+
+static int test_alloc_open(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_ALLOC, FAULTS_OPEN);
+}
+
+static int test_alloc_map(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_ALLOC, FAULTS_MAP);
+}
+
+static int test_mmap_open(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_MMAP, FAULTS_OPEN);
+}
+
+static int test_mmap_map(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_MMAP, FAULTS_MAP);
+}
+
+static int test_fork_open(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_FORK, FAULTS_OPEN);
+}
+
+static int test_fork_map(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_FORK, FAULTS_MAP);
+}
+
+static int test_thread_open(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_THREAD, FAULTS_OPEN);
+}
+
+static int test_thread_map(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_THREAD, FAULTS_MAP);
+}
+
+#define MH_TEST(name) {#name, test_##name},
+static const struct mh_test tests[] = {
+    MH_TEST(alloc_open)
+    MH_TEST(alloc_map)
+    MH_TEST(mmap_open)
+    MH_TEST(mmap_map)
+    MH_TEST(fork_open)
+    MH_TEST(fork_map)
+    MH_TEST(thread_open)
+    MH_TEST(thread_map)
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    return mh_test_main(argc, argv, tests);
+}
