@@ -6,7 +6,7 @@ BUILD_TYPE ?= Release
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test bench clean
+.PHONY: all deps configure build test bench micro clean
 
 all: build
 
@@ -25,6 +25,17 @@ test: build
 # The main job: the blog's experiment on every backend this build has.
 bench: build
 	$(BUILD)/examples/seed 1000000 4
+
+# What the library itself costs (Google Benchmark): every figure in
+# docs/results.md "Library overhead", as JSON in results/$(LABEL)/micro.json.
+# MICRO_FLAGS passes flags through: MICRO_FLAGS=--benchmark_filter=threads
+LABEL ?= $(shell hostname)
+MICRO_FLAGS ?=
+micro: configure
+	cmake --build $(BUILD) -j $(JOBS) --target micro
+	mkdir -p results/$(LABEL)
+	$(BUILD)/harness/micro/micro --benchmark_out=results/$(LABEL)/micro.json \
+	  --benchmark_out_format=json $(MICRO_FLAGS)
 
 clean:
 	rm -rf $(BUILD)

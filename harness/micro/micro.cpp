@@ -1,0 +1,526 @@
+// manyhands micro-benchmarks: what the library itself costs.
+//
+// Google Benchmark, from C++, over the public C API. One family per
+// question, registered once per backend this build has (mh_backends(),
+// "mpi" left out: its ranks come from mpiexec) and per worker count:
+//
+//   map_empty/B/workers:W/n:N/chunk:C   per-item overhead: an empty function
+//                                       over N ints (counter ns_per_item)
+//   map_small/B/workers:W/n:W           latency of a map of one item per
+//                                       worker, pool already open
+//   pool_open_close/B/workers:W         mh_pool_open + mh_pool_close
+//   reduce_sumsq/B/workers:W/n:N        mh_reduce, sum of squares of doubles
+//   seed_factorial/B/workers:W/n:N      the blog's workload: N GMP
+//                                       factorials of ints in [1, 100),
+//                                       results kept (cleared untimed)
+//
+// With OpenMP, B = raw_openmp is the same work as a bare
+// `#pragma omp parallel for schedule(dynamic, C)` loop: the floor the
+// library is measured against, in the same process and conditions.
+//
+// Every benchmark uses real time. Defaults: 5 repetitions, aggregates
+// only on the console (the JSON file keeps every repetition); any
+// --benchmark_* flag given on the command line overrides them.
+#include <benchmark/benchmark.h>
+#include <gmp.h>
+#include <manyhands.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#ifdef MICRO_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+namespace {
+
+// ------------------------------------------------------------ callbacks
+// C linkage: the library calls them through mh_fn / mh_codec pointers.
+extern "C" {
+
+static int micro_empty(const void *, void *, void *) { return 0; }
+
+static int micro_square(const void *in, void *out, void *)
+{
+    double x = *static_cast<const double *>(in);
+    *static_cast<double *>(out) = x * x;
+    return 0;
+}
+
+static void micro_sum_fold(void *acc, const void *value, void *)
+{
+    *static_cast<double *>(acc) += *static_cast<const double *>(value);
+}
+
+static void micro_sum_combine(void *acc, const void *other, void *)
+{
+    *static_cast<double *>(acc) += *static_cast<const double *>(other);
+}
+
+// n! by repeated multiplication, as the blog's factorial(n) and
+// examples/seed.c do.
+static int micro_factorial(const void *in, void *out, void *)
+{
+    unsigned long n = static_cast<unsigned long>(*static_cast<const int *>(in));
+    mpz_ptr result = static_cast<mpz_ptr>(out);
+    mpz_init2(result, 8 * n + 64); // log2(99) < 7: one allocation
+    mpz_set_ui(result, 1);
+    for (unsigned long k = 2; k <= n; k++)
+        mpz_mul_ui(result, result, k);
+    return 0;
+}
+
+// How a result crosses between processes (fork): magnitude bytes.
+static size_t micro_mpz_size(const void *item, void *)
+{
+    return (mpz_sizeinbase(static_cast<mpz_srcptr>(item), 2) + 7) / 8;
+}
+
+static int micro_mpz_encode(const void *item, void *buf, size_t len, void *)
+{
+    std::memset(buf, 0, len); // zero exports no bytes
+    mpz_export(buf, nullptr, 1, 1, 1, 0, static_cast<mpz_srcptr>(item));
+    return 0;
+}
+
+static int micro_mpz_decode(void *item, const void *buf, size_t len, void *)
+{
+    mpz_init(static_cast<mpz_ptr>(item));
+    mpz_import(static_cast<mpz_ptr>(item), len, 1, 1, 1, 0, buf);
+    return 0;
+}
+
+static void micro_mpz_clear(void *item, void *) { mpz_clear(static_cast<mpz_ptr>(item)); }
+
+} // extern "C"
+
+const struct mh_codec mpz_codec = {
+    micro_mpz_size, micro_mpz_encode, micro_mpz_decode, micro_mpz_clear,
+};
+
+// ------------------------------------------------------------ shared data
+// Allocated on first use and kept: a filter that skips a family never
+// pays for its data.
+
+const size_t kSeedItems = 1000000;
+
+const std::vector<int> &ints(size_t n)
+{
+    static std::vector<int> v;
+    if (v.size() < n)
+        v.assign(n, 1);
+    return v;
+}
+
+std::vector<int> &int_out(size_t n)
+{
+    static std::vector<int> v;
+    if (v.size() < n)
+        v.assign(n, 0);
+    return v;
+}
+
+const std::vector<double> &doubles(size_t n)
+{
+    static std::vector<double> v;
+    if (v.size() < n) {
+        v.resize(n);
+        for (size_t i = 0; i < n; i++)
+            v[i] = static_cast<double>(i % 1000) * 0.001;
+    }
+    return v;
+}
+
+// The seed's inputs: srand(2017), 1 + rand() % 99, as examples/seed.c.
+const std::vector<int> &seed_inputs()
+{
+    static std::vector<int> v;
+    if (v.empty()) {
+        v.resize(kSeedItems);
+        std::srand(2017);
+        for (int &x : v)
+            x = 1 + std::rand() % 99;
+    }
+    return v;
+}
+
+// Exact sum of squares of doubles(n), folded in one order: the check.
+double sumsq_expected(size_t n)
+{
+    long double s = 0;
+    for (double x : doubles(n))
+        s += static_cast<long double>(x) * x;
+    return static_cast<double>(s);
+}
+
+// ------------------------------------------------------------ helpers
+
+// An open pool for one benchmark; skips it with the library's message
+// when the backend cannot open (not built, no fork, ...).
+struct Pool {
+    mh_pool *pool = nullptr;
+    Pool(benchmark::State &state, const char *backend, int workers, size_t chunk)
+    {
+        struct mh_config config = {};
+        config.backend = backend;
+        config.workers = workers;
+        config.chunk = chunk;
+        int rc = mh_pool_open(&pool, &config);
+        if (rc)
+            state.SkipWithError((std::string("mh_pool_open: ") + mh_strerror(rc)).c_str());
+    }
+    ~Pool() { mh_pool_close(pool); }
+    Pool(const Pool &) = delete;
+    Pool &operator=(const Pool &) = delete;
+};
+
+// ns per item from real time: rate = value * iterations / seconds, so
+// inverted with value = n * 1e-9 it is seconds * 1e9 / (n * iterations).
+void per_item(benchmark::State &state, size_t n)
+{
+    state.counters["ns_per_item"] = benchmark::Counter(
+        static_cast<double>(n) * 1e-9,
+        benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+    state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n));
+}
+
+void map_fail(benchmark::State &state, int rc)
+{
+    state.SkipWithError((std::string("mh_map: ") + mh_strerror(rc)).c_str());
+}
+
+// ------------------------------------------------------------ library
+
+void bm_map_empty(benchmark::State &state, const char *backend, int workers, size_t n,
+                  size_t chunk)
+{
+    const std::vector<int> &in = ints(n);
+    std::vector<int> &out = int_out(n);
+    Pool p(state, backend, workers, chunk);
+    if (!p.pool)
+        return;
+    struct mh_task task = {};
+    task.n = n;
+    task.in = in.data();
+    task.in_size = sizeof(int);
+    task.out = out.data();
+    task.out_size = sizeof(int);
+    task.fn = micro_empty;
+    struct mh_report report = {};
+    for (auto _ : state) {
+        int rc = mh_map(p.pool, &task, &report);
+        if (rc) {
+            map_fail(state, rc);
+            break;
+        }
+    }
+    per_item(state, n);
+    state.counters["chunk"] = static_cast<double>(report.chunk);
+    state.counters["workers_used"] = report.workers;
+}
+
+void bm_map_small(benchmark::State &state, const char *backend, int workers)
+{
+    size_t n = static_cast<size_t>(workers);
+    const std::vector<int> &in = ints(n);
+    std::vector<int> &out = int_out(n);
+    Pool p(state, backend, workers, 0);
+    if (!p.pool)
+        return;
+    struct mh_task task = {};
+    task.n = n;
+    task.in = in.data();
+    task.in_size = sizeof(int);
+    task.out = out.data();
+    task.out_size = sizeof(int);
+    task.fn = micro_empty;
+    for (auto _ : state) {
+        int rc = mh_map(p.pool, &task, nullptr);
+        if (rc) {
+            map_fail(state, rc);
+            break;
+        }
+    }
+}
+
+void bm_pool_open_close(benchmark::State &state, const char *backend, int workers)
+{
+    struct mh_config config = {};
+    config.backend = backend;
+    config.workers = workers;
+    for (auto _ : state) {
+        mh_pool *pool;
+        int rc = mh_pool_open(&pool, &config);
+        if (rc) {
+            state.SkipWithError((std::string("mh_pool_open: ") + mh_strerror(rc)).c_str());
+            break;
+        }
+        mh_pool_close(pool);
+    }
+}
+
+void bm_reduce_sumsq(benchmark::State &state, const char *backend, int workers, size_t n)
+{
+    const std::vector<double> &in = doubles(n);
+    static double expected = sumsq_expected(n);
+    Pool p(state, backend, workers, 0);
+    if (!p.pool)
+        return;
+    struct mh_task task = {};
+    task.n = n;
+    task.in = in.data();
+    task.in_size = sizeof(double);
+    task.out_size = sizeof(double);
+    task.fn = micro_square;
+    struct mh_reducer reducer = {sizeof(double), micro_sum_fold, micro_sum_combine};
+    double sum = 0;
+    for (auto _ : state) {
+        sum = 0;
+        int rc = mh_reduce(p.pool, &task, &reducer, &sum, nullptr);
+        if (rc) {
+            state.SkipWithError((std::string("mh_reduce: ") + mh_strerror(rc)).c_str());
+            break;
+        }
+    }
+    if (std::fabs(sum - expected) > 1e-9 * expected)
+        state.SkipWithError("mh_reduce: wrong sum");
+    per_item(state, n);
+}
+
+// Compare a sample of results with GMP's own factorial, then release all.
+bool seed_check_and_clear(const std::vector<int> &in, std::vector<__mpz_struct> &out)
+{
+    bool ok = true;
+    mpz_t want;
+    mpz_init(want);
+    for (size_t i = 0; i < in.size(); i++) {
+        if (i % 997 == 0) {
+            mpz_fac_ui(want, static_cast<unsigned long>(in[i]));
+            ok &= mpz_cmp(want, &out[i]) == 0;
+        }
+        mpz_clear(&out[i]);
+    }
+    mpz_clear(want);
+    return ok;
+}
+
+void bm_seed_factorial(benchmark::State &state, const char *backend, int workers)
+{
+    const std::vector<int> &in = seed_inputs();
+    std::vector<__mpz_struct> out(in.size());
+    Pool p(state, backend, workers, 0);
+    if (!p.pool)
+        return;
+    struct mh_task task = {};
+    task.n = in.size();
+    task.in = in.data();
+    task.in_size = sizeof(int);
+    task.out = out.data();
+    task.out_size = sizeof(__mpz_struct);
+    task.fn = micro_factorial;
+    task.codec = &mpz_codec;
+    for (auto _ : state) {
+        int rc = mh_map(p.pool, &task, nullptr);
+        if (rc) {
+            map_fail(state, rc); // a failed map kept no results
+            break;
+        }
+        state.PauseTiming();
+        bool ok = seed_check_and_clear(in, out);
+        state.ResumeTiming();
+        if (!ok) {
+            state.SkipWithError("seed_factorial: wrong factorial");
+            break;
+        }
+    }
+    per_item(state, in.size());
+}
+
+// ------------------------------------------------------------ raw OpenMP
+#ifdef MICRO_HAVE_OPENMP
+
+// Through a volatile pointer, as the library calls fn: no inlining.
+mh_fn volatile raw_fn = micro_empty;
+
+void raw_empty(size_t n, int workers, size_t chunk, const int *in, int *out)
+{
+    mh_fn fn = raw_fn;
+    long long count = static_cast<long long>(n);
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(workers)
+    for (long long i = 0; i < count; i++)
+        fn(&in[i], &out[i], nullptr);
+}
+
+void bm_raw_map_empty(benchmark::State &state, int workers, size_t n, size_t chunk)
+{
+    const std::vector<int> &in = ints(n);
+    std::vector<int> &out = int_out(n);
+    for (auto _ : state)
+        raw_empty(n, workers, chunk, in.data(), out.data());
+    per_item(state, n);
+}
+
+void bm_raw_map_small(benchmark::State &state, int workers)
+{
+    size_t n = static_cast<size_t>(workers);
+    const std::vector<int> &in = ints(n);
+    std::vector<int> &out = int_out(n);
+    for (auto _ : state)
+        raw_empty(n, workers, 1, in.data(), out.data());
+}
+
+void bm_raw_seed_factorial(benchmark::State &state, int workers, size_t chunk)
+{
+    const std::vector<int> &in = seed_inputs();
+    std::vector<__mpz_struct> out(in.size());
+    long long count = static_cast<long long>(in.size());
+    for (auto _ : state) {
+#pragma omp parallel for schedule(dynamic, chunk) num_threads(workers)
+        for (long long i = 0; i < count; i++)
+            micro_factorial(&in[i], &out[i], nullptr);
+        state.PauseTiming();
+        bool ok = seed_check_and_clear(in, out);
+        state.ResumeTiming();
+        if (!ok) {
+            state.SkipWithError("seed_factorial: wrong factorial");
+            break;
+        }
+    }
+    per_item(state, in.size());
+}
+
+#endif // MICRO_HAVE_OPENMP
+
+// ------------------------------------------------------------ registration
+
+int usable_cpus()
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    return 1;
+}
+
+// 1, 2 and every CPU this process may use: the 2-core targets, and the
+// whole machine where it is bigger.
+std::vector<int> worker_counts()
+{
+    std::vector<int> w = {1, 2};
+    int cpus = usable_cpus();
+    if (cpus > 2)
+        w.push_back(cpus);
+    return w;
+}
+
+std::string name(const std::string &family, const std::string &backend, int workers)
+{
+    return family + "/" + backend + "/workers:" + std::to_string(workers);
+}
+
+template <class F>
+void add(const std::string &full, F &&fn, benchmark::TimeUnit unit)
+{
+    benchmark::RegisterBenchmark(full.c_str(), std::forward<F>(fn))->UseRealTime()->Unit(unit);
+}
+
+const size_t kEmptyItems[] = {1000000, 10000000};
+const size_t kFixedChunk = 256;
+const size_t kReduceItems = 10000000;
+
+// The chunk the library picks on its own for n items over workers (about
+// 64 chunks per worker, at most 4096 items): raw OpenMP uses it too.
+size_t adaptive_chunk(size_t n, int workers)
+{
+    size_t per = static_cast<size_t>(workers) * 64;
+    size_t chunk = (n + per - 1) / per;
+    return std::min<size_t>(std::max<size_t>(chunk, 1), 4096);
+}
+
+void register_backend(const char *backend)
+{
+    using benchmark::kMicrosecond;
+    using benchmark::kMillisecond;
+    bool seq = std::strcmp(backend, "seq") == 0;
+    for (int w : worker_counts()) {
+        if (seq && w > 1)
+            continue; // seq runs on the caller alone
+        for (size_t n : kEmptyItems) {
+            std::string base = name("map_empty", backend, w) + "/n:" + std::to_string(n);
+            add(base + "/chunk:adaptive",
+                [=](benchmark::State &s) { bm_map_empty(s, backend, w, n, 0); }, kMillisecond);
+            add(base + "/chunk:" + std::to_string(kFixedChunk),
+                [=](benchmark::State &s) { bm_map_empty(s, backend, w, n, kFixedChunk); },
+                kMillisecond);
+        }
+        add(name("map_small", backend, w) + "/n:" + std::to_string(w),
+            [=](benchmark::State &s) { bm_map_small(s, backend, w); }, kMicrosecond);
+        add(name("pool_open_close", backend, w),
+            [=](benchmark::State &s) { bm_pool_open_close(s, backend, w); }, kMicrosecond);
+        add(name("reduce_sumsq", backend, w) + "/n:" + std::to_string(kReduceItems),
+            [=](benchmark::State &s) { bm_reduce_sumsq(s, backend, w, kReduceItems); },
+            kMillisecond);
+        add(name("seed_factorial", backend, w) + "/n:" + std::to_string(kSeedItems),
+            [=](benchmark::State &s) { bm_seed_factorial(s, backend, w); }, kMillisecond);
+    }
+}
+
+#ifdef MICRO_HAVE_OPENMP
+void register_raw_openmp()
+{
+    using benchmark::kMicrosecond;
+    using benchmark::kMillisecond;
+    for (int w : worker_counts()) {
+        for (size_t n : kEmptyItems) {
+            size_t chunk = adaptive_chunk(n, w);
+            add(name("map_empty", "raw_openmp", w) + "/n:" + std::to_string(n) + "/chunk:" +
+                    std::to_string(chunk),
+                [=](benchmark::State &s) { bm_raw_map_empty(s, w, n, chunk); }, kMillisecond);
+        }
+        add(name("map_small", "raw_openmp", w) + "/n:" + std::to_string(w),
+            [=](benchmark::State &s) { bm_raw_map_small(s, w); }, kMicrosecond);
+        size_t chunk = adaptive_chunk(kSeedItems, w);
+        add(name("seed_factorial", "raw_openmp", w) + "/n:" + std::to_string(kSeedItems) +
+                "/chunk:" + std::to_string(chunk),
+            [=](benchmark::State &s) { bm_raw_seed_factorial(s, w, chunk); }, kMillisecond);
+    }
+}
+#endif
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    // Defaults first, so that the caller's flags (parsed later) win.
+    static char repetitions[] = "--benchmark_repetitions=5";
+    static char aggregates[] = "--benchmark_display_aggregates_only=true";
+    std::vector<char *> args = {argv[0], repetitions, aggregates};
+    args.insert(args.end(), argv + 1, argv + argc);
+    args.push_back(nullptr);
+    int count = static_cast<int>(args.size()) - 1;
+    benchmark::Initialize(&count, args.data());
+    if (benchmark::ReportUnrecognizedArguments(count, args.data()))
+        return 2;
+
+    std::string built;
+    for (const char *const *b = mh_backends(); *b; b++) {
+        built += built.empty() ? "" : ",";
+        built += *b;
+        if (std::strcmp(*b, "mpi") != 0) // its ranks come from mpiexec
+            register_backend(*b);
+    }
+#ifdef MICRO_HAVE_OPENMP
+    register_raw_openmp();
+#endif
+    benchmark::AddCustomContext("manyhands_version", mh_version());
+    benchmark::AddCustomContext("manyhands_backends", built);
+    benchmark::AddCustomContext("usable_cpus", std::to_string(usable_cpus()));
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

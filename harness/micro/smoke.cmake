@@ -1,0 +1,62 @@
+# micro.smoke: run the micro-benchmarks briefly and check the JSON they
+# write. -DMICRO=binary -DOUT=json file -DBACKENDS=a;b (built backends).
+cmake_policy(VERSION 3.20)
+file(REMOVE ${OUT})
+execute_process(
+  COMMAND ${MICRO}
+    "--benchmark_filter=^(map_empty/[a-z_]+/workers:[0-9]+/n:1000000/|map_small/|pool_open_close/)"
+    --benchmark_min_time=0.001 --benchmark_repetitions=2
+    --benchmark_out=${OUT} --benchmark_out_format=json
+  RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "micro exited with ${rc}")
+endif()
+if(NOT EXISTS ${OUT})
+  message(FATAL_ERROR "micro wrote no ${OUT}")
+endif()
+
+file(READ ${OUT} json)
+string(JSON count ERROR_VARIABLE err LENGTH "${json}" benchmarks)
+if(err)
+  message(FATAL_ERROR "${OUT} is not the expected JSON: ${err}")
+endif()
+if(count EQUAL 0)
+  message(FATAL_ERROR "${OUT} holds no benchmarks")
+endif()
+
+# Every entry ran (no error) and has a positive real time; remember
+# which backends and which aggregates appeared.
+set(seen "")
+set(medians 0)
+math(EXPR last "${count} - 1")
+foreach(i RANGE ${last})
+  string(JSON name GET "${json}" benchmarks ${i} name)
+  string(JSON failed ERROR_VARIABLE no_error GET "${json}" benchmarks ${i} error_occurred)
+  if(NOT no_error AND failed)
+    string(JSON message GET "${json}" benchmarks ${i} error_message)
+    message(FATAL_ERROR "${name}: ${message}")
+  endif()
+  string(JSON real GET "${json}" benchmarks ${i} real_time)
+  if(NOT real GREATER 0)
+    message(FATAL_ERROR "${name}: real_time ${real}")
+  endif()
+  string(JSON kind GET "${json}" benchmarks ${i} run_type)
+  if(kind STREQUAL "aggregate")
+    string(JSON aggregate GET "${json}" benchmarks ${i} aggregate_name)
+    if(aggregate STREQUAL "median")
+      math(EXPR medians "${medians} + 1")
+    endif()
+  endif()
+  string(REGEX REPLACE "^[a-z_]+/([a-z_]+)/.*" "\\1" backend "${name}")
+  list(APPEND seen ${backend})
+endforeach()
+if(medians EQUAL 0)
+  message(FATAL_ERROR "${OUT}: no median aggregates")
+endif()
+foreach(backend IN LISTS BACKENDS)
+  if(NOT backend STREQUAL "mpi" AND NOT backend IN_LIST seen)
+    message(FATAL_ERROR "${OUT}: no entry for backend ${backend}")
+  endif()
+endforeach()
+string(JSON first GET "${json}" benchmarks 0 name)
+message(STATUS "${OUT}: ${count} entries, ${medians} medians, first ${first}")
