@@ -1,0 +1,87 @@
+/*
+ * openmp: one `parallel for schedule(dynamic, 1)` region per map, over
+ * chunk indices. Each iteration is one chunk of the size the core chose,
+ * run by mh__run_chunk, so the item loop, status array and failure
+ * recording are the very code every other backend uses.
+ *
+ * The team belongs to the OpenMP runtime, not to the pool: libgomp keeps
+ * one team of idle threads per calling thread and reuses it from one
+ * region to the next. The pool therefore holds no state; close hands the
+ * calling thread's team back (omp_pause_resource_all), so that a closed
+ * pool leaves no thread behind and a later fork starts from a clean
+ * runtime (GCC PR 60035, see docs/backends.md).
+ *
+ * Nothing leaves the region early: C has no exceptions, and after a
+ * failure under MH_STOP the remaining iterations only read run->stop.
+ */
+#include <omp.h>
+
+#include "backend.h"
+
+static int openmp_open(void **state, const struct mh_config *config)
+{
+    (void)config;
+    *state = NULL; /* the team is the runtime's; run->workers sizes it */
+    return MH_OK;
+}
+
+static int openmp_map(void *state, struct mh__run *run)
+{
+    (void)state;
+    const size_t nchunks = run->nchunks;
+    if (run->workers <= 1) {
+        /* A one-thread team costs a region for nothing. */
+        for (size_t c = 0; c < nchunks; c++) {
+            if (atomic_load_explicit(&run->stop, memory_order_relaxed))
+                break;
+            mh__run_chunk(run, c);
+            mh__run_progress(run);
+        }
+        return MH_OK;
+    }
+
+#pragma omp parallel num_threads(run->workers)
+    {
+        /* Every thread of the team runs callbacks: a map called from one
+         * of them must run inline, not open a region on this pool. The
+         * caller (thread 0) is already at depth >= 1; the others are
+         * runtime threads that may serve other regions later, so each
+         * thread restores its own depth. */
+        mh__callback_depth++;
+        const bool caller = omp_get_thread_num() == 0;
+#pragma omp for schedule(dynamic, 1) nowait
+        for (size_t c = 0; c < nchunks; c++) {
+            /* Relaxed: the flag only says "stop soon"; it guards no data.
+             * Once set, each remaining iteration is this load and no
+             * more: a parallel for cannot be left with break. */
+            if (atomic_load_explicit(&run->stop, memory_order_relaxed))
+                continue;
+            mh__run_chunk(run, c);
+            if (caller)
+                mh__run_progress(run); /* the calling thread only */
+        }
+        mh__callback_depth--;
+    }
+    /* The region's closing barrier orders every thread's outputs,
+     * statuses and counters before the core reads them. */
+    return MH_OK;
+}
+
+static void openmp_close(void *state, bool owner)
+{
+    (void)state;
+    /* Release the calling thread's team: its threads exit, and a child
+     * forked later starts with no team to wait for. A forked child
+     * (owner false) has no team threads and must not touch the runtime.
+     * Inside an active parallel region this fails harmlessly (-1). */
+    if (owner)
+        (void)omp_pause_resource_all(omp_pause_soft);
+}
+
+const struct mh_backend_ops mh__backend_openmp = {
+    .name = "openmp",
+    .caps = 0,
+    .open = openmp_open,
+    .map = openmp_map,
+    .close = openmp_close,
+};
