@@ -15,8 +15,21 @@
  * failure under MH_STOP the remaining iterations only read run->stop.
  */
 #include <omp.h>
+#include <unistd.h>
 
 #include "backend.h"
+
+/*
+ * The process in which this thread last started an OpenMP team for a map,
+ * or 0 when it holds none (none yet, or released by close). Thread-local,
+ * like libgomp's own pointer to the team, and copied by fork() with the
+ * thread that forks. A child that finds another pid here has inherited a
+ * team whose threads do not exist in it: libgomp would wait for them
+ * forever (GCC PR 60035), so its maps run on the calling thread alone.
+ * It cannot see teams that the program's own OpenMP code started: see
+ * docs/backends.md.
+ */
+static _Thread_local pid_t openmp_team_pid;
 
 static int openmp_open(void **state, const struct mh_config *config)
 {
@@ -29,6 +42,9 @@ static int openmp_map(void *state, struct mh__run *run)
 {
     (void)state;
     const size_t nchunks = run->nchunks;
+    const pid_t self = getpid();
+    if (openmp_team_pid && openmp_team_pid != self)
+        run->workers = 1; /* a forked child: see openmp_team_pid */
     if (run->workers <= 1) {
         /* A one-thread team costs a region for nothing. */
         for (size_t c = 0; c < nchunks; c++) {
@@ -40,6 +56,7 @@ static int openmp_map(void *state, struct mh__run *run)
         return MH_OK;
     }
 
+    openmp_team_pid = self;
 #pragma omp parallel num_threads(run->workers)
     {
         /* Every thread of the team runs callbacks: a map called from one
@@ -71,11 +88,12 @@ static void openmp_close(void *state, bool owner)
 {
     (void)state;
     /* Release the calling thread's team: its threads exit, and a child
-     * forked later starts with no team to wait for. A forked child
-     * (owner false) has no team threads and must not touch the runtime.
-     * Inside an active parallel region this fails harmlessly (-1). */
-    if (owner)
-        (void)omp_pause_resource_all(omp_pause_soft);
+     * forked later starts with no team to wait for. Only a team this
+     * process started: releasing one inherited through fork would wait
+     * for threads that are not there. Inside an active parallel region
+     * the call fails harmlessly (-1) and the team stays. */
+    if (owner && openmp_team_pid == getpid() && omp_pause_resource_all(omp_pause_soft) == 0)
+        openmp_team_pid = 0;
 }
 
 const struct mh_backend_ops mh__backend_openmp = {
