@@ -6,6 +6,21 @@
  * Lifecycle of one measured cell:
  *   setup(&ctx, n, seed)  -> generate(in, n, seed, ctx) -> mh_map(fn) ->
  *   verify(in, out, n, ctx) -> clear outputs (codec->clear) -> teardown(ctx)
+ *
+ * Open the pool after setup: the fork backend's workers inherit ctx (the
+ * shared array, the file descriptor) when they are forked. fn may run in
+ * pool threads, OpenMP threads, forked workers and MPI ranks (each rank
+ * runs setup itself); what a kernel keeps per process or per thread is
+ * made lazily where it is used, and teardown leaves no descriptor, thread
+ * or file behind in the process that ran setup.
+ *
+ * Knobs (environment, read by setup; a malformed value is MH_EINVAL):
+ *   MHK_STREAM_MIB  stream's array size (default: 2 x the last-level cache,
+ *                   at least 256 MiB, at most 1 GiB; never more than the
+ *                   items touch)
+ *   MHK_SLEEP_US    sleep's latency per item (default 1000)
+ *   MHK_FILE_MIB    file's size (default 64)
+ *   MHK_TCP_DELAY_US tcp's service delay per request (default 1000)
  */
 #ifndef MHK_KERNELS_H
 #define MHK_KERNELS_H
@@ -49,5 +64,19 @@ const struct mhk_kernel *const *mhk_kernels(void);
 
 /* The kernel called name, or NULL. */
 const struct mhk_kernel *mhk_find(const char *name);
+
+/* Release the outputs of n items after a successful map: codec->clear on
+ * each when the kernel has a codec; nothing otherwise. */
+void mhk_clear_outputs(const struct mhk_kernel *kernel, void *out, size_t n,
+                       void *ctx);
+
+/* How an mpz_t output travels between processes (factorial,
+ * factorial-gmp): the magnitude's bytes, big-endian; values are >= 0. */
+extern const struct mh_codec mhk_mpz_codec;
+
+/* tcp only: stop the kernel's loopback server now and close the
+ * connections this process made to it, so that later items fail with a
+ * clear error (for tests). teardown is still required. 0 or MH_EINVAL. */
+int mhk_tcp_stop_server(void *ctx);
 
 #endif /* MHK_KERNELS_H */

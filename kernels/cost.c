@@ -1,0 +1,166 @@
+/*
+ * mhk-cost: what one item of each kernel costs on this machine, the
+ * figures docs/kernels.md quotes. For each kernel: setup, then REPEATS
+ * maps of ITEMS items (generate before each, as a matrix cell does) on
+ * BACKEND with WORKERS, each verified; prints the median wall time, the
+ * per-item cost, and the setup and verify times.
+ *
+ *     mhk-cost [-n ITEMS] [-r REPEATS] [-b BACKEND] [-w WORKERS] [-q] [-s] [KERNEL...]
+ *
+ * ITEMS defaults to each kernel's default_items (-q: quick_items).
+ * -s also times each item alone (fn called directly, after the maps) and
+ * prints the spread of per-item costs: min, median, 99th percentile, max.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int cost_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Each item timed alone: the spread of the per-item cost. */
+static int cost_spread(const struct mhk_kernel *k, size_t n, void *in,
+                       void *out, void *ctx)
+{
+    double *us = calloc(n, sizeof *us);
+    if (!us)
+        return MH_ENOMEM;
+    k->generate(in, n, 1, ctx);
+    for (size_t i = 0; i < n; i++) {
+        void *item_out = (char *)out + i * k->out_size;
+        uint64_t t0 = mhk__now_ns();
+        int rc = k->fn((const char *)in + i * k->in_size, item_out, ctx);
+        us[i] = (double)(mhk__now_ns() - t0) * 1e-3;
+        if (rc) {
+            free(us);
+            return 1;
+        }
+        if (k->codec)
+            k->codec->clear(item_out, ctx);
+    }
+    double first = us[0], last = us[n - 1];
+    qsort(us, n, sizeof *us, cost_cmp);
+    printf("%-14s per item (us): min %.3f  median %.3f  p99 %.3f  max %.3f"
+           "  (first item %.3f, last %.3f)\n", k->name, us[0], us[n / 2],
+           us[n - 1 - n / 100], us[n - 1], first, last);
+    free(us);
+    return 0;
+}
+
+static int spread_too;
+
+static int cost_one(const struct mhk_kernel *k, size_t n, int repeats,
+                    const char *backend, int workers)
+{
+    void *ctx = NULL;
+    uint64_t t0 = mhk__now_ns();
+    int rc = k->setup ? k->setup(&ctx, n, 1) : 0;
+    double setup_s = (double)(mhk__now_ns() - t0) * 1e-9;
+    if (rc) {
+        fprintf(stderr, "%s: setup: %s\n", k->name, mh_strerror(rc));
+        return 1;
+    }
+    void *in = calloc(n, k->in_size), *out = calloc(n, k->out_size);
+    double *walls = calloc((size_t)repeats, sizeof *walls);
+    mh_pool *pool = NULL;
+    struct mh_config config = {.backend = backend, .workers = workers};
+    if (!in || !out || !walls) {
+        rc = MH_ENOMEM;
+        goto out_free;
+    }
+    rc = mh_pool_open(&pool, &config);
+    if (rc)
+        goto out_free;
+    double verify_s = 0;
+    for (int r = 0; r < repeats && !rc; r++) {
+        k->generate(in, n, 1 + (uint64_t)r, ctx);
+        struct mh_task task = {
+            .n = n, .in = in, .in_size = k->in_size, .out = out,
+            .out_size = k->out_size, .fn = k->fn, .ctx = ctx, .codec = k->codec,
+        };
+        struct mh_report report;
+        rc = mh_map(pool, &task, &report);
+        if (rc)
+            break;
+        walls[r] = report.wall_s;
+        t0 = mhk__now_ns();
+        size_t wrong = k->verify(in, out, n, ctx);
+        verify_s = (double)(mhk__now_ns() - t0) * 1e-9;
+        mhk_clear_outputs(k, out, n, ctx);
+        if (wrong) {
+            fprintf(stderr, "%s: item %zu is wrong\n", k->name, wrong - 1);
+            rc = 1;
+        }
+    }
+    if (!rc) {
+        qsort(walls, (size_t)repeats, sizeof *walls, cost_cmp);
+        double median = walls[repeats / 2];
+        printf("%-14s %-3s %9zu %9.4f %9.4f %11.3f %9.4f %9.4f\n", k->name,
+               k->bound == MHK_CPU ? "cpu" : "io", n, walls[0], median,
+               median / (double)n * 1e6, setup_s, verify_s);
+        if (spread_too)
+            rc = cost_spread(k, n, in, out, ctx);
+    }
+out_free:
+    if (rc < 0)
+        fprintf(stderr, "%s: %s\n", k->name, mh_strerror(rc));
+    mh_pool_close(pool);
+    free(walls);
+    free(in);
+    free(out);
+    if (k->teardown)
+        k->teardown(ctx);
+    return rc != 0;
+}
+
+int main(int argc, char **argv)
+{
+    size_t items = 0;
+    int repeats = 5, workers = 1, quick = 0, opt;
+    const char *backend = "seq";
+    while ((opt = getopt(argc, argv, "n:r:b:w:qs")) != -1) {
+        switch (opt) {
+        case 'n': items = strtoul(optarg, NULL, 10); break;
+        case 'r': repeats = atoi(optarg); break;
+        case 'b': backend = optarg; break;
+        case 'w': workers = atoi(optarg); break;
+        case 'q': quick = 1; break;
+        case 's': spread_too = 1; break;
+        default:
+            fprintf(stderr, "usage: %s [-n ITEMS] [-r REPEATS] [-b BACKEND] "
+                            "[-w WORKERS] [-q] [-s] [KERNEL...]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (repeats < 1)
+        repeats = 1;
+    printf("# backend %s, workers %d, %d repeats; times in seconds\n", backend,
+           workers, repeats);
+    printf("%-14s %-3s %9s %9s %9s %11s %9s %9s\n", "kernel", "bnd", "items",
+           "min", "median", "us/item", "setup", "verify");
+    int failed = 0;
+    if (optind < argc) {
+        for (int a = optind; a < argc; a++) {
+            const struct mhk_kernel *k = mhk_find(argv[a]);
+            if (!k) {
+                fprintf(stderr, "no kernel called %s\n", argv[a]);
+                failed = 1;
+                continue;
+            }
+            size_t n = items ? items : quick ? k->quick_items : k->default_items;
+            failed |= cost_one(k, n, repeats, backend, workers);
+        }
+    } else {
+        for (const struct mhk_kernel *const *k = mhk_kernels(); *k; k++) {
+            size_t n = items ? items : quick ? (*k)->quick_items : (*k)->default_items;
+            failed |= cost_one(*k, n, repeats, backend, workers);
+        }
+    }
+    return failed;
+}
