@@ -1,0 +1,1091 @@
+/*
+ * The fork backend under failure: workers killed, crashing, exiting
+ * without a result, stuck past the timeout; the caller killed mid-map,
+ * ignoring SIGCHLD, interrupted by signals, robbed of its children by
+ * waitpid(-1), running other threads; results larger than any buffer;
+ * the record stream fed garbage; the seed's million GMP factorials.
+ *
+ * `fork_faults TEST fork`: one CTest entry per MH_TEST line (label fault),
+ * each under tests/check.c's runner (watchdog; no child, descriptor or
+ * thread left).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef MH_TEST_GMP
+#include <gmp.h>
+#endif
+
+#include "check.h"
+#include "fork_records.h"
+
+/* fork_records.c is compiled into this binary (the library hides its
+ * internals); these are the allocation calls it uses. */
+void *mh__malloc(size_t size);
+void mh__free(void *p);
+void *mh__malloc(size_t size)
+{
+    return malloc(size);
+}
+void mh__free(void *p)
+{
+    free(p);
+}
+
+/* Under ASan a SIGSEGV becomes a report and exit status 1. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FAULTS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FAULTS_ASAN 1
+#endif
+#endif
+
+static void sleep_ms(double ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)((ms - (double)(time_t)(ms / 1000) * 1000) * 1e6)};
+    while (nanosleep(&ts, &ts) && errno == EINTR)
+        ;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *shared_alloc(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static mh_pool *open_pool(const char *backend, int workers, size_t chunk,
+                          enum mh_on_error policy, double timeout_s)
+{
+    struct mh_config config = {
+        .backend = backend, .workers = workers, .chunk = chunk,
+        .on_error = policy, .timeout_s = timeout_s,
+    };
+    mh_pool *pool = NULL;
+    int rc = mh_pool_open(&pool, &config);
+    if (rc)
+        fprintf(stderr, "mh_pool_open(%s): %s\n", backend, mh_err_name(rc));
+    return pool;
+}
+
+/* ------------------------------------------------- what callbacks do */
+
+enum fault_kind {
+    FAULT_NONE,
+    FAULT_SEGV,     /* raise SIGSEGV */
+    FAULT_ABORT,    /* abort() */
+    FAULT_EXIT0,    /* _exit(0): gone without a result */
+    FAULT_HANG,     /* wait to be killed (by the test, or the timeout) */
+    FAULT_HANG_NOTERM, /* the same, with SIGTERM blocked */
+};
+
+/* Shared with the workers (MAP_SHARED), so what they record is seen. */
+struct fault_ctx {
+    size_t victim;             /* the item that misbehaves */
+    enum fault_kind kind;
+    double item_ms;            /* every other item sleeps this long */
+    atomic_long victim_pid;    /* the worker running the victim */
+    atomic_long pids[64];      /* every worker pid seen */
+};
+
+static void fault_note_pid(struct fault_ctx *ctx)
+{
+    long pid = getpid();
+    for (int i = 0; i < 64; i++) {
+        long seen = atomic_load(&ctx->pids[i]);
+        if (seen == pid)
+            return;
+        if (seen == 0 && atomic_compare_exchange_strong(&ctx->pids[i], &seen, pid))
+            return;
+    }
+}
+
+static void fault_act(struct fault_ctx *ctx, size_t i)
+{
+    fault_note_pid(ctx);
+    if (i != ctx->victim || ctx->kind == FAULT_NONE) {
+        if (ctx->item_ms > 0)
+            sleep_ms(ctx->item_ms);
+        return;
+    }
+    atomic_store(&ctx->victim_pid, (long)getpid());
+    switch (ctx->kind) {
+    case FAULT_SEGV:
+        raise(SIGSEGV);
+        break;
+    case FAULT_ABORT:
+        abort();
+    case FAULT_EXIT0:
+        _exit(0);
+    case FAULT_HANG_NOTERM: {
+        sigset_t term;
+        sigemptyset(&term);
+        sigaddset(&term, SIGTERM);
+        sigprocmask(SIG_BLOCK, &term, NULL);
+    }
+        /* fall through */
+    case FAULT_HANG:
+        for (;;)
+            sleep_ms(1000);
+    case FAULT_NONE:
+        break;
+    }
+}
+
+/* Fixed-size outputs: out = 7 * i + 1 for in = i. */
+static int fn_fault(const void *in, void *out, void *vctx)
+{
+    size_t i = *(const size_t *)in;
+    fault_act(vctx, i);
+    *(size_t *)out = i * 7 + 1;
+    return 0;
+}
+
+/* Codec outputs: a heap blob of blob_len(i) bytes, blob_byte(i, j). */
+struct blob {
+    unsigned char *data;
+    size_t len;
+};
+
+static size_t blob_big = 0; /* when set, every third item is this large */
+
+static size_t blob_len(size_t i)
+{
+    if (blob_big && i % 3 == 0)
+        return blob_big + i * 1000;
+    return i % 97;
+}
+
+static unsigned char blob_byte(size_t i, size_t j)
+{
+    return (unsigned char)(i * 131 + j * 7 + (j >> 12));
+}
+
+static int blob_fill(size_t i, struct blob *b)
+{
+    b->len = blob_len(i);
+    b->data = malloc(b->len + 1);
+    if (!b->data)
+        return 1;
+    for (size_t j = 0; j < b->len; j++)
+        b->data[j] = blob_byte(i, j);
+    return 0;
+}
+
+static int fn_blob(const void *in, void *out, void *vctx)
+{
+    size_t i = *(const size_t *)in;
+    fault_act(vctx, i);
+    return blob_fill(i, out);
+}
+
+static size_t blob_size(const void *item, void *ctx)
+{
+    (void)ctx;
+    return ((const struct blob *)item)->len;
+}
+
+static int blob_encode(const void *item, void *buf, size_t len, void *ctx)
+{
+    (void)ctx;
+    memcpy(buf, ((const struct blob *)item)->data, len);
+    return 0;
+}
+
+static int blob_decode(void *item, const void *buf, size_t len, void *ctx)
+{
+    (void)ctx;
+    struct blob *b = item;
+    b->data = malloc(len + 1);
+    if (!b->data)
+        return 1;
+    memcpy(b->data, buf, len);
+    b->len = len;
+    return 0;
+}
+
+static void blob_clear(void *item, void *ctx)
+{
+    (void)ctx;
+    free(((struct blob *)item)->data);
+}
+
+static const struct mh_codec blob_codec = {
+    .size = blob_size, .encode = blob_encode, .decode = blob_decode, .clear = blob_clear,
+};
+
+static int blob_check(size_t i, const struct blob *b)
+{
+    if (b->len != blob_len(i)) {
+        fprintf(stderr, "item %zu: %zu bytes, want %zu\n", i, b->len, blob_len(i));
+        return 1;
+    }
+    for (size_t j = 0; j < b->len; j++)
+        if (b->data[j] != blob_byte(i, j)) {
+            fprintf(stderr, "item %zu: byte %zu wrong\n", i, j);
+            return 1;
+        }
+    return 0;
+}
+
+/* ------------------------------------------------------ one faulty map */
+
+struct fault_map {
+    size_t n;
+    int workers;
+    size_t chunk;
+    enum mh_on_error policy;
+    double timeout_s;
+    bool codec;
+    struct fault_ctx *ctx;  /* shared */
+    bool kill_victim;       /* the test SIGKILLs the victim's worker */
+};
+
+struct killer_arg {
+    struct fault_ctx *ctx;
+    int sent;
+};
+
+/* Wait for the victim's worker to show up, then SIGKILL it. */
+static void *killer_main(void *varg)
+{
+    struct killer_arg *arg = varg;
+    for (int i = 0; i < 20000; i++) {
+        long pid = atomic_load(&arg->ctx->victim_pid);
+        if (pid) {
+            sleep_ms(5); /* let it settle into the item */
+            arg->sent = kill((pid_t)pid, SIGKILL) == 0;
+            return NULL;
+        }
+        sleep_ms(0.5);
+    }
+    return NULL;
+}
+
+/* Run fm; check the failure is reported at the victim, exactly once, and
+ * everything else is right. want_sig: the signal expected (0: none);
+ * want_status: MH_ITEM_CRASHED or _TIMED_OUT; want_rc the code. */
+static int fault_run(const char *backend, const struct fault_map *fm, int want_rc,
+                     int want_status, int want_sig, int want_exit)
+{
+    size_t n = fm->n;
+    size_t *in = malloc(n * sizeof *in);
+    void *out = calloc(n, fm->codec ? sizeof(struct blob) : sizeof(size_t));
+    uint8_t *status = malloc(n);
+    CHECK(in && out && status);
+    for (size_t i = 0; i < n; i++)
+        in[i] = i;
+    mh_pool *pool = open_pool(backend, fm->workers, fm->chunk, fm->policy, fm->timeout_s);
+    CHECK(pool);
+    struct mh_task task = {
+        .n = n, .in = in, .in_size = sizeof *in, .out = out,
+        .out_size = fm->codec ? sizeof(struct blob) : sizeof(size_t),
+        .fn = fm->codec ? fn_blob : fn_fault, .ctx = fm->ctx,
+        .codec = fm->codec ? &blob_codec : NULL, .status = status,
+    };
+    pthread_t killer;
+    struct killer_arg karg = {fm->ctx, 0};
+    if (fm->kill_victim)
+        CHECK(pthread_create(&killer, NULL, killer_main, &karg) == 0);
+    struct mh_report report;
+    double start = now_s();
+    int rc = mh_map(pool, &task, &report);
+    double wall = now_s() - start;
+    if (fm->kill_victim)
+        pthread_join(killer, NULL);
+    mh_pool_close(pool);
+
+    fprintf(stderr, "n=%zu workers=%d policy=%d: %s at %zu (%s), signal %d, exit %d, "
+            "pid %ld, done %zu, failed %zu, %.2f s\n", n, fm->workers, fm->policy,
+            mh_err_name(rc), report.failed_index, mh_item_status_name(report.failed_status),
+            report.worker_signal, report.worker_exit, report.worker_pid,
+            report.items_done, report.items_failed, wall);
+    if (fm->kill_victim)
+        CHECK(karg.sent);
+    CHECK_RC(rc, want_rc);
+    CHECK(report.code == want_rc);
+    CHECK(report.failed_index == fm->ctx->victim);
+    CHECK(report.failed_status == want_status);
+    CHECK(status[fm->ctx->victim] == want_status);
+    if (want_sig >= 0)
+        CHECK(report.worker_signal == want_sig);
+    if (want_exit != -2)
+        CHECK(report.worker_exit == want_exit);
+    if (want_sig != 0 || want_exit != -2)
+        CHECK(report.worker_pid == atomic_load(&fm->ctx->victim_pid));
+    CHECK(report.items_failed == 1); /* exactly one failure */
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == fm->ctx->victim)
+            continue;
+        if (fm->policy == MH_CONTINUE)
+            CHECK(status[i] == MH_ITEM_OK);
+        else
+            CHECK(status[i] == MH_ITEM_OK || status[i] == MH_ITEM_NOT_RUN);
+        if (status[i] != MH_ITEM_OK)
+            continue;
+        ok++;
+        if (fm->codec) {
+            CHECK_OK(blob_check(i, &((struct blob *)out)[i]));
+            blob_clear(&((struct blob *)out)[i], NULL);
+        } else {
+            CHECK(((size_t *)out)[i] == i * 7 + 1);
+        }
+    }
+    CHECK(report.items_done == ok);
+    free(in);
+    free(out);
+    free(status);
+    return 0;
+}
+
+static struct fault_ctx *fault_ctx_new(size_t victim, enum fault_kind kind, double item_ms)
+{
+    struct fault_ctx *ctx = shared_alloc(sizeof *ctx);
+    if (!ctx)
+        return NULL;
+    memset(ctx, 0, sizeof *ctx);
+    ctx->victim = victim;
+    ctx->kind = kind;
+    ctx->item_ms = item_ms;
+    return ctx;
+}
+
+/* A callback that misbehaves at item k: CRASHED at k with the signal or
+ * exit status, under both policies, fixed-size and codec outputs. */
+static int crash_both_ways(const char *backend, enum fault_kind kind, int want_sig,
+                           int want_exit)
+{
+    for (int policy = MH_STOP; policy <= MH_CONTINUE; policy++)
+        for (int codec = 0; codec <= 1; codec++) {
+            struct fault_ctx *ctx = fault_ctx_new(1234, kind, 0);
+            CHECK(ctx);
+            struct fault_map fm = {
+                .n = 3000, .workers = 3, .policy = (enum mh_on_error)policy,
+                .codec = codec, .ctx = ctx,
+            };
+#ifdef FAULTS_ASAN
+            if (kind == FAULT_SEGV) {
+                want_sig = -1; /* ASan turns it into a report and exit 1 */
+                want_exit = -2;
+            }
+#endif
+            CHECK_OK(fault_run(backend, &fm, MH_EWORKER, MH_ITEM_CRASHED, want_sig, want_exit));
+            munmap(ctx, sizeof *ctx);
+        }
+    return 0;
+}
+
+/* ----------------------------------------------------------- the tests */
+
+static int kill_worker(const char *backend, int workers)
+{
+    for (int policy = MH_STOP; policy <= MH_CONTINUE; policy++) {
+        struct fault_ctx *ctx = fault_ctx_new(150, FAULT_HANG, 1);
+        CHECK(ctx);
+        struct fault_map fm = {
+            .n = 400, .workers = workers, .chunk = 1, .policy = (enum mh_on_error)policy,
+            .ctx = ctx, .kill_victim = true,
+        };
+        CHECK_OK(fault_run(backend, &fm, MH_EWORKER, MH_ITEM_CRASHED, SIGKILL, -1));
+        munmap(ctx, sizeof *ctx);
+    }
+    return 0;
+}
+
+static int test_kill_worker_1(const char *backend)
+{
+    return kill_worker(backend, 1);
+}
+
+static int test_kill_worker_2(const char *backend)
+{
+    return kill_worker(backend, 2);
+}
+
+static int test_kill_worker_5(const char *backend)
+{
+    return kill_worker(backend, 5);
+}
+
+static int test_kill_worker_13(const char *backend)
+{
+    return kill_worker(backend, 13);
+}
+
+static int test_kill_worker_codec(const char *backend)
+{
+    /* The victim's earlier results sit in an arena half not yet handed
+     * over: they die with it, and must be run again. */
+    for (int policy = MH_STOP; policy <= MH_CONTINUE; policy++) {
+        struct fault_ctx *ctx = fault_ctx_new(150, FAULT_HANG, 0.2);
+        CHECK(ctx);
+        struct fault_map fm = {
+            .n = 400, .workers = 2, .chunk = 50, .policy = (enum mh_on_error)policy,
+            .codec = true, .ctx = ctx, .kill_victim = true,
+        };
+        CHECK_OK(fault_run(backend, &fm, MH_EWORKER, MH_ITEM_CRASHED, SIGKILL, -1));
+        munmap(ctx, sizeof *ctx);
+    }
+    return 0;
+}
+
+static int test_segv_at_item(const char *backend)
+{
+    return crash_both_ways(backend, FAULT_SEGV, SIGSEGV, -1);
+}
+
+static int test_abort_in_callback(const char *backend)
+{
+    return crash_both_ways(backend, FAULT_ABORT, SIGABRT, -1);
+}
+
+static int test_exit0_without_result(const char *backend)
+{
+    /* The loky EXIT(0) case: a clean exit is not a result. */
+    return crash_both_ways(backend, FAULT_EXIT0, 0, 0);
+}
+
+static int test_timeout(const char *backend)
+{
+    const enum fault_kind kinds[] = {FAULT_HANG, FAULT_HANG_NOTERM};
+    const int sigs[] = {SIGTERM, SIGKILL}; /* TERM, or KILL after the grace */
+    for (int k = 0; k < 2; k++)
+        for (int policy = MH_STOP; policy <= MH_CONTINUE; policy++) {
+            struct fault_ctx *ctx = fault_ctx_new(77, kinds[k], 0.5);
+            CHECK(ctx);
+            struct fault_map fm = {
+                .n = 200, .workers = 2, .chunk = 1, .policy = (enum mh_on_error)policy,
+                .timeout_s = 0.3, .codec = policy == MH_CONTINUE, .ctx = ctx,
+            };
+            double start = now_s();
+            CHECK_OK(fault_run(backend, &fm, MH_ETIMEDOUT, MH_ITEM_TIMED_OUT, sigs[k], -1));
+            CHECK(now_s() - start < 20);
+            munmap(ctx, sizeof *ctx);
+        }
+    return 0;
+}
+
+static int test_timeout_not_hit(const char *backend)
+{
+    /* Items near, but under, the limit all succeed. */
+    struct fault_ctx *ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 50);
+    CHECK(ctx);
+    enum { N = 20 };
+    size_t in[N], out[N];
+    for (size_t i = 0; i < N; i++)
+        in[i] = i;
+    mh_pool *pool = open_pool(backend, 2, 1, MH_STOP, 1.0);
+    CHECK(pool);
+    struct mh_task task = {
+        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = fn_fault, .ctx = ctx,
+    };
+    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
+    mh_pool_close(pool);
+    for (size_t i = 0; i < N; i++)
+        CHECK(out[i] == i * 7 + 1);
+    munmap(ctx, sizeof *ctx);
+    return 0;
+}
+
+static int test_big_results(const char *backend)
+{
+    /* Each third result is over 1 MiB: far past a pipe buffer and an
+     * arena half, so it streams through in pieces. */
+    const size_t bigs[] = {(size_t)3 << 19, (size_t)5 << 20};
+    const size_t ns[] = {40, 7};
+    for (int b = 0; b < 2; b++)
+        for (size_t chunk = 0; chunk <= 1; chunk++) {
+            blob_big = bigs[b];
+            size_t n = ns[b];
+            struct fault_ctx *ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 0);
+            CHECK(ctx);
+            size_t *in = malloc(n * sizeof *in);
+            struct blob *out = calloc(n, sizeof *out);
+            CHECK(in && out);
+            for (size_t i = 0; i < n; i++)
+                in[i] = i;
+            mh_pool *pool = open_pool(backend, 3, chunk, MH_STOP, 0);
+            CHECK(pool);
+            struct mh_task task = {
+                .n = n, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+                .fn = fn_blob, .ctx = ctx, .codec = &blob_codec,
+            };
+            CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
+            mh_pool_close(pool);
+            for (size_t i = 0; i < n; i++) {
+                CHECK(out[i].len > 1u << 20 || i % 3 != 0);
+                CHECK_OK(blob_check(i, &out[i]));
+                blob_clear(&out[i], NULL);
+            }
+            free(in);
+            free(out);
+            munmap(ctx, sizeof *ctx);
+        }
+    blob_big = 0;
+    return 0;
+}
+
+/* The library's caller, in a process of its own, is killed mid-map. */
+static int parent_killed(const char *backend, int sig)
+{
+    struct fault_ctx *ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 20);
+    CHECK(ctx);
+    fflush(NULL);
+    pid_t caller = fork();
+    CHECK(caller >= 0);
+    if (caller == 0) {
+        alarm(60);
+        signal(sig, SIG_DFL);
+        enum { N = 20000 };
+        static size_t in[N], out[N];
+        for (size_t i = 0; i < N; i++)
+            in[i] = i;
+        mh_pool *pool = open_pool(backend, 3, 1, MH_STOP, 0);
+        if (!pool)
+            _exit(3);
+        struct mh_task task = {
+            .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+            .fn = fn_fault, .ctx = ctx,
+        };
+        mh_map(pool, &task, NULL);
+        _exit(4); /* the map should never have finished */
+    }
+    /* Wait until all three workers run, then kill their caller. */
+    int seen = 0;
+    for (int i = 0; i < 10000 && seen < 3; i++) {
+        sleep_ms(1);
+        seen = 0;
+        while (seen < 64 && atomic_load(&ctx->pids[seen]))
+            seen++;
+    }
+    CHECK(seen == 3);
+    CHECK(kill(caller, sig) == 0);
+    int wstatus;
+    CHECK(waitpid(caller, &wstatus, 0) == caller);
+    CHECK(WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == sig);
+    /* A second later no worker is alive (a zombie waiting for init to
+     * reap it is dead). */
+    sleep_ms(1000);
+    for (int i = 0; i < seen; i++) {
+        char path[64], state = 'X';
+        snprintf(path, sizeof path, "/proc/%ld/stat", atomic_load(&ctx->pids[i]));
+        FILE *f = fopen(path, "r");
+        if (f) {
+            int matched = fscanf(f, "%*d (%*[^)]) %c", &state);
+            fclose(f);
+            if (matched != 1)
+                state = '?';
+        }
+        if (state != 'X' && state != 'Z') {
+            fprintf(stderr, "worker %ld still alive (state %c)\n",
+                    atomic_load(&ctx->pids[i]), state);
+            return 1;
+        }
+    }
+    munmap(ctx, sizeof *ctx);
+    return 0;
+}
+
+static int test_parent_sigint(const char *backend)
+{
+    return parent_killed(backend, SIGINT);
+}
+
+static int test_parent_sigterm(const char *backend)
+{
+    return parent_killed(backend, SIGTERM);
+}
+
+static int test_parent_sigkill(const char *backend)
+{
+    return parent_killed(backend, SIGKILL);
+}
+
+/* A few maps of every kind, each checked; used under hostile conditions. */
+static int plain_maps(const char *backend, int rounds)
+{
+    struct fault_ctx *ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 0);
+    CHECK(ctx);
+    enum { N = 3000 };
+    size_t *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
+    struct blob *blobs = calloc(N, sizeof *blobs);
+    CHECK(in && out && blobs);
+    for (size_t i = 0; i < N; i++)
+        in[i] = i;
+    mh_pool *pool = open_pool(backend, 3, 0, MH_STOP, 0);
+    CHECK(pool);
+    for (int r = 0; r < rounds; r++) {
+        struct mh_task task = {
+            .n = N - (size_t)r, .in = in, .in_size = sizeof *in, .out = out,
+            .out_size = sizeof *out, .fn = fn_fault, .ctx = ctx,
+        };
+        memset(out, 0, N * sizeof *out);
+        CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
+        for (size_t i = 0; i < task.n; i++)
+            CHECK(out[i] == i * 7 + 1);
+        task.out = blobs;
+        task.out_size = sizeof *blobs;
+        task.fn = fn_blob;
+        task.codec = &blob_codec;
+        CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
+        for (size_t i = 0; i < task.n; i++) {
+            CHECK_OK(blob_check(i, &blobs[i]));
+            blob_clear(&blobs[i], NULL);
+        }
+    }
+    mh_pool_close(pool);
+    free(in);
+    free(out);
+    free(blobs);
+    munmap(ctx, sizeof *ctx);
+    return 0;
+}
+
+static int test_sigchld_ignored(const char *backend)
+{
+    /* Children are reaped by the kernel, so waitpid gives ECHILD: ends
+     * must still be seen, and a crash still blamed on its item. */
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    sigemptyset(&ign.sa_mask);
+    CHECK(sigaction(SIGCHLD, &ign, &old) == 0);
+    int rc = plain_maps(backend, 5);
+    for (int policy = MH_STOP; rc == 0 && policy <= MH_CONTINUE; policy++) {
+        struct fault_ctx *ctx = fault_ctx_new(1234, FAULT_SEGV, 0);
+        CHECK(ctx);
+        struct fault_map fm = {
+            .n = 3000, .workers = 3, .policy = (enum mh_on_error)policy, .codec = policy,
+            .ctx = ctx,
+        };
+        /* The signal is unknown here (the status was reaped away). */
+        rc = fault_run(backend, &fm, MH_EWORKER, MH_ITEM_CRASHED, -1, -2);
+        munmap(ctx, sizeof *ctx);
+    }
+    sigaction(SIGCHLD, &old, NULL);
+    return rc;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+}
+
+struct storm_arg {
+    pthread_t target;
+    atomic_int stop;
+    long sent;
+};
+
+static void *storm_main(void *varg)
+{
+    struct storm_arg *arg = varg;
+    while (!atomic_load(&arg->stop)) {
+        pthread_kill(arg->target, SIGUSR1);
+        arg->sent++;
+        sleep_ms(0.05);
+    }
+    return NULL;
+}
+
+static int test_signal_storm(const char *backend)
+{
+    /* Handlers without SA_RESTART: every wait is interrupted, often. */
+    struct sigaction act = {.sa_handler = on_signal}, old_usr1, old_chld;
+    sigemptyset(&act.sa_mask);
+    CHECK(sigaction(SIGUSR1, &act, &old_usr1) == 0);
+    CHECK(sigaction(SIGCHLD, &act, &old_chld) == 0);
+    struct storm_arg arg = {.target = pthread_self()};
+    pthread_t storm;
+    CHECK(pthread_create(&storm, NULL, storm_main, &arg) == 0);
+    int rc = plain_maps(backend, 10);
+    if (rc == 0) {
+        struct fault_ctx *ctx = fault_ctx_new(50, FAULT_HANG, 1);
+        struct fault_map fm = {
+            .n = 100, .workers = 2, .chunk = 1, .policy = MH_CONTINUE, .timeout_s = 0.2,
+            .ctx = ctx,
+        };
+        rc = ctx ? fault_run(backend, &fm, MH_ETIMEDOUT, MH_ITEM_TIMED_OUT, SIGTERM, -1) : 1;
+        if (ctx)
+            munmap(ctx, sizeof *ctx);
+    }
+    atomic_store(&arg.stop, 1);
+    pthread_join(storm, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
+    sigaction(SIGCHLD, &old_chld, NULL);
+    fprintf(stderr, "%ld signals sent\n", arg.sent);
+    return rc;
+}
+
+static void *thief_main(void *varg)
+{
+    atomic_int *stop = varg;
+    while (!atomic_load(stop)) {
+        waitpid(-1, NULL, WNOHANG);
+        sleep_ms(0.02);
+    }
+    return NULL;
+}
+
+static int test_waitpid_thief(const char *backend)
+{
+    /* Another thread reaps every child it can: ours must still be seen
+     * to end, and the map must not hang or fail. */
+    atomic_int stop = 0;
+    pthread_t thief;
+    CHECK(pthread_create(&thief, NULL, thief_main, &stop) == 0);
+    int rc = plain_maps(backend, 20);
+    atomic_store(&stop, 1);
+    pthread_join(thief, NULL);
+    return rc;
+}
+
+struct churn_arg {
+    atomic_int *stop;
+    unsigned seed;
+    long rounds;
+};
+
+static void *churn_main(void *varg)
+{
+    struct churn_arg *arg = varg;
+    FILE *sink = fopen("/dev/null", "w");
+    void *held[16] = {0};
+    while (!atomic_load(arg->stop)) {
+        arg->seed = arg->seed * 1103515245u + 12345u;
+        unsigned k = (arg->seed >> 8) % 16;
+        free(held[k]);
+        held[k] = malloc(1 + (arg->seed >> 12) % 100000);
+        if (held[k])
+            memset(held[k], 1, 1);
+        if (sink)
+            fprintf(sink, "%u\n", arg->seed);
+        arg->rounds++;
+    }
+    for (int k = 0; k < 16; k++)
+        free(held[k]);
+    if (sink)
+        fclose(sink);
+    return NULL;
+}
+
+static int fn_malloc(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    size_t i = *(const size_t *)in;
+    char *p = malloc(64 + i % 5000); /* malloc in a child of a threaded parent */
+    if (!p)
+        return 1;
+    memset(p, (int)i, 64);
+    *(size_t *)out = i * 7 + 1 + (size_t)(p[0] != (char)i);
+    free(p);
+    return 0;
+}
+
+static int test_threads_churn(const char *backend)
+{
+    enum { T = 8, MAPS = 200, N = 256 };
+    atomic_int stop = 0;
+    pthread_t threads[T];
+    struct churn_arg args[T];
+    for (int t = 0; t < T; t++) {
+        args[t] = (struct churn_arg){&stop, (unsigned)t * 7919u + 1, 0};
+        CHECK(pthread_create(&threads[t], NULL, churn_main, &args[t]) == 0);
+    }
+    size_t in[N], out[N];
+    for (size_t i = 0; i < N; i++)
+        in[i] = i;
+    mh_pool *pool = open_pool(backend, 2, 0, MH_STOP, 0);
+    int failed = !pool;
+    for (int m = 0; m < MAPS && !failed; m++) {
+        struct mh_task task = {
+            .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+            .fn = fn_malloc,
+        };
+        memset(out, 0, sizeof out);
+        failed |= mh_map(pool, &task, NULL) != MH_OK;
+        for (size_t i = 0; i < N && !failed; i++)
+            failed |= out[i] != i * 7 + 1;
+    }
+    mh_pool_close(pool);
+    atomic_store(&stop, 1);
+    long rounds = 0;
+    for (int t = 0; t < T; t++) {
+        pthread_join(threads[t], NULL);
+        rounds += args[t].rounds;
+    }
+    fprintf(stderr, "%d maps beside %ld malloc/stdio rounds\n", MAPS, rounds);
+    CHECK(!failed);
+    return 0;
+}
+
+/* ---------------------------------------------- the record stream alone */
+
+struct rec_sink {
+    size_t n, count, last;
+    int bad;
+    const unsigned char *want; /* expected payload per index, or NULL */
+    const size_t *want_len;
+};
+
+static int rec_emit(size_t index, const void *payload, size_t len, void *vs)
+{
+    struct rec_sink *s = vs;
+    if (index >= s->n || (s->count && index <= s->last))
+        s->bad = 1;
+    if (s->want && (len != s->want_len[index] ||
+                    (len && memcmp(payload, s->want + index * 4096, len) != 0)))
+        s->bad = 1;
+    s->last = index;
+    s->count++;
+    return 0;
+}
+
+static int test_records_garbage(const char *backend)
+{
+    (void)backend;
+    /* Random blocks: never an index out of range or out of order, never a
+     * read past the block (ASan builds check that part). */
+    unsigned seed = 99;
+    unsigned char block[512];
+    for (int round = 0; round < 20000; round++) {
+        struct mh__fork_stream stream = {0};
+        mh__fork_stream_reset(&stream, 1 + round % 50);
+        struct rec_sink sink = {.n = stream.n};
+        for (int b = 0; b < 4; b++) {
+            seed = seed * 1103515245u + 12345u;
+            size_t len = (seed >> 7) % sizeof block;
+            for (size_t i = 0; i < len; i++) {
+                seed = seed * 1103515245u + 12345u;
+                /* Mostly small numbers, so headers sometimes parse. */
+                block[i] = (unsigned char)((seed >> 16) % 4 ? (seed >> 20) % 3 : seed >> 24);
+            }
+            int rc = mh__fork_stream_feed(&stream, block, len, rec_emit, &sink);
+            CHECK(rc == MH_OK || rc == MH_ERANGE);
+            if (rc)
+                break;
+        }
+        CHECK(!sink.bad);
+        mh__fork_stream_reset(&stream, 0);
+    }
+    return 0;
+}
+
+static int test_records_roundtrip(const char *backend)
+{
+    /* Records cut into blocks the way a worker cuts them (a header never
+     * split, a large payload split anywhere) come back whole, in order. */
+    (void)backend;
+    enum { N = 300, BLOCK = 1024 };
+    static unsigned char want[N * 4096], stream_bytes[N * (4096 + 16)];
+    static size_t want_len[N];
+    unsigned seed = 7;
+    for (int round = 0; round < 50; round++) {
+        size_t total = 0, count = 0;
+        size_t cuts[N * 8], ncuts = 0, used = 0; /* block ends in stream_bytes */
+        for (size_t i = 0; i < N; i++) {
+            seed = seed * 1103515245u + 12345u;
+            if ((seed >> 9) % 3 == 0)
+                continue; /* not every index has a record */
+            size_t len = (seed >> 13) % 4 == 0 ? (seed >> 3) % 4096 : (seed >> 3) % 40;
+            want_len[i] = len;
+            for (size_t j = 0; j < len; j++)
+                want[i * 4096 + j] = (unsigned char)(i + j * 3 + (size_t)round);
+            if (used > 0 && used + 16 + len > BLOCK) {
+                cuts[ncuts++] = total;
+                used = 0;
+            }
+            mh__fork_record_put(stream_bytes + total, i, len);
+            memcpy(stream_bytes + total + 16, want + i * 4096, len);
+            total += 16 + len;
+            used += 16 + len;
+            while (used >= BLOCK) { /* a large one spills over blocks */
+                cuts[ncuts++] = total - (used - BLOCK);
+                used -= BLOCK;
+            }
+            count++;
+        }
+        cuts[ncuts++] = total;
+        struct mh__fork_stream stream = {0};
+        mh__fork_stream_reset(&stream, N);
+        struct rec_sink sink = {.n = N, .want = want, .want_len = want_len};
+        size_t from = 0;
+        for (size_t c = 0; c < ncuts; c++) {
+            CHECK_RC(mh__fork_stream_feed(&stream, stream_bytes + from, cuts[c] - from,
+                                          rec_emit, &sink), MH_OK);
+            from = cuts[c];
+        }
+        CHECK(!sink.bad);
+        CHECK(sink.count == count);
+        CHECK(!stream.partial);
+        mh__fork_stream_reset(&stream, 0);
+    }
+    /* A header cut short, an index past n, an index going back. */
+    unsigned char bad[64];
+    struct mh__fork_stream stream = {0};
+    struct rec_sink sink = {.n = 10};
+    mh__fork_stream_reset(&stream, 10);
+    mh__fork_record_put(bad, 3, 0);
+    CHECK_RC(mh__fork_stream_feed(&stream, bad, 10, rec_emit, &sink), MH_ERANGE);
+    mh__fork_stream_reset(&stream, 10);
+    mh__fork_record_put(bad, 10, 0);
+    CHECK_RC(mh__fork_stream_feed(&stream, bad, 16, rec_emit, &sink), MH_ERANGE);
+    mh__fork_stream_reset(&stream, 10);
+    mh__fork_record_put(bad, 5, 0);
+    mh__fork_record_put(bad + 16, 5, 0);
+    CHECK_RC(mh__fork_stream_feed(&stream, bad, 32, rec_emit, &sink), MH_ERANGE);
+    /* A huge claimed length allocates only what arrives. */
+    mh__fork_stream_reset(&stream, 10);
+    mh__fork_record_put(bad, 1, SIZE_MAX / 2);
+    CHECK_RC(mh__fork_stream_feed(&stream, bad, 40, rec_emit, &sink), MH_OK);
+    CHECK(stream.partial && stream.got == 24 && stream.cap <= 4096);
+    mh__fork_stream_reset(&stream, 0);
+    return 0;
+}
+
+/* ------------------------------------------- the seed's workload, GMP */
+
+#ifdef MH_TEST_GMP
+static int fn_factorial(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    unsigned long n = (unsigned long)*(const int *)in;
+    mpz_ptr result = out;
+    mpz_init_set_ui(result, 1);
+    for (unsigned long k = 2; k <= n; k++)
+        mpz_mul_ui(result, result, k);
+    return 0;
+}
+
+static size_t mpz_bytes(const void *item, void *ctx)
+{
+    (void)ctx;
+    return (mpz_sizeinbase(item, 2) + 7) / 8;
+}
+
+static int mpz_enc(const void *item, void *buf, size_t len, void *ctx)
+{
+    (void)ctx;
+    memset(buf, 0, len);
+    mpz_export(buf, NULL, 1, 1, 1, 0, item);
+    return 0;
+}
+
+static int mpz_dec(void *item, const void *buf, size_t len, void *ctx)
+{
+    (void)ctx;
+    mpz_init(item);
+    mpz_import(item, len, 1, 1, 1, 0, buf);
+    return 0;
+}
+
+static void mpz_clr(void *item, void *ctx)
+{
+    (void)ctx;
+    mpz_clear(item);
+}
+
+static const struct mh_codec mpz_codec = {
+    .size = mpz_bytes, .encode = mpz_enc, .decode = mpz_dec, .clear = mpz_clr,
+};
+
+static int factorials_on(const char *backend, int workers, const int *in, size_t n,
+                         mpz_t *out)
+{
+    mh_pool *pool = open_pool(backend, workers, 0, MH_STOP, 0);
+    CHECK(pool);
+    struct mh_task task = {
+        .n = n, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = fn_factorial, .codec = &mpz_codec,
+    };
+    struct mh_report report;
+    CHECK_RC(mh_map(pool, &task, &report), MH_OK);
+    mh_pool_close(pool);
+    fprintf(stderr, "%s, %d workers: %.3f s\n", backend, workers, report.wall_s);
+    return 0;
+}
+
+static int test_factorial_million(const char *backend)
+{
+    enum { N = 1000000 };
+    int *in = malloc(N * sizeof *in);
+    mpz_t *got = malloc(N * sizeof *got), *want = malloc(N * sizeof *want);
+    CHECK(in && got && want);
+    srand(2017);
+    for (size_t i = 0; i < N; i++)
+        in[i] = 1 + rand() % 99;
+    CHECK_OK(factorials_on(backend, 2, in, N, got));
+    CHECK_OK(factorials_on("seq", 1, in, N, want));
+    size_t wrong = 0;
+    for (size_t i = 0; i < N; i++) {
+        wrong += mpz_cmp(got[i], want[i]) != 0;
+        mpz_clear(got[i]);
+        mpz_clear(want[i]);
+    }
+    free(in);
+    free(got);
+    free(want);
+    CHECK(wrong == 0);
+    return 0;
+}
+#else
+static int test_factorial_million(const char *backend)
+{
+    (void)backend;
+    fprintf(stderr, "built without GMP: skipped\n");
+    return MH_SKIP;
+}
+#endif
+
+/* --------------------------------------------------------------- table */
+
+#define MH_TEST(name) {#name, test_##name},
+static const struct mh_test tests[] = {
+    MH_TEST(kill_worker_1)
+    MH_TEST(kill_worker_2)
+    MH_TEST(kill_worker_5)
+    MH_TEST(kill_worker_13)
+    MH_TEST(kill_worker_codec)
+    MH_TEST(segv_at_item)
+    MH_TEST(abort_in_callback)
+    MH_TEST(exit0_without_result)
+    MH_TEST(timeout)
+    MH_TEST(timeout_not_hit)
+    MH_TEST(big_results)
+    MH_TEST(parent_sigint)
+    MH_TEST(parent_sigterm)
+    MH_TEST(parent_sigkill)
+    MH_TEST(sigchld_ignored)
+    MH_TEST(signal_storm)
+    MH_TEST(waitpid_thief)
+    MH_TEST(threads_churn)
+    MH_TEST(records_garbage)
+    MH_TEST(records_roundtrip)
+    MH_TEST(factorial_million)
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    /* Crashing workers must not write cores. */
+    struct rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    return mh_test_main(argc, argv, tests);
+}
