@@ -80,6 +80,9 @@ struct mh_backend_ops {
     /* Release state. owner is false in a child forked after open: free
      * memory only, do not join, signal or wait for anything. */
     void (*close)(void *state, bool owner);
+    /* Optional: the worker count when the backend decides it rather than
+     * the config (mpi: the ranks of the job); read once, after open. */
+    int (*workers)(void *state);
 };
 
 /*

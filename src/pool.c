@@ -31,6 +31,8 @@ int mh_pool_open(mh_pool **pool, const struct mh_config *config)
     rc = ops->open(&p->state, &p->config);
     if (rc)
         goto out_mutex;
+    if (ops->workers)
+        p->config.workers = ops->workers(p->state);
     *pool = p;
     return MH_OK;
 

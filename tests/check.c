@@ -32,6 +32,36 @@ int mh_test_have_backend(const char *backend)
     return 0;
 }
 
+/* The first of the launcher's variables that is set, as a number. */
+static int mpi_env(const char *const *names, int fallback)
+{
+    for (; *names; names++) {
+        const char *value = getenv(*names);
+        if (value && *value)
+            return atoi(value);
+    }
+    return fallback;
+}
+
+int mh_test_ranks(const char *backend)
+{
+    static const char *const names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", NULL};
+    return strcmp(backend, "mpi") == 0 ? mpi_env(names, 1) : 1;
+}
+
+int mh_test_holds_results(const char *backend)
+{
+    static const char *const names[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", NULL};
+    return strcmp(backend, "mpi") != 0 || mpi_env(names, 0) == 0;
+}
+
+int mh_test_workers(const char *backend, int asked)
+{
+    if (strcmp(backend, "mpi") == 0)
+        return mh_test_ranks(backend);
+    return asked > MH_WORKERS_MAX ? MH_WORKERS_MAX : asked;
+}
+
 static int count_dir(const char *path)
 {
     DIR *dir = opendir(path);
@@ -75,7 +105,7 @@ static int warm_identity(const void *in, void *out, void *ctx)
     return 0;
 }
 
-static int warm_up(const char *backend)
+static int warm_up(const char *backend, int *workers)
 {
     int in[64] = {0}, out[64];
     mh_pool *pool = mh_test_pool(backend, 2, 0, MH_STOP);
@@ -86,6 +116,7 @@ static int warm_up(const char *backend)
         .out_size = sizeof *out, .fn = warm_identity,
     };
     int rc = mh_map(pool, &task, NULL);
+    *workers = mh_pool_workers(pool);
     mh_pool_close(pool);
     return rc != 0;
 }
@@ -109,8 +140,8 @@ int mh_test_main(int argc, char **argv, const struct mh_test *tests)
             printf("%s\n", t->name);
         return 0;
     }
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s TEST BACKEND | --list\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s TEST BACKEND [RANKS] | --list\n", argv[0]);
         return 1;
     }
     const struct mh_test *test = tests;
@@ -133,8 +164,16 @@ int mh_test_main(int argc, char **argv, const struct mh_test *tests)
     signal(SIGALRM, watchdog_fired);
     alarm(limit ? (unsigned)atoi(limit) : 120);
 
-    if (warm_up(backend)) {
+    int workers = 0;
+    if (warm_up(backend, &workers)) {
         fprintf(stderr, "warm-up map on %s failed\n", backend);
+        return 1;
+    }
+    if (argc == 4 && (workers != atoi(argv[3]) ||
+                      mh_test_workers(backend, 2) != workers)) {
+        fprintf(stderr, "%s: the pool has %d workers (environment says %d), the test "
+                "asked for %s (a mismatched launcher?)\n", backend, workers,
+                mh_test_workers(backend, 2), argv[3]);
         return 1;
     }
     int fds = mh_test_count_fds(), threads = mh_test_count_threads();

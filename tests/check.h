@@ -62,6 +62,22 @@ int mh_test_have_backend(const char *backend);
 int mh_test_count_fds(void);
 int mh_test_count_threads(void);
 
+/*
+ * Maps on "mpi" are collective: under `mpiexec -n N` every rank runs the
+ * test and calls the same maps, and only rank 0 receives results (other
+ * ranks get the same return code and report). These say, from the
+ * launcher's environment, how many ranks the job has and whether this
+ * process holds the results; for every other backend: 1 and true.
+ */
+int mh_test_ranks(const char *backend);
+int mh_test_holds_results(const char *backend);
+
+/* The worker count a pool on backend reports when asked for `asked`
+ * (clamped to MH_WORKERS_MAX; mpi: the job's ranks, whatever was asked). */
+int mh_test_workers(const char *backend, int asked);
+
+/* `prog TEST BACKEND [RANKS]`: with RANKS, the pool's worker count must
+ * equal it (mpi: a mismatched mpiexec gives N one-rank jobs). */
 int mh_test_main(int argc, char **argv, const struct mh_test *tests);
 
 #endif /* MH_TEST_CHECK_H */

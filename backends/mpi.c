@@ -1,0 +1,784 @@
+/*
+ * mpi: the same map across processes and hosts, on MPI (Open MPI).
+ *
+ * SPMD and collective: every rank of the job opens the pool and calls
+ * mh_map with the same task shape (n, in_size, out_size, codec or not,
+ * chunk and on_error); rank 0's inputs are the ones that count. Rank 0
+ * hands chunks out dynamically, two in flight per other rank, and runs
+ * chunks itself between polls (MPI_Test) of the results that come back.
+ * Inputs travel as bytes; results come back as bytes, or through the
+ * task's codec (encoded on the rank that ran the item, decoded on rank 0).
+ *
+ * After a map rank 0 has every result in order. Every rank returns the
+ * same code and the same report counters and failure (rank 0 sends them
+ * with the message that ends the map); on other ranks task->out and
+ * task->status hold nothing, except that out[failed_index] is copied from
+ * rank 0 when an item failed and there is no codec (so mh_reduce reports
+ * the same failing item everywhere).
+ *
+ * Messages of one map, per other rank: per chunk, rank 0 sends a control
+ * record and the chunk's input bytes and gets back a result record and
+ * its payload (statuses, then output bytes or encoded items); at the end
+ * one control record says stop and carries the outcome. No collective
+ * call in a map: a small map costs a few point-to-point messages.
+ *
+ * MPI is initialised (MPI_THREAD_MULTIPLE asked) by the first pool open
+ * if the caller has not done it, and then finalised at exit (atexit):
+ * MPI cannot be initialised twice, so closing the last pool must not end
+ * it. The pool works on its own duplicate of MPI_COMM_WORLD with
+ * MPI_ERRORS_RETURN, and MPI errors come back as MH_EMPI; the library
+ * never calls MPI_Abort. A rank that dies is the MPI runtime's to handle:
+ * Open MPI's mpiexec then ends the whole job (docs/backends.md).
+ */
+#include <limits.h>
+#include <mpi.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+
+/* Message tags on the pool's communicator. */
+enum {
+    MPI_TAG_CTRL = 1,   /* rank 0 -> worker: struct mpi_ctrl */
+    MPI_TAG_INPUT = 2,  /* rank 0 -> worker: a chunk's input bytes */
+    MPI_TAG_RESULT = 3, /* worker -> rank 0: struct mpi_result */
+    MPI_TAG_OUTPUT = 4, /* worker -> rank 0: a result's payload;
+                         * rank 0 -> worker: out[failed_index] at the end */
+};
+
+/* Chunks a worker holds at once: it runs one while the next arrives. */
+#define MPI_DEPTH 2
+
+/* Byte counts travel as blocks of this many bytes plus a remainder, so
+ * that no count passed to MPI (an int) overflows. */
+#define MPI_BLOCK ((size_t)1 << 30)
+
+enum { MPI_CTRL_WORK = 1, MPI_CTRL_STOP = 2 };
+
+/*
+ * rank 0 -> worker. WORK: run chunk `chunk` (its inputs follow). STOP:
+ * the map is over; the rest is its outcome. The task's shape travels with
+ * every record so that a rank whose task differs says so (MH_EINVAL)
+ * instead of computing garbage. All ranks run the same binary on the same
+ * architecture (docs/backends.md), so records travel as raw bytes.
+ */
+struct mpi_ctrl {
+    uint64_t kind;
+    uint64_t chunk;
+    uint64_t n, in_size, out_size, chunk_items, has_codec, on_error;
+    /* STOP only: */
+    int64_t code; /* the backend's own error, or 0 */
+    uint64_t items_done, items_failed;
+    uint64_t fail_index, fail_count;
+    int64_t fail_status, fail_callback, fail_signal, fail_exit, fail_pid;
+    uint64_t out_bytes; /* bytes of out[fail_index] that follow, or 0 */
+};
+
+/* worker -> rank 0: what chunk `chunk` gave; `payload` bytes follow. */
+struct mpi_result {
+    uint64_t chunk;
+    int64_t code; /* MH_EINVAL (task differs), MH_ENOMEM, MH_ECODEC, or 0 */
+    uint64_t ok;
+    uint64_t fail_index, fail_count;
+    int64_t fail_status, fail_callback;
+    uint64_t payload; /* statuses (one byte per item), then outputs */
+};
+
+struct mpi_pool {
+    MPI_Comm comm;       /* our duplicate of MPI_COMM_WORLD */
+    MPI_Datatype block;  /* MPI_BLOCK contiguous bytes */
+    int rank, size;
+};
+
+/* ------------------------------------------------------------ process */
+
+/*
+ * MPI's state is the process's, not a pool's: whether we initialised it
+ * (then we finalise it at exit), the thread level it gives, and how many
+ * maps are running (finalising under a running map would hang the job).
+ */
+static pthread_mutex_t mpi_init_lock = PTHREAD_MUTEX_INITIALIZER; /* guards
+                                        * the init and atexit registration */
+static int mpi_we_initialised;         /* under mpi_init_lock */
+static int mpi_thread_level = MPI_THREAD_SINGLE; /* under mpi_init_lock */
+/* Below MPI_THREAD_MULTIPLE, every MPI call of the library is made under
+ * this lock, so that calls from several threads are serialised. */
+static pthread_mutex_t mpi_serial_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Maps in flight in this process (relaxed: read only by the exit hook,
+ * after the threads that count have stopped or are stuck in a map). */
+static atomic_int mpi_maps_running;
+
+static void mpi_atexit(void)
+{
+    int initialised = 0, finalised = 1;
+    MPI_Initialized(&initialised);
+    MPI_Finalized(&finalised);
+    /* A map still running (exit from inside a callback, or from another
+     * thread) would wait in MPI_Finalize for peers that wait for this
+     * rank's results: leave MPI unfinalised, and the runtime ends the job
+     * with an error instead of hanging. */
+    if (initialised && !finalised &&
+        atomic_load_explicit(&mpi_maps_running, memory_order_relaxed) == 0)
+        MPI_Finalize();
+}
+
+/* Initialise MPI unless the caller has; learn its thread level. */
+static int mpi_ensure_init(void)
+{
+    int rc = MH_OK;
+    pthread_mutex_lock(&mpi_init_lock);
+    int initialised = 0, finalised = 0;
+    if (MPI_Initialized(&initialised) != MPI_SUCCESS ||
+        MPI_Finalized(&finalised) != MPI_SUCCESS || finalised) {
+        rc = MH_EMPI; /* MPI cannot start again once finalised */
+        goto out_unlock;
+    }
+    if (initialised) {
+        if (MPI_Query_thread(&mpi_thread_level) != MPI_SUCCESS)
+            rc = MH_EMPI;
+        goto out_unlock;
+    }
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &mpi_thread_level) !=
+        MPI_SUCCESS) {
+        rc = MH_EMPI;
+        goto out_unlock;
+    }
+    /* MPI_COMM_WORLD is ours now: errors on it (MPI_Comm_dup) come back
+     * as codes instead of ending the process. */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    if (!mpi_we_initialised) {
+        mpi_we_initialised = 1;
+        if (atexit(mpi_atexit) != 0)
+            rc = MH_ENOMEM; /* MPI stays up; the runtime reports it at exit */
+    }
+out_unlock:
+    pthread_mutex_unlock(&mpi_init_lock);
+    return rc;
+}
+
+/* Whether this thread may call MPI now (FUNNELED: the main thread only). */
+static int mpi_thread_check(void)
+{
+    if (mpi_thread_level >= MPI_THREAD_SERIALIZED)
+        return MH_OK;
+    int is_main = 0;
+    if (MPI_Is_thread_main(&is_main) != MPI_SUCCESS)
+        return MH_EMPI;
+    return is_main ? MH_OK : MH_ENOTSUP;
+}
+
+static void mpi_serial_enter(void)
+{
+    if (mpi_thread_level < MPI_THREAD_MULTIPLE)
+        pthread_mutex_lock(&mpi_serial_lock);
+}
+
+static void mpi_serial_leave(void)
+{
+    if (mpi_thread_level < MPI_THREAD_MULTIPLE)
+        pthread_mutex_unlock(&mpi_serial_lock);
+}
+
+/* ---------------------------------------------------------------- bytes */
+
+/* Send or receive len bytes as full blocks plus a remainder: at most two
+ * messages, each with a count that fits an int. */
+static int mpi_isend_bytes(const struct mpi_pool *mp, const void *buf, size_t len,
+                           int dest, int tag, MPI_Request req[2])
+{
+    const unsigned char *p = buf;
+    size_t blocks = len / MPI_BLOCK, rest = len % MPI_BLOCK;
+    req[0] = req[1] = MPI_REQUEST_NULL;
+    if (blocks > INT_MAX)
+        return MH_EOVERFLOW;
+    if (blocks && MPI_Isend(p, (int)blocks, mp->block, dest, tag, mp->comm, &req[0]) != MPI_SUCCESS)
+        return MH_EMPI;
+    if (rest && MPI_Isend(p + blocks * MPI_BLOCK, (int)rest, MPI_BYTE, dest, tag, mp->comm,
+                          &req[1]) != MPI_SUCCESS)
+        return MH_EMPI;
+    return MH_OK;
+}
+
+static int mpi_send_bytes(const struct mpi_pool *mp, const void *buf, size_t len,
+                          int dest, int tag)
+{
+    MPI_Request req[2];
+    int rc = mpi_isend_bytes(mp, buf, len, dest, tag, req);
+    if (MPI_Waitall(2, req, MPI_STATUSES_IGNORE) != MPI_SUCCESS && rc == MH_OK)
+        rc = MH_EMPI;
+    return rc;
+}
+
+/* buf NULL: receive and drop the bytes (a worker that could not allocate
+ * still takes its messages, so that rank 0's sends complete). */
+static int mpi_recv_bytes(const struct mpi_pool *mp, void *buf, size_t len, int src, int tag)
+{
+    unsigned char *p = buf;
+    size_t blocks = len / MPI_BLOCK, rest = len % MPI_BLOCK;
+    if (blocks > INT_MAX)
+        return MH_EOVERFLOW;
+    if (!buf) {
+        /* A zero-byte receive matches the message and truncates it. */
+        for (int part = 0; part < (blocks != 0) + (rest != 0); part++)
+            MPI_Recv(NULL, 0, MPI_BYTE, src, tag, mp->comm, MPI_STATUS_IGNORE);
+        return MH_OK;
+    }
+    if (blocks && MPI_Recv(p, (int)blocks, mp->block, src, tag, mp->comm,
+                           MPI_STATUS_IGNORE) != MPI_SUCCESS)
+        return MH_EMPI;
+    if (rest && MPI_Recv(p + blocks * MPI_BLOCK, (int)rest, MPI_BYTE, src, tag, mp->comm,
+                         MPI_STATUS_IGNORE) != MPI_SUCCESS)
+        return MH_EMPI;
+    return MH_OK;
+}
+
+/* Items of chunk c. */
+static size_t mpi_chunk_items(const struct mh__run *run, size_t c)
+{
+    size_t begin = c * run->chunk;
+    return run->task->n - begin < run->chunk ? run->task->n - begin : run->chunk;
+}
+
+/* The task's shape, as every control record carries it. */
+static void mpi_ctrl_shape(struct mpi_ctrl *ctrl, const struct mh__run *run)
+{
+    const struct mh_task *task = run->task;
+    ctrl->n = task->n;
+    ctrl->in_size = task->in_size;
+    ctrl->out_size = task->out_size;
+    ctrl->chunk_items = run->chunk;
+    ctrl->has_codec = task->codec != NULL;
+    ctrl->on_error = (uint64_t)run->on_error;
+}
+
+/* --------------------------------------------------------------- worker */
+
+struct mpi_worker {
+    unsigned char *in, *out, *payload;
+    uint8_t *status;
+    size_t payload_cap;
+};
+
+/* Encode chunk outputs after their statuses into w->payload; release
+ * what each encoded item owns. Returns 0, MH_ENOMEM or MH_ECODEC. */
+static int mpi_worker_encode(struct mpi_worker *w, const struct mh_task *task,
+                             size_t count, size_t *len)
+{
+    const struct mh_codec *codec = task->codec;
+    size_t need = count;
+    int rc = MH_OK;
+    for (size_t i = 0; i < count; i++)
+        if (w->status[i] == MH_ITEM_OK)
+            need += sizeof(uint64_t) + codec->size(w->out + i * task->out_size, task->ctx);
+    if (need > w->payload_cap) {
+        unsigned char *bigger = mh__malloc(need);
+        if (!bigger) {
+            rc = MH_ENOMEM;
+            goto out_clear;
+        }
+        mh__free(w->payload);
+        w->payload = bigger;
+        w->payload_cap = need;
+    }
+    memcpy(w->payload, w->status, count);
+    unsigned char *p = w->payload + count;
+    for (size_t i = 0; i < count; i++) {
+        if (w->status[i] != MH_ITEM_OK)
+            continue;
+        const void *item = w->out + i * task->out_size;
+        uint64_t size = codec->size(item, task->ctx);
+        memcpy(p, &size, sizeof size);
+        p += sizeof size;
+        if (codec->encode(item, p, size, task->ctx) != 0) {
+            rc = MH_ECODEC;
+            goto out_clear;
+        }
+        p += size;
+    }
+    *len = need;
+out_clear:
+    for (size_t i = 0; i < count; i++)
+        if (w->status[i] == MH_ITEM_OK)
+            codec->clear(w->out + i * task->out_size, task->ctx);
+    return rc;
+}
+
+/* Run one assigned chunk and send its result to rank 0. */
+static int mpi_worker_chunk(const struct mpi_pool *mp, struct mh__run *run,
+                            struct mpi_worker *w, const struct mpi_ctrl *ctrl, int shape_ok)
+{
+    const struct mh_task *task = run->task;
+    size_t count = ctrl->n - ctrl->chunk * ctrl->chunk_items < ctrl->chunk_items
+                       ? ctrl->n - ctrl->chunk * ctrl->chunk_items
+                       : ctrl->chunk_items;
+    struct mpi_result res = {.chunk = ctrl->chunk, .fail_index = MH_NO_ITEM};
+    int rc = mpi_recv_bytes(mp, shape_ok && w->in ? w->in : NULL, count * ctrl->in_size, 0,
+                            MPI_TAG_INPUT);
+    if (rc)
+        return rc;
+    if (!shape_ok || !w->in) {
+        res.code = shape_ok ? MH_ENOMEM : MH_EINVAL;
+        return MPI_Send(&res, sizeof res, MPI_BYTE, 0, MPI_TAG_RESULT, mp->comm) == MPI_SUCCESS
+                   ? MH_OK : MH_EMPI;
+    }
+
+    /* The chunk's items, run against local buffers laid out from item 0:
+     * shift the task so that item `begin` lands at index 0 of them. */
+    size_t begin = ctrl->chunk * ctrl->chunk_items;
+    struct mh_task local = *task;
+    local.in = w->in;
+    local.n = count;
+    struct mh__run sub = {.task = &local, .chunk = run->chunk, .on_error = run->on_error};
+    atomic_int stop;
+    atomic_init(&stop, 0);
+    struct mh__failure fail;
+    memset(w->status, MH_ITEM_NOT_RUN, count);
+    res.ok = mh__run_range(&sub, 0, count, w->out, w->status, &stop, &fail);
+    if (fail.index != MH_NO_ITEM) {
+        res.fail_index = begin + fail.index;
+        res.fail_count = fail.count;
+        res.fail_status = fail.status;
+        res.fail_callback = fail.callback_code;
+    }
+
+    const void *payload;
+    size_t len = 0;
+    if (task->codec) {
+        res.code = mpi_worker_encode(w, task, count, &len);
+        payload = w->payload;
+        if (res.code)
+            len = 0;
+    } else {
+        /* Statuses, then every output (a failed item's bytes too: a
+         * reduce partial says where in its chunk the failure was). */
+        memcpy(w->payload, w->status, count);
+        memcpy(w->payload + count, w->out, count * task->out_size);
+        payload = w->payload;
+        len = count + count * task->out_size;
+    }
+    res.payload = len;
+    if (MPI_Send(&res, sizeof res, MPI_BYTE, 0, MPI_TAG_RESULT, mp->comm) != MPI_SUCCESS)
+        return MH_EMPI;
+    return mpi_send_bytes(mp, payload, len, 0, MPI_TAG_OUTPUT);
+}
+
+/* Take the outcome rank 0 sent with STOP as this rank's own. */
+static int mpi_worker_outcome(const struct mpi_pool *mp, struct mh__run *run,
+                              const struct mpi_ctrl *ctrl)
+{
+    atomic_store_explicit(&run->items_done, ctrl->items_done, memory_order_relaxed);
+    atomic_store_explicit(&run->items_failed, ctrl->items_failed, memory_order_relaxed);
+    if (ctrl->fail_index != MH_NO_ITEM) {
+        run->failure = (struct mh__failure){
+            .index = ctrl->fail_index, .status = (int)ctrl->fail_status,
+            .callback_code = (int)ctrl->fail_callback, .signal = (int)ctrl->fail_signal,
+            .exit_status = (int)ctrl->fail_exit, .pid = (long)ctrl->fail_pid,
+            .count = ctrl->fail_count,
+        };
+        atomic_store_explicit(&run->stop, 1, memory_order_relaxed);
+    }
+    if (ctrl->out_bytes) {
+        const struct mh_task *task = run->task;
+        int same = ctrl->out_bytes == task->out_size && ctrl->fail_index < task->n;
+        void *dst = same ? (unsigned char *)task->out + ctrl->fail_index * task->out_size : NULL;
+        int rc = mpi_recv_bytes(mp, dst, ctrl->out_bytes, 0, MPI_TAG_OUTPUT);
+        if (rc)
+            return rc;
+    }
+    return (int)ctrl->code;
+}
+
+static int mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run)
+{
+    const struct mh_task *task = run->task;
+    struct mpi_worker w = {0};
+    size_t items = run->chunk < task->n ? run->chunk : task->n; /* largest chunk */
+    size_t out_bytes = items * task->out_size;
+    w.in = mh__malloc(items * task->in_size);
+    w.out = mh__malloc(out_bytes);
+    w.status = mh__malloc(items);
+    w.payload_cap = items + out_bytes;
+    w.payload = mh__malloc(w.payload_cap);
+    if (!w.out || !w.status || !w.payload) {
+        mh__free(w.in);
+        w.in = NULL; /* answer every chunk with MH_ENOMEM */
+    }
+
+    int rc;
+    for (;;) {
+        struct mpi_ctrl ctrl;
+        if (MPI_Recv(&ctrl, sizeof ctrl, MPI_BYTE, 0, MPI_TAG_CTRL, mp->comm,
+                     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            rc = MH_EMPI;
+            break;
+        }
+        if (ctrl.kind == MPI_CTRL_STOP) {
+            rc = mpi_worker_outcome(mp, run, &ctrl);
+            break;
+        }
+        struct mpi_ctrl mine = {0};
+        mpi_ctrl_shape(&mine, run);
+        int shape_ok = mine.n == ctrl.n && mine.in_size == ctrl.in_size &&
+                       mine.out_size == ctrl.out_size && mine.chunk_items == ctrl.chunk_items &&
+                       mine.has_codec == ctrl.has_codec && mine.on_error == ctrl.on_error;
+        rc = mpi_worker_chunk(mp, run, &w, &ctrl, shape_ok);
+        if (rc)
+            break;
+    }
+    mh__free(w.in);
+    mh__free(w.out);
+    mh__free(w.status);
+    mh__free(w.payload);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- root */
+
+struct mpi_slot {
+    struct mpi_ctrl ctrl;
+    MPI_Request req[3]; /* control, input blocks, input rest */
+};
+
+struct mpi_root {
+    const struct mpi_pool *mp;
+    struct mh__run *run;
+    struct mpi_slot *slots; /* MPI_DEPTH per worker rank, by rank */
+    size_t next;            /* next chunk to hand out or run */
+    size_t outstanding;     /* chunks out at workers */
+    int code;               /* the map's own error (not an item's) */
+    unsigned char *payload;
+    size_t payload_cap;
+};
+
+static void mpi_root_error(struct mpi_root *r, int code)
+{
+    if (!r->code)
+        r->code = code;
+    atomic_store_explicit(&r->run->stop, 1, memory_order_relaxed);
+}
+
+static int mpi_root_stopping(const struct mpi_root *r)
+{
+    return atomic_load_explicit(&r->run->stop, memory_order_relaxed) != 0;
+}
+
+/* Hand chunk `next` to worker rank `dest`, in a free slot of its. */
+static int mpi_root_assign(struct mpi_root *r, int dest)
+{
+    struct mpi_slot *slot = NULL;
+    for (int d = 0; d < MPI_DEPTH && !slot; d++)
+        if (r->slots[dest * MPI_DEPTH + d].ctrl.kind == 0)
+            slot = &r->slots[dest * MPI_DEPTH + d];
+    if (!slot) /* every slot busy: cannot happen, a result freed one */
+        return MH_EMPI;
+    const struct mh_task *task = r->run->task;
+    size_t c = r->next++;
+    memset(&slot->ctrl, 0, sizeof slot->ctrl);
+    slot->ctrl.kind = MPI_CTRL_WORK;
+    slot->ctrl.chunk = c;
+    mpi_ctrl_shape(&slot->ctrl, r->run);
+    const unsigned char *in = (const unsigned char *)task->in + c * r->run->chunk * task->in_size;
+    if (MPI_Isend(&slot->ctrl, sizeof slot->ctrl, MPI_BYTE, dest, MPI_TAG_CTRL, r->mp->comm,
+                  &slot->req[0]) != MPI_SUCCESS)
+        return MH_EMPI;
+    r->outstanding++;
+    return mpi_isend_bytes(r->mp, in, mpi_chunk_items(r->run, c) * task->in_size, dest,
+                           MPI_TAG_INPUT, &slot->req[1]);
+}
+
+/* Free the slot of `src` that held chunk c. Its sends were received (a
+ * result came back for it), so waiting on them only completes them. */
+static int mpi_root_release(struct mpi_root *r, int src, uint64_t c)
+{
+    for (int d = 0; d < MPI_DEPTH; d++) {
+        struct mpi_slot *s = &r->slots[src * MPI_DEPTH + d];
+        if (s->ctrl.kind == MPI_CTRL_WORK && s->ctrl.chunk == c) {
+            s->ctrl.kind = 0;
+            return MPI_Waitall(3, s->req, MPI_STATUSES_IGNORE) == MPI_SUCCESS ? MH_OK : MH_EMPI;
+        }
+    }
+    return MH_EMPI; /* a result for a chunk this rank was not given */
+}
+
+/* Put a worker's chunk result into task->out and run->status. */
+static int mpi_root_merge(struct mpi_root *r, const struct mpi_result *res,
+                          const unsigned char *payload, size_t len)
+{
+    struct mh__run *run = r->run;
+    const struct mh_task *task = run->task;
+    size_t c = res->chunk;
+    if (c >= run->nchunks)
+        return MH_EMPI;
+    size_t begin = c * run->chunk, count = mpi_chunk_items(run, c);
+    unsigned char *out = (unsigned char *)task->out + begin * task->out_size;
+    if (len < count || (!task->codec && len != count + count * task->out_size))
+        return MH_EMPI;
+    const uint8_t *status = payload;
+    const unsigned char *p = payload + count, *end = payload + len;
+    size_t ok = 0;
+    int rc = MH_OK;
+    for (size_t i = 0; i < count; i++) {
+        uint8_t st = status[i];
+        if (st == MH_ITEM_NOT_RUN)
+            continue;
+        if (task->codec && st == MH_ITEM_OK) {
+            uint64_t size;
+            if ((size_t)(end - p) < sizeof size) {
+                rc = MH_ECODEC;
+                break;
+            }
+            memcpy(&size, p, sizeof size);
+            p += sizeof size;
+            if ((size_t)(end - p) < size ||
+                task->codec->decode(out + i * task->out_size, p, size, task->ctx) != 0) {
+                rc = MH_ECODEC; /* this item and the rest stay NOT_RUN */
+                break;
+            }
+            p += size;
+        } else if (!task->codec) {
+            memcpy(out + i * task->out_size, p + i * task->out_size, task->out_size);
+        }
+        if (run->status)
+            run->status[begin + i] = st;
+        ok += st == MH_ITEM_OK;
+    }
+    atomic_fetch_add_explicit(&run->items_done, ok, memory_order_relaxed);
+    if (res->fail_index != MH_NO_ITEM) {
+        struct mh__failure fail = {
+            .index = res->fail_index, .status = (int)res->fail_status,
+            .callback_code = (int)res->fail_callback, .exit_status = -1,
+            .count = res->fail_count,
+        };
+        mh__run_fail(run, &fail);
+    }
+    return rc;
+}
+
+/* Take one result (its record has arrived in *res from src). */
+static int mpi_root_take(struct mpi_root *r, const struct mpi_result *res, int src)
+{
+    r->outstanding--;
+    int rc = mpi_root_release(r, src, res->chunk);
+    if (rc)
+        return rc;
+    if (res->payload > r->payload_cap) {
+        unsigned char *bigger = mh__malloc(res->payload);
+        if (bigger) {
+            mh__free(r->payload);
+            r->payload = bigger;
+            r->payload_cap = res->payload;
+        }
+    }
+    int fits = res->payload <= r->payload_cap;
+    rc = mpi_recv_bytes(r->mp, fits ? r->payload : NULL, res->payload, src, MPI_TAG_OUTPUT);
+    if (rc)
+        return rc; /* MPI failed: the protocol cannot go on */
+    if (!fits)
+        mpi_root_error(r, MH_ENOMEM);
+    else if (res->code)
+        mpi_root_error(r, (int)res->code);
+    else if ((rc = mpi_root_merge(r, res, r->payload, res->payload)))
+        mpi_root_error(r, rc);
+    mh__run_progress(r->run);
+    if (!mpi_root_stopping(r) && r->next < r->run->nchunks)
+        return mpi_root_assign(r, src);
+    return MH_OK;
+}
+
+/* Tell every worker the map is over, with its outcome. */
+static int mpi_root_finish(struct mpi_root *r)
+{
+    struct mh__run *run = r->run;
+    const struct mh_task *task = run->task;
+    struct mpi_ctrl stop = {
+        .kind = MPI_CTRL_STOP,
+        .code = r->code,
+        .items_done = atomic_load_explicit(&run->items_done, memory_order_relaxed),
+        .items_failed = atomic_load_explicit(&run->items_failed, memory_order_relaxed),
+        .fail_index = run->failure.index,
+        .fail_count = run->failure.count,
+        .fail_status = run->failure.status,
+        .fail_callback = run->failure.callback_code,
+        .fail_signal = run->failure.signal,
+        .fail_exit = run->failure.exit_status,
+        .fail_pid = run->failure.pid,
+    };
+    mpi_ctrl_shape(&stop, run);
+    /* Without a codec the failing item's bytes go along (see the top). */
+    if (run->failure.index != MH_NO_ITEM && !task->codec)
+        stop.out_bytes = task->out_size;
+    const unsigned char *failed_out =
+        stop.out_bytes ? (const unsigned char *)task->out + run->failure.index * task->out_size
+                       : NULL;
+    int rc = MH_OK;
+    for (int dest = 1; dest < r->mp->size; dest++) {
+        if (MPI_Send(&stop, sizeof stop, MPI_BYTE, dest, MPI_TAG_CTRL, r->mp->comm) !=
+            MPI_SUCCESS)
+            return MH_EMPI;
+        if (stop.out_bytes && (rc = mpi_send_bytes(r->mp, failed_out, stop.out_bytes, dest,
+                                                   MPI_TAG_OUTPUT)))
+            return rc;
+    }
+    return rc;
+}
+
+static int mpi_root_map(const struct mpi_pool *mp, struct mh__run *run)
+{
+    int workers = mp->size - 1;
+    struct mpi_root r = {.mp = mp, .run = run};
+    r.slots = mh__calloc((size_t)mp->size * MPI_DEPTH, sizeof *r.slots);
+    if (!r.slots) {
+        /* Still end the map on every worker, with the error. */
+        r.code = MH_ENOMEM;
+        atomic_store_explicit(&run->stop, 1, memory_order_relaxed);
+        return mpi_root_finish(&r) ? MH_EMPI : MH_ENOMEM;
+    }
+    for (size_t s = 0; s < (size_t)mp->size * MPI_DEPTH; s++)
+        for (int q = 0; q < 3; q++)
+            r.slots[s].req[q] = MPI_REQUEST_NULL;
+
+    int rc = MH_OK;
+    /* Fill every worker's slots first, one chunk per rank per round, so
+     * that a small map spreads over all ranks. */
+    for (int d = 0; d < MPI_DEPTH && !rc; d++)
+        for (int dest = 1; dest <= workers && r.next < run->nchunks && !rc; dest++)
+            rc = mpi_root_assign(&r, dest);
+
+    struct mpi_result res;
+    MPI_Request pending = MPI_REQUEST_NULL;
+    while (!rc) {
+        if (r.outstanding > 0 && pending == MPI_REQUEST_NULL &&
+            MPI_Irecv(&res, sizeof res, MPI_BYTE, MPI_ANY_SOURCE, MPI_TAG_RESULT, mp->comm,
+                      &pending) != MPI_SUCCESS) {
+            rc = MH_EMPI;
+            break;
+        }
+        int local = !mpi_root_stopping(&r) && r.next < run->nchunks;
+        if (!local && r.outstanding == 0)
+            break;
+        MPI_Status st;
+        int arrived = 0;
+        if (r.outstanding > 0) {
+            /* Poll while there is work of our own; wait when there is not. */
+            int err = local ? MPI_Test(&pending, &arrived, &st) : MPI_Wait(&pending, &st);
+            if (err != MPI_SUCCESS) {
+                rc = MH_EMPI;
+                break;
+            }
+            arrived |= !local;
+        }
+        if (arrived) {
+            pending = MPI_REQUEST_NULL;
+            rc = mpi_root_take(&r, &res, st.MPI_SOURCE);
+            continue;
+        }
+        /* Rank 0 works too: one chunk between polls. */
+        mh__run_chunk(run, r.next++);
+        mh__run_progress(run);
+    }
+
+    if (rc) {
+        /* MPI itself failed: the protocol is broken, and the peers may
+         * never hear from us. Open MPI then ends the job. */
+        if (pending != MPI_REQUEST_NULL) {
+            MPI_Cancel(&pending);
+            MPI_Request_free(&pending);
+        }
+    } else {
+        for (size_t s = 0; s < (size_t)mp->size * MPI_DEPTH && !rc; s++)
+            if (MPI_Waitall(3, r.slots[s].req, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
+                rc = MH_EMPI;
+        if (!rc)
+            rc = mpi_root_finish(&r);
+        if (!rc)
+            rc = r.code;
+    }
+    mh__free(r.slots);
+    mh__free(r.payload);
+    return rc;
+}
+
+/* ------------------------------------------------------------- backend */
+
+static int mpi_open(void **state, const struct mh_config *config)
+{
+    (void)config; /* workers: the communicator's size decides */
+    int rc = mpi_ensure_init();
+    if (rc)
+        return rc;
+    if ((rc = mpi_thread_check()))
+        return rc;
+    struct mpi_pool *mp = mh__calloc(1, sizeof *mp);
+    if (!mp)
+        return MH_ENOMEM;
+    mpi_serial_enter();
+    rc = MH_EMPI;
+    if (MPI_Comm_dup(MPI_COMM_WORLD, &mp->comm) != MPI_SUCCESS)
+        goto out_free;
+    if (MPI_Comm_set_errhandler(mp->comm, MPI_ERRORS_RETURN) != MPI_SUCCESS ||
+        MPI_Comm_rank(mp->comm, &mp->rank) != MPI_SUCCESS ||
+        MPI_Comm_size(mp->comm, &mp->size) != MPI_SUCCESS)
+        goto out_comm;
+    if (MPI_Type_contiguous((int)MPI_BLOCK, MPI_BYTE, &mp->block) != MPI_SUCCESS)
+        goto out_comm;
+    if (MPI_Type_commit(&mp->block) != MPI_SUCCESS)
+        goto out_type;
+    mpi_serial_leave();
+    *state = mp;
+    return MH_OK;
+
+out_type:
+    MPI_Type_free(&mp->block);
+out_comm:
+    MPI_Comm_free(&mp->comm);
+out_free:
+    mpi_serial_leave();
+    mh__free(mp);
+    return rc;
+}
+
+static int mpi_workers(void *state)
+{
+    const struct mpi_pool *mp = state;
+    return mp->size;
+}
+
+static int mpi_map(void *state, struct mh__run *run)
+{
+    const struct mpi_pool *mp = state;
+    int rc = mpi_thread_check();
+    if (rc)
+        return rc;
+    atomic_fetch_add_explicit(&mpi_maps_running, 1, memory_order_relaxed);
+    mpi_serial_enter();
+    rc = mp->rank == 0 ? mpi_root_map(mp, run) : mpi_worker_map(mp, run);
+    mpi_serial_leave();
+    atomic_fetch_sub_explicit(&mpi_maps_running, 1, memory_order_relaxed);
+    return rc;
+}
+
+static void mpi_close(void *state, bool owner)
+{
+    struct mpi_pool *mp = state;
+    if (!mp)
+        return;
+    int finalised = 1;
+    /* In a forked child, or after MPI_Finalize, MPI is not ours to call. */
+    if (owner && MPI_Finalized(&finalised) == MPI_SUCCESS && !finalised) {
+        mpi_serial_enter();
+        MPI_Type_free(&mp->block);
+        MPI_Comm_free(&mp->comm);
+        mpi_serial_leave();
+    }
+    mh__free(mp);
+}
+
+const struct mh_backend_ops mh__backend_mpi = {
+    .name = "mpi",
+    .caps = MH__CAP_PROCESS,
+    .open = mpi_open,
+    .map = mpi_map,
+    .close = mpi_close,
+    .workers = mpi_workers,
+};

@@ -1,0 +1,348 @@
+/*
+ * The mpi backend under `mpiexec -n N`: every rank runs the same test and
+ * calls the same maps (SPMD); rank 0 checks the results, every rank checks
+ * its return code and report, and every rank's verdict decides the job's
+ * exit. Run as `mpi_backend TEST mpi N`: N is the job size the test was
+ * launched for, checked against MPI_Comm_size (a mismatched mpiexec gives
+ * N one-rank jobs).
+ *
+ * The conformance suite runs under mpiexec too (tests/CMakeLists.txt);
+ * what is here is what only MPI has: ranks, the caller's own MPI, the
+ * seed's million GMP factorials crossing processes, and a dying rank.
+ */
+#include <gmp.h>
+#include <mpi.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+
+static int expected_ranks = -1;
+
+static int world_rank(void)
+{
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    return rank;
+}
+
+static int world_size(void)
+{
+    int size = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    return size;
+}
+
+static int fn_plus_one(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    *(int *)out = *(const int *)in + 1;
+    return 0;
+}
+
+/* The library has initialised MPI (the runner's warm-up map) with the
+ * thread level it needs, and the job is the size asked for. */
+static int test_ranks(const char *backend)
+{
+    int initialised = 0, finalised = 1, level = -1;
+    CHECK(MPI_Initialized(&initialised) == MPI_SUCCESS && initialised);
+    CHECK(MPI_Finalized(&finalised) == MPI_SUCCESS && !finalised);
+    CHECK(MPI_Query_thread(&level) == MPI_SUCCESS && level == MPI_THREAD_MULTIPLE);
+    CHECK(world_size() == expected_ranks);
+    mh_pool *pool = mh_test_pool(backend, 1, 0, MH_STOP);
+    CHECK(pool);
+    CHECK(mh_pool_workers(pool) == world_size()); /* whatever was asked */
+    mh_pool_close(pool);
+    return 0;
+}
+
+/* The caller initialised MPI itself (main, for this test): the library
+ * uses it as it is, and leaves finalising to the caller (main checks). */
+static int test_caller_initialised(const char *backend)
+{
+    int level = -1;
+    CHECK(MPI_Query_thread(&level) == MPI_SUCCESS && level == MPI_THREAD_SERIALIZED);
+    enum { N = 1000 };
+    int in[N], out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    mh_pool *pool = mh_test_pool(backend, 0, 0, MH_STOP);
+    CHECK(pool);
+    struct mh_task task = {
+        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = fn_plus_one,
+    };
+    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
+    mh_pool_close(pool);
+    for (int i = 0; i < N && mh_test_holds_results(backend); i++)
+        CHECK(out[i] == i + 1);
+    return 0;
+}
+
+/* ----------------------------------------------- the seed, in GMP */
+
+static int fn_factorial(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    unsigned long n = *(const int *)in;
+    mpz_ptr result = out;
+    mpz_init_set_ui(result, 1);
+    for (unsigned long k = 2; k <= n; k++)
+        mpz_mul_ui(result, result, k);
+    return 0;
+}
+
+/* Sign-free magnitude bytes: factorials are positive. */
+static size_t mpz_codec_size(const void *item, void *ctx)
+{
+    (void)ctx;
+    return (mpz_sizeinbase(item, 2) + 7) / 8;
+}
+
+static int mpz_codec_encode(const void *item, void *buf, size_t len, void *ctx)
+{
+    (void)ctx;
+    size_t written = 0;
+    mpz_export(buf, &written, 1, 1, 1, 0, item);
+    return written == len ? 0 : 1;
+}
+
+static int mpz_codec_decode(void *item, const void *buf, size_t len, void *ctx)
+{
+    (void)ctx;
+    mpz_init(item);
+    mpz_import(item, len, 1, 1, 1, 0, buf);
+    return 0;
+}
+
+static void mpz_codec_clear(void *item, void *ctx)
+{
+    (void)ctx;
+    mpz_clear(item);
+}
+
+static const struct mh_codec mpz_codec = {
+    .size = mpz_codec_size, .encode = mpz_codec_encode,
+    .decode = mpz_codec_decode, .clear = mpz_codec_clear,
+};
+
+static int test_gmp_factorial_million(const char *backend)
+{
+    enum { N = 1000000 };
+    int *in = malloc(N * sizeof *in);
+    mpz_t *out = malloc(N * sizeof *out), *want = malloc(N * sizeof *want);
+    CHECK(in && out && want);
+    /* The same inputs on every rank (only rank 0's count). */
+    unsigned seed = 2026;
+    for (int i = 0; i < N; i++) {
+        seed = seed * 1103515245u + 12345u;
+        in[i] = 1 + (int)((seed >> 16) % 99);
+    }
+    struct mh_task task = {
+        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = fn_factorial, .codec = &mpz_codec,
+    };
+    struct mh_report report;
+    mh_pool *pool = mh_test_pool(backend, 0, 0, MH_STOP);
+    CHECK(pool);
+    CHECK_RC(mh_map(pool, &task, &report), MH_OK);
+    mh_pool_close(pool);
+    CHECK(report.items_done == N && report.items_failed == 0);
+    CHECK(report.workers == world_size());
+
+    int failed = 0;
+    if (mh_test_holds_results(backend)) {
+        mh_pool *seq = mh_test_pool("seq", 1, 0, MH_STOP);
+        CHECK(seq);
+        task.out = want;
+        CHECK_RC(mh_map(seq, &task, NULL), MH_OK);
+        mh_pool_close(seq);
+        for (int i = 0; i < N; i++) {
+            if (!failed && mpz_cmp(out[i], want[i]) != 0) {
+                fprintf(stderr, "item %d: %d! differs from seq\n", i, in[i]);
+                failed = 1;
+            }
+            mpz_clear(out[i]);
+            mpz_clear(want[i]);
+        }
+    }
+    free(in);
+    free(out);
+    free(want);
+    CHECK(!failed);
+    return 0;
+}
+
+/* -------------------------------------- failures on other ranks */
+
+/* Fails on every item that runs on a rank other than 0. */
+static int fn_fail_off_root(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    if (world_rank() != 0)
+        return 70 + world_rank();
+    *(int *)out = *(const int *)in + 1;
+    return 0;
+}
+
+/* Every rank's report must say the same; rank 0's statuses must match it. */
+static int check_same_report(const struct mh_report *report)
+{
+    long long mine[6] = {
+        report->code, (long long)report->failed_index, report->callback_code,
+        report->failed_status, (long long)report->items_done, (long long)report->items_failed,
+    };
+    long long low[6], high[6];
+    CHECK(MPI_Allreduce(mine, low, 6, MPI_LONG_LONG, MPI_MIN, MPI_COMM_WORLD) == MPI_SUCCESS);
+    CHECK(MPI_Allreduce(mine, high, 6, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD) == MPI_SUCCESS);
+    CHECK(memcmp(low, high, sizeof low) == 0);
+    return 0;
+}
+
+static int test_callback_error_off_root(const char *backend)
+{
+    if (world_size() < 2) {
+        fprintf(stderr, "one rank: no other rank to fail on\n");
+        return MH_SKIP;
+    }
+    enum { N = 20000 };
+    static int in[N], out[N];
+    static uint8_t status[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    for (int policy = MH_STOP; policy <= MH_CONTINUE; policy++) {
+        mh_pool *pool = mh_test_pool(backend, 0, 10, (enum mh_on_error)policy);
+        CHECK(pool);
+        struct mh_task task = {
+            .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+            .fn = fn_fail_off_root, .status = status,
+        };
+        struct mh_report report;
+        CHECK_RC(mh_map(pool, &task, &report), MH_ECALLBACK);
+        mh_pool_close(pool);
+        CHECK(report.failed_status == MH_ITEM_FAILED);
+        CHECK(report.callback_code >= 71 && report.callback_code < 70 + world_size());
+        CHECK(report.items_failed >= 1);
+        if (policy == MH_CONTINUE)
+            CHECK(report.items_done + report.items_failed == N);
+        CHECK_OK(check_same_report(&report));
+        if (!mh_test_holds_results(backend))
+            continue;
+        size_t ok = 0, bad = 0, lowest = MH_NO_ITEM;
+        for (size_t i = 0; i < N; i++) {
+            if (status[i] == MH_ITEM_OK) {
+                CHECK(out[i] == (int)i + 1);
+                ok++;
+            } else if (status[i] == MH_ITEM_FAILED) {
+                bad++;
+                lowest = lowest == MH_NO_ITEM ? i : lowest;
+            } else {
+                CHECK(status[i] == MH_ITEM_NOT_RUN && policy == MH_STOP);
+            }
+        }
+        CHECK(ok == report.items_done && bad == report.items_failed);
+        CHECK(lowest == report.failed_index);
+    }
+    return 0;
+}
+
+/* A task whose shape differs between ranks is refused on every rank. */
+
+static int test_shape_mismatch(const char *backend)
+{
+    if (world_size() < 2) {
+        fprintf(stderr, "one rank: nothing to mismatch\n");
+        return MH_SKIP;
+    }
+    int in[64] = {0}, out[64];
+    mh_pool *pool = mh_test_pool(backend, 0, 1, MH_STOP);
+    CHECK(pool);
+    struct mh_task task = {
+        .n = world_rank() == 0 ? 64 : 63, .in = in, .in_size = sizeof *in, .out = out,
+        .out_size = sizeof *out, .fn = fn_plus_one,
+    };
+    struct mh_report report;
+    CHECK_RC(mh_map(pool, &task, &report), MH_EINVAL);
+    /* The pool is still good for the next map. */
+    task.n = 64;
+    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
+    mh_pool_close(pool);
+    return 0;
+}
+
+/* ------------------------------------------------------------ death */
+
+/* Kills its own process on the first item run on rank `victim`. */
+static int fn_die_on(const void *in, void *out, void *ctx)
+{
+    int victim = *(const int *)ctx;
+    if (world_rank() == victim)
+        raise(SIGKILL);
+    *(int *)out = *(const int *)in;
+    return 0;
+}
+
+/* Never passes by itself: the rank dies and the job must end (mpiexec
+ * ends it; tests/mpi_rank_dies.sh checks how, and that it is quick). */
+static int rank_dies(const char *backend, int victim)
+{
+    enum { N = 100000 };
+    static int in[N], out[N];
+    mh_pool *pool = mh_test_pool(backend, 0, 1, MH_STOP);
+    CHECK(pool);
+    struct mh_task task = {
+        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = fn_die_on, .ctx = &victim,
+    };
+    int rc = mh_map(pool, &task, NULL);
+    fprintf(stderr, "rank %d: the map returned %s with a rank dead\n", world_rank(),
+            mh_err_name(rc));
+    mh_pool_close(pool);
+    return 1;
+}
+
+static int test_worker_rank_dies(const char *backend)
+{
+    return rank_dies(backend, world_size() - 1);
+}
+
+static int test_root_rank_dies(const char *backend)
+{
+    return rank_dies(backend, 0);
+}
+
+#define MH_TEST(name) {#name, test_##name},
+static const struct mh_test tests[] = {
+    MH_TEST(ranks)
+    MH_TEST(caller_initialised)
+    MH_TEST(gmp_factorial_million)
+    MH_TEST(callback_error_off_root)
+    MH_TEST(shape_mismatch)
+    {"worker_rank_dies", test_worker_rank_dies}, /* run by mpi_rank_dies.sh */
+    {"root_rank_dies", test_root_rank_dies},
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    if (argc == 4)
+        expected_ranks = atoi(argv[3]);
+    if (argc < 2 || strcmp(argv[1], "caller_initialised") != 0)
+        return mh_test_main(argc, argv, tests);
+
+    /* MPI is the caller's: initialised before any pool, finalised after. */
+    int level;
+    if (MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &level) != MPI_SUCCESS)
+        return 1;
+    int rc = mh_test_main(argc, argv, tests);
+    int finalised = 1;
+    MPI_Finalized(&finalised);
+    if (finalised) {
+        fprintf(stderr, "the library finalised the caller's MPI\n");
+        return 1;
+    }
+    MPI_Finalize();
+    return rc;
+}
