@@ -2,8 +2,10 @@
  * mhk-cost: what one item of each kernel costs on this machine, the
  * figures docs/kernels.md quotes. For each kernel: setup, then REPEATS
  * maps of ITEMS items (generate before each, as a matrix cell does) on
- * BACKEND with WORKERS, each verified; prints the median wall time, the
- * per-item cost, and the setup and verify times.
+ * BACKEND with WORKERS, each verified; prints the fastest and the median
+ * wall time of the map, the per-item cost (median wall / items), the
+ * process CPU time per item (median; less sensitive than wall time to
+ * other load on the machine), and the setup and verify times.
  *
  *     mhk-cost [-n ITEMS] [-r REPEATS] [-b BACKEND] [-w WORKERS] [-q] [-s] [KERNEL...]
  *
@@ -14,9 +16,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
+
+/* CPU time of this process (all its threads), seconds. */
+static double cost_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static int cost_cmp(const void *a, const void *b)
 {
@@ -67,7 +78,8 @@ static int cost_one(const struct mhk_kernel *k, size_t n, int repeats,
         return 1;
     }
     void *in = calloc(n, k->in_size), *out = calloc(n, k->out_size);
-    double *walls = calloc((size_t)repeats, sizeof *walls);
+    double *walls = calloc(2 * (size_t)repeats, sizeof *walls);
+    double *cpus = walls + repeats;
     mh_pool *pool = NULL;
     struct mh_config config = {.backend = backend, .workers = workers};
     if (!in || !out || !walls) {
@@ -85,7 +97,9 @@ static int cost_one(const struct mhk_kernel *k, size_t n, int repeats,
             .out_size = k->out_size, .fn = k->fn, .ctx = ctx, .codec = k->codec,
         };
         struct mh_report report;
+        double cpu0 = cost_cpu_s();
         rc = mh_map(pool, &task, &report);
+        cpus[r] = cost_cpu_s() - cpu0;
         if (rc)
             break;
         walls[r] = report.wall_s;
@@ -100,10 +114,11 @@ static int cost_one(const struct mhk_kernel *k, size_t n, int repeats,
     }
     if (!rc) {
         qsort(walls, (size_t)repeats, sizeof *walls, cost_cmp);
-        double median = walls[repeats / 2];
-        printf("%-14s %-3s %9zu %9.4f %9.4f %11.3f %9.4f %9.4f\n", k->name,
+        qsort(cpus, (size_t)repeats, sizeof *cpus, cost_cmp);
+        double median = walls[repeats / 2], cpu = cpus[repeats / 2];
+        printf("%-14s %-3s %9zu %9.4f %9.4f %11.3f %11.3f %9.4f %9.4f\n", k->name,
                k->bound == MHK_CPU ? "cpu" : "io", n, walls[0], median,
-               median / (double)n * 1e6, setup_s, verify_s);
+               median / (double)n * 1e6, cpu / (double)n * 1e6, setup_s, verify_s);
         if (spread_too)
             rc = cost_spread(k, n, in, out, ctx);
     }
@@ -142,8 +157,8 @@ int main(int argc, char **argv)
         repeats = 1;
     printf("# backend %s, workers %d, %d repeats; times in seconds\n", backend,
            workers, repeats);
-    printf("%-14s %-3s %9s %9s %9s %11s %9s %9s\n", "kernel", "bnd", "items",
-           "min", "median", "us/item", "setup", "verify");
+    printf("%-14s %-3s %9s %9s %9s %11s %11s %9s %9s\n", "kernel", "bnd", "items",
+           "min", "median", "us/item", "cpu-us/item", "setup", "verify");
     int failed = 0;
     if (optind < argc) {
         for (int a = optind; a < argc; a++) {

@@ -5,8 +5,9 @@
  * the descriptor and read with pread (no shared offset). setup writes,
  * fsyncs, and drops the file from the page cache; generate drops it again
  * (POSIX_FADV_DONTNEED) before each run, and POSIX_FADV_RANDOM turns off
- * read-ahead, so each item's read reaches storage. MPI ranks each write
- * their own file.
+ * read-ahead, so each item's read reaches storage (MHK_FILE_WARM=1 keeps
+ * the file in the page cache instead, to measure reads from memory). MPI
+ * ranks each write their own file.
  *
  * Block b holds words w[j] = mix(seed ^ (b * 512 + j)); the output is a
  * checksum of the block read. The verifier computes what each block must
@@ -14,6 +15,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,7 @@ struct file_ctx {
     int fd;
     uint64_t blocks;
     uint64_t seed;
+    bool warm; /* MHK_FILE_WARM=1: leave the file in the page cache */
 };
 
 /* Block b as the file holds it. */
@@ -66,7 +69,10 @@ static int file_setup(void **ctxp, size_t n, uint64_t seed)
 {
     (void)n;
     uint64_t mib;
+    uint64_t warm;
     int rc = mhk__env_u64("MHK_FILE_MIB", 64, 1, 1u << 20, &mib);
+    if (!rc)
+        rc = mhk__env_u64("MHK_FILE_WARM", 0, 0, 1, &warm);
     if (rc)
         return rc;
     const char *dir = getenv("TMPDIR");
@@ -86,6 +92,7 @@ static int file_setup(void **ctxp, size_t n, uint64_t seed)
     while (ctx->blocks * 2 <= mib * FILE_MIB / FILE_BLOCK)
         ctx->blocks *= 2;
     ctx->seed = seed;
+    ctx->warm = warm != 0;
     ctx->fd = mkstemp(path);
     if (ctx->fd < 0) {
         rc = MH_ESYS;
@@ -105,7 +112,7 @@ static int file_setup(void **ctxp, size_t n, uint64_t seed)
     /* DONTNEED drops only clean pages: write them back first. */
     if (fsync(ctx->fd) != 0 ||
         posix_fadvise(ctx->fd, 0, 0, POSIX_FADV_RANDOM) != 0 ||
-        posix_fadvise(ctx->fd, 0, 0, POSIX_FADV_DONTNEED) != 0) {
+        (!ctx->warm && posix_fadvise(ctx->fd, 0, 0, POSIX_FADV_DONTNEED) != 0)) {
         rc = MH_ESYS;
         goto out_close;
     }
@@ -155,7 +162,8 @@ static void file_generate(void *in, size_t n, uint64_t seed, void *vctx)
         bits++;
     for (size_t i = 0; i < n; i++)
         items[i] = file_permute(i % ctx->blocks, bits, seed * 31 + i / ctx->blocks);
-    posix_fadvise(ctx->fd, 0, 0, POSIX_FADV_DONTNEED);
+    if (!ctx->warm)
+        posix_fadvise(ctx->fd, 0, 0, POSIX_FADV_DONTNEED);
 }
 
 static int file_fn(const void *in, void *out, void *vctx)

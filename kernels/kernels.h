@@ -19,7 +19,10 @@
  *                   at least 256 MiB, at most 1 GiB; never more than the
  *                   items touch)
  *   MHK_SLEEP_US    sleep's latency per item (default 1000)
- *   MHK_FILE_MIB    file's size (default 64)
+ *   MHK_FILE_MIB    file's size (default 64; rounded down to a power of
+ *                   two of 4 KiB blocks)
+ *   MHK_FILE_WARM   1: file's reads come from the page cache (default 0:
+ *                   the cache is dropped before each run)
  *   MHK_TCP_DELAY_US tcp's service delay per request (default 1000)
  */
 #ifndef MHK_KERNELS_H

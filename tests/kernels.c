@@ -18,11 +18,30 @@
 
 #define WORKERS 3 /* more than this machine's cores: items really interleave */
 
+/* Whether this process receives a map's outputs: always, except on mpi
+ * ranks other than 0 (maps there are collective; only rank 0 gets
+ * results, every rank the same code and report). From the launcher's
+ * environment, as tests/check.c's mh_test_holds_results will say. */
+static int holds_results(const char *backend)
+{
+    static const char *const names[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK",
+                                        "PMI_RANK", NULL};
+    if (strcmp(backend, "mpi") != 0)
+        return 1;
+    for (const char *const *name = names; *name; name++) {
+        const char *value = getenv(*name);
+        if (value && *value)
+            return atoi(value) == 0;
+    }
+    return 1;
+}
+
 /* Small knobs for every kernel: fast, and stream's array wraps. */
 static void small_knobs(void)
 {
     setenv("MHK_STREAM_MIB", "8", 1); /* 32 slices of 256 KiB */
     setenv("MHK_FILE_MIB", "4", 1);
+    unsetenv("MHK_FILE_WARM");
     unsetenv("MHK_SLEEP_US");
     unsetenv("MHK_TCP_DELAY_US");
 }
@@ -92,6 +111,8 @@ static int check_kernel(const char *backend, const char *name, size_t n)
             failed = 1;
             break;
         }
+        if (!holds_results(backend))
+            continue; /* mpi, rank > 0: rank 0 verifies */
         size_t wrong = cell.kernel->verify(cell.in, cell.out, n, cell.ctx);
         if (wrong)
             fprintf(stderr, "%s on %s: item %zu is wrong\n", name, backend, wrong - 1);
@@ -140,7 +161,8 @@ static int test_tcp_server_stopped(const char *backend)
     struct mh_task task = cell_task(&cell);
     struct mh_report report;
     CHECK_RC(mh_map(pool, &task, &report), MH_OK);
-    CHECK(cell.kernel->verify(cell.in, cell.out, cell.n, cell.ctx) == 0);
+    if (holds_results(backend))
+        CHECK(cell.kernel->verify(cell.in, cell.out, cell.n, cell.ctx) == 0);
 
     CHECK_RC(mhk_tcp_stop_server(cell.ctx), MH_OK);
     CHECK_RC(mh_map(pool, &task, &report), MH_ECALLBACK);
@@ -331,6 +353,20 @@ static int test_codec_roundtrip(const char *backend)
 static int test_forked_child(const char *backend)
 {
     (void)backend;
+#if defined(__SANITIZE_THREAD__)
+#define KERNELS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KERNELS_TSAN 1
+#endif
+#endif
+#ifdef KERNELS_TSAN
+    /* TSan starts a helper thread at the first fork (the thread count
+     * would change) and does not support a multithreaded fork: the fork
+     * backend's own entries cover this under TSan. */
+    fprintf(stderr, "forked_child: not under ThreadSanitizer\n");
+    return MH_SKIP;
+#endif
     for (const struct mhk_kernel *const *p = mhk_kernels(); *p; p++) {
         const struct mhk_kernel *k = *p;
         size_t n = strcmp(k->name, "primes") == 0 ? 40 : 24;
@@ -437,6 +473,7 @@ static int test_bad_knobs(const char *backend)
         {"sleep", "MHK_SLEEP_US", "1ms"},  {"sleep", "MHK_SLEEP_US", "-1"},
         {"tcp", "MHK_TCP_DELAY_US", " 5"}, {"file", "MHK_FILE_MIB", "0"},
         {"stream", "MHK_STREAM_MIB", "x"},
+        {"file", "MHK_FILE_WARM", "2"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         small_knobs();
