@@ -2,7 +2,8 @@
  * Build-time selection, proven: mh_backends() must list exactly the
  * backends CMake configured (MH_BACKENDS, passed in by tests/CMakeLists.txt
  * as MH_EXPECTED_BACKENDS, comma-separated), no more and no fewer, with
- * seq last; and each listed backend must open.
+ * seq last. (Opening each one is the conformance suite's job: an mpi pool
+ * outside mpiexec starts a runtime that outlives it.)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +43,6 @@ static int test_backends_match_build(const char *backend)
                     names[count], expected);
             return 1;
         }
-        mh_pool *pool = mh_test_pool(names[count], 2, 0, MH_STOP);
-        CHECK(pool);
-        mh_pool_close(pool);
     }
     if (count != want) {
         fprintf(stderr, "mh_backends() has %zu names, the build configured %zu (%s)\n",
