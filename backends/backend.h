@@ -83,6 +83,9 @@ struct mh_backend_ops {
     /* Optional: the worker count when the backend decides it rather than
      * the config (mpi: the ranks of the job); read once, after open. */
     int (*workers)(void *state);
+    /* Optional: this process's rank among the processes a map spans
+     * (mpi); NULL: 0. */
+    int (*rank)(void *state);
 };
 
 /*

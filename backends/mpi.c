@@ -744,6 +744,12 @@ static int mpi_workers(void *state)
     return mp->size;
 }
 
+static int mpi_rank(void *state)
+{
+    const struct mpi_pool *mp = state;
+    return mp->rank;
+}
+
 static int mpi_map(void *state, struct mh__run *run)
 {
     const struct mpi_pool *mp = state;
@@ -781,4 +787,5 @@ const struct mh_backend_ops mh__backend_mpi = {
     .map = mpi_map,
     .close = mpi_close,
     .workers = mpi_workers,
+    .rank = mpi_rank,
 };

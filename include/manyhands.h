@@ -131,6 +131,14 @@ MH_EXPORT const char *mh_pool_backend(const mh_pool *pool);
 MH_EXPORT int mh_pool_workers(const mh_pool *pool);
 
 /**
+ * This process's place among the processes a map on pool spans: for "mpi"
+ * its rank in the job (maps are collective, and only rank 0 receives the
+ * results), 0 for every other backend. A program that every rank runs
+ * uses it to read results on rank 0 only. 0 for NULL.
+ */
+MH_EXPORT int mh_pool_rank(const mh_pool *pool);
+
+/**
  * The backends this build has, best first, as a NULL-terminated list of
  * names. "seq" is always present (and last).
  */

@@ -52,6 +52,11 @@ void mh_pool_close(mh_pool *pool)
     mh__free(pool);
 }
 
+int mh_pool_rank(const mh_pool *pool)
+{
+    return pool && pool->ops->rank ? pool->ops->rank(pool->state) : 0;
+}
+
 const char *mh_pool_backend(const mh_pool *pool)
 {
     return pool ? pool->ops->name : NULL;

@@ -225,6 +225,8 @@ static int test_map_workers_auto(const char *backend)
     CHECK(pool);
     CHECK(mh_pool_workers(pool) >= 1);
     CHECK(strcmp(mh_pool_backend(pool), backend) == 0);
+    CHECK(mh_pool_rank(NULL) == 0);
+    CHECK(strcmp(backend, "mpi") == 0 || mh_pool_rank(pool) == 0);
     mh_pool_close(pool);
     CHECK_OK(check_mix(backend, 4096, 8, 8, 0, 0));
     return 0;

@@ -54,6 +54,8 @@ static int test_ranks(const char *backend)
     mh_pool *pool = mh_test_pool(backend, 1, 0, MH_STOP);
     CHECK(pool);
     CHECK(mh_pool_workers(pool) == world_size()); /* whatever was asked */
+    CHECK(mh_pool_rank(pool) == world_rank());
+    CHECK((mh_pool_rank(pool) == 0) == mh_test_holds_results(backend));
     mh_pool_close(pool);
     return 0;
 }
