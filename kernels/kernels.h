@@ -82,4 +82,8 @@ extern const struct mh_codec mhk_mpz_codec;
  * clear error (for tests). teardown is still required. 0 or MH_EINVAL. */
 int mhk_tcp_stop_server(void *ctx);
 
+/* tcp only: connections the kernel's server has accepted since setup
+ * (each thread of each process holds one and reuses it). */
+uint64_t mhk_tcp_accepted(void *ctx);
+
 #endif /* MHK_KERNELS_H */

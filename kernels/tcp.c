@@ -65,6 +65,9 @@ struct tcp_ctx {
     pthread_t server;
     bool server_running; /* joined yet? (setup/teardown thread only) */
     struct tcp_conn *conns;  /* TCP_MAX_CONNS, server thread only */
+    /* Connections accepted: written by the server thread, read by
+     * mhk_tcp_accepted; relaxed, a statistic. */
+    _Atomic uint64_t accepted;
     struct pollfd *pfds;     /* TCP_MAX_CONNS + 2, server thread only */
 
     pthread_mutex_t lock; /* guards clients, nclients, cap */
@@ -101,6 +104,7 @@ static void tcp_server_accept(struct tcp_ctx *ctx, size_t *nconns)
                 continue;
             return; /* EAGAIN: none left; anything else: try next poll */
         }
+        atomic_fetch_add_explicit(&ctx->accepted, 1, memory_order_relaxed);
         if (*nconns == TCP_MAX_CONNS) {
             close(fd);
             continue;
@@ -293,6 +297,12 @@ int mhk_tcp_stop_server(void *vctx)
     return 0;
 }
 
+uint64_t mhk_tcp_accepted(void *vctx)
+{
+    struct tcp_ctx *ctx = vctx;
+    return ctx ? atomic_load_explicit(&ctx->accepted, memory_order_relaxed) : 0;
+}
+
 static int tcp_setup(void **ctxp, size_t n, uint64_t seed)
 {
     (void)n;
@@ -307,6 +317,7 @@ static int tcp_setup(void **ctxp, size_t n, uint64_t seed)
     ctx->owner = getpid();
     ctx->key = mhk__mix64(seed ^ 0x7463702d6b6579u);
     ctx->delay_ns = delay_us * 1000;
+    atomic_init(&ctx->accepted, 0);
     atomic_init(&ctx->gen, atomic_fetch_add_explicit(&tcp_generations, 1, memory_order_relaxed));
     pthread_mutex_init(&ctx->lock, NULL);
     ctx->conns = calloc(TCP_MAX_CONNS, sizeof *ctx->conns);

@@ -119,6 +119,16 @@ static int check_kernel(const char *backend, const char *name, size_t n)
         failed = wrong != 0;
         mhk_clear_outputs(cell.kernel, cell.out, n, cell.ctx);
     }
+    /* tcp: each thread of each process connects once and reuses it: per
+     * run, no more connections than workers and the caller (fork starts
+     * new workers for each map), never one per item. */
+    if (!failed && strcmp(name, "tcp") == 0) {
+        uint64_t accepted = mhk_tcp_accepted(cell.ctx);
+        if (accepted < 1 || accepted > 2 * (WORKERS + 1))
+            fprintf(stderr, "tcp on %s: %llu connections for %zu items\n", backend,
+                    (unsigned long long)accepted, 2 * n);
+        failed = accepted < 1 || accepted > 2 * (WORKERS + 1);
+    }
     mh_pool_close(pool);
     cell_close(&cell);
     return failed;
