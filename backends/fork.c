@@ -93,6 +93,7 @@ struct fork_worker {
     bool stopped;        /* we ended it to stop the map: not a failure */
     size_t timed_out;    /* the item we killed it for, or MH_NO_ITEM */
     double term_at;      /* when we sent SIGTERM (0: not sent) */
+    bool killed;         /* SIGKILL sent: no deadline left to keep */
     size_t redo_lo, redo_hi; /* range a fresh child runs first; children
                               * read it from their copy of this memory */
     size_t retired_done;     /* items OK by earlier children of this slot */
@@ -119,7 +120,6 @@ struct fork_map {
     int live;
     size_t delivered;           /* codec results decoded */
     int rc;                     /* the backend's own failure, or 0 */
-    double stop_kill_at;        /* when stopping: SIGKILL the rest then */
 };
 
 struct fork_state {
@@ -317,8 +317,10 @@ static void fork_child_range(const struct fork_map *m, int s, struct fork_out *o
                 ok = 0;
             }
         }
-        if (ok)
-            atomic_fetch_add_explicit(&slot->done, 1, memory_order_relaxed);
+        if (ok) /* one writer: a plain add, no locked instruction */
+            atomic_store_explicit(&slot->done,
+                                  atomic_load_explicit(&slot->done, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
         atomic_store_explicit(&slot->busy, MH_NO_ITEM, memory_order_release);
     }
 }
@@ -391,6 +393,7 @@ static int fork_spawn(struct fork_map *m, int s)
     w->stopped = w->gone = false;
     w->timed_out = MH_NO_ITEM;
     w->term_at = 0;
+    w->killed = false;
 
     fflush(NULL); /* or buffered output would be written twice */
     pid_t pid = mh__fork();
@@ -473,7 +476,7 @@ static void fork_drain_bells(struct fork_map *m)
                 /* A corrupt stream: trust nothing more from this child. */
                 if (!m->rc)
                     m->rc = rc == MH_ENOMEM ? MH_ENOMEM : MH_ECODEC;
-                w->stopped = true;
+                w->stopped = w->killed = true;
                 fork_signal(w, SIGKILL);
                 continue;
             }
@@ -499,8 +502,6 @@ static void fork_stop_all(struct fork_map *m)
             w->term_at = now;
         }
     }
-    if (!m->stop_kill_at)
-        m->stop_kill_at = now + FORK_GRACE_S;
 }
 
 /* The first item in [lo, hi) that is not settled, or MH_NO_ITEM. */
@@ -577,12 +578,10 @@ static int fork_poll_ms(struct fork_map *m, double now)
 #define FORK_SOONER_(t) do { double t_ = (t); if (wait < 0 || t_ < wait) wait = t_; } while (0)
     if (m->task->progress)
         FORK_SOONER_(FORK_TICK_S);
-    if (m->stop_kill_at)
-        FORK_SOONER_(m->stop_kill_at - now);
     uint64_t now_ns = fork_now_ns();
     for (int s = 0; s < m->nworkers; s++) {
         struct fork_worker *w = &m->workers[s];
-        if (!w->live)
+        if (!w->live || w->killed)
             continue;
         if (w->term_at)
             FORK_SOONER_(w->term_at + FORK_GRACE_S - now);
@@ -612,15 +611,13 @@ static void fork_enforce(struct fork_map *m, double now)
     uint64_t now_ns = fork_now_ns();
     for (int s = 0; s < m->nworkers; s++) {
         struct fork_worker *w = &m->workers[s];
-        if (!w->live)
+        if (!w->live || w->killed)
             continue;
         if (w->term_at) {
-            if (now - w->term_at >= FORK_GRACE_S)
+            if (now - w->term_at >= FORK_GRACE_S) {
                 fork_signal(w, SIGKILL);
-            continue;
-        }
-        if (m->stop_kill_at && now >= m->stop_kill_at) {
-            fork_signal(w, SIGKILL);
+                w->killed = true;
+            }
             continue;
         }
         if (run->timeout_s <= 0 || w->stopped)
