@@ -32,6 +32,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #ifdef MICRO_HAVE_OPENMP
@@ -104,57 +105,36 @@ const struct mh_codec mpz_codec = {
     micro_mpz_size, micro_mpz_encode, micro_mpz_decode, micro_mpz_clear,
 };
 
-// ------------------------------------------------------------ shared data
-// Allocated on first use and kept: a filter that skips a family never
-// pays for its data.
+// ------------------------------------------------------------ data
+// Made by each benchmark for itself (untimed) and freed when it ends:
+// the process stays small between benchmarks, so a fork-based backend
+// is not charged for copying page tables of another benchmark's arrays.
 
 const size_t kSeedItems = 1000000;
 
-const std::vector<int> &ints(size_t n)
+std::vector<double> doubles(size_t n)
 {
-    static std::vector<int> v;
-    if (v.size() < n)
-        v.assign(n, 1);
-    return v;
-}
-
-std::vector<int> &int_out(size_t n)
-{
-    static std::vector<int> v;
-    if (v.size() < n)
-        v.assign(n, 0);
-    return v;
-}
-
-const std::vector<double> &doubles(size_t n)
-{
-    static std::vector<double> v;
-    if (v.size() < n) {
-        v.resize(n);
-        for (size_t i = 0; i < n; i++)
-            v[i] = static_cast<double>(i % 1000) * 0.001;
-    }
+    std::vector<double> v(n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = static_cast<double>(i % 1000) * 0.001;
     return v;
 }
 
 // The seed's inputs: srand(2017), 1 + rand() % 99, as examples/seed.c.
-const std::vector<int> &seed_inputs()
+std::vector<int> seed_inputs()
 {
-    static std::vector<int> v;
-    if (v.empty()) {
-        v.resize(kSeedItems);
-        std::srand(2017);
-        for (int &x : v)
-            x = 1 + std::rand() % 99;
-    }
+    std::vector<int> v(kSeedItems);
+    std::srand(2017);
+    for (int &x : v)
+        x = 1 + std::rand() % 99;
     return v;
 }
 
-// Exact sum of squares of doubles(n), folded in one order: the check.
-double sumsq_expected(size_t n)
+// Sum of squares of in, in extended precision: the check.
+double sumsq_expected(const std::vector<double> &in)
 {
     long double s = 0;
-    for (double x : doubles(n))
+    for (double x : in)
         s += static_cast<long double>(x) * x;
     return static_cast<double>(s);
 }
@@ -200,8 +180,7 @@ void map_fail(benchmark::State &state, int rc)
 void bm_map_empty(benchmark::State &state, const char *backend, int workers, size_t n,
                   size_t chunk)
 {
-    const std::vector<int> &in = ints(n);
-    std::vector<int> &out = int_out(n);
+    std::vector<int> in(n, 1), out(n);
     Pool p(state, backend, workers, chunk);
     if (!p.pool)
         return;
@@ -228,8 +207,7 @@ void bm_map_empty(benchmark::State &state, const char *backend, int workers, siz
 void bm_map_small(benchmark::State &state, const char *backend, int workers)
 {
     size_t n = static_cast<size_t>(workers);
-    const std::vector<int> &in = ints(n);
-    std::vector<int> &out = int_out(n);
+    std::vector<int> in(n, 1), out(n);
     Pool p(state, backend, workers, 0);
     if (!p.pool)
         return;
@@ -267,8 +245,8 @@ void bm_pool_open_close(benchmark::State &state, const char *backend, int worker
 
 void bm_reduce_sumsq(benchmark::State &state, const char *backend, int workers, size_t n)
 {
-    const std::vector<double> &in = doubles(n);
-    static double expected = sumsq_expected(n);
+    const std::vector<double> in = doubles(n);
+    const double expected = sumsq_expected(in);
     Pool p(state, backend, workers, 0);
     if (!p.pool)
         return;
@@ -312,7 +290,7 @@ bool seed_check_and_clear(const std::vector<int> &in, std::vector<__mpz_struct> 
 
 void bm_seed_factorial(benchmark::State &state, const char *backend, int workers)
 {
-    const std::vector<int> &in = seed_inputs();
+    const std::vector<int> in = seed_inputs();
     std::vector<__mpz_struct> out(in.size());
     Pool p(state, backend, workers, 0);
     if (!p.pool)
@@ -359,8 +337,7 @@ void raw_empty(size_t n, int workers, size_t chunk, const int *in, int *out)
 
 void bm_raw_map_empty(benchmark::State &state, int workers, size_t n, size_t chunk)
 {
-    const std::vector<int> &in = ints(n);
-    std::vector<int> &out = int_out(n);
+    std::vector<int> in(n, 1), out(n);
     for (auto _ : state)
         raw_empty(n, workers, chunk, in.data(), out.data());
     per_item(state, n);
@@ -369,15 +346,14 @@ void bm_raw_map_empty(benchmark::State &state, int workers, size_t n, size_t chu
 void bm_raw_map_small(benchmark::State &state, int workers)
 {
     size_t n = static_cast<size_t>(workers);
-    const std::vector<int> &in = ints(n);
-    std::vector<int> &out = int_out(n);
+    std::vector<int> in(n, 1), out(n);
     for (auto _ : state)
         raw_empty(n, workers, 1, in.data(), out.data());
 }
 
 void bm_raw_seed_factorial(benchmark::State &state, int workers, size_t chunk)
 {
-    const std::vector<int> &in = seed_inputs();
+    const std::vector<int> in = seed_inputs();
     std::vector<__mpz_struct> out(in.size());
     long long count = static_cast<long long>(in.size());
     for (auto _ : state) {
@@ -451,15 +427,41 @@ size_t adaptive_chunk(size_t n, int workers)
     return std::min<size_t>(std::max<size_t>(chunk, 1), 4096);
 }
 
-void register_backend(const char *backend)
+// Every (backend, workers) pair to measure: seq runs on the caller alone.
+std::vector<std::pair<const char *, int>> instances(const std::vector<const char *> &backends)
+{
+    std::vector<std::pair<const char *, int>> out;
+    for (const char *backend : backends)
+        for (int w : worker_counts())
+            if (w == 1 || std::strcmp(backend, "seq") != 0)
+                out.emplace_back(backend, w);
+    return out;
+}
+
+// Family by family, every backend next to the others and next to the raw
+// OpenMP floor: drift on a shared machine hits the figures that are
+// compared with each other alike.
+void register_all(const std::vector<const char *> &backends)
 {
     using benchmark::kMicrosecond;
     using benchmark::kMillisecond;
-    bool seq = std::strcmp(backend, "seq") == 0;
-    for (int w : worker_counts()) {
-        if (seq && w > 1)
-            continue; // seq runs on the caller alone
-        for (size_t n : kEmptyItems) {
+    const auto pairs = instances(backends);
+
+    for (auto [backend, w] : pairs)
+        add(name("map_small", backend, w) + "/n:" + std::to_string(w),
+            [=](benchmark::State &s) { bm_map_small(s, backend, w); }, kMicrosecond);
+#ifdef MICRO_HAVE_OPENMP
+    for (int w : worker_counts())
+        add(name("map_small", "raw_openmp", w) + "/n:" + std::to_string(w),
+            [=](benchmark::State &s) { bm_raw_map_small(s, w); }, kMicrosecond);
+#endif
+
+    for (auto [backend, w] : pairs)
+        add(name("pool_open_close", backend, w),
+            [=](benchmark::State &s) { bm_pool_open_close(s, backend, w); }, kMicrosecond);
+
+    for (size_t n : kEmptyItems) {
+        for (auto [backend, w] : pairs) {
             std::string base = name("map_empty", backend, w) + "/n:" + std::to_string(n);
             add(base + "/chunk:adaptive",
                 [=](benchmark::State &s) { bm_map_empty(s, backend, w, n, 0); }, kMillisecond);
@@ -467,39 +469,33 @@ void register_backend(const char *backend)
                 [=](benchmark::State &s) { bm_map_empty(s, backend, w, n, kFixedChunk); },
                 kMillisecond);
         }
-        add(name("map_small", backend, w) + "/n:" + std::to_string(w),
-            [=](benchmark::State &s) { bm_map_small(s, backend, w); }, kMicrosecond);
-        add(name("pool_open_close", backend, w),
-            [=](benchmark::State &s) { bm_pool_open_close(s, backend, w); }, kMicrosecond);
-        add(name("reduce_sumsq", backend, w) + "/n:" + std::to_string(kReduceItems),
-            [=](benchmark::State &s) { bm_reduce_sumsq(s, backend, w, kReduceItems); },
-            kMillisecond);
-        add(name("seed_factorial", backend, w) + "/n:" + std::to_string(kSeedItems),
-            [=](benchmark::State &s) { bm_seed_factorial(s, backend, w); }, kMillisecond);
-    }
-}
-
 #ifdef MICRO_HAVE_OPENMP
-void register_raw_openmp()
-{
-    using benchmark::kMicrosecond;
-    using benchmark::kMillisecond;
-    for (int w : worker_counts()) {
-        for (size_t n : kEmptyItems) {
+        for (int w : worker_counts()) {
             size_t chunk = adaptive_chunk(n, w);
             add(name("map_empty", "raw_openmp", w) + "/n:" + std::to_string(n) + "/chunk:" +
                     std::to_string(chunk),
                 [=](benchmark::State &s) { bm_raw_map_empty(s, w, n, chunk); }, kMillisecond);
         }
-        add(name("map_small", "raw_openmp", w) + "/n:" + std::to_string(w),
-            [=](benchmark::State &s) { bm_raw_map_small(s, w); }, kMicrosecond);
+#endif
+    }
+
+    for (auto [backend, w] : pairs)
+        add(name("reduce_sumsq", backend, w) + "/n:" + std::to_string(kReduceItems),
+            [=](benchmark::State &s) { bm_reduce_sumsq(s, backend, w, kReduceItems); },
+            kMillisecond);
+
+    for (auto [backend, w] : pairs)
+        add(name("seed_factorial", backend, w) + "/n:" + std::to_string(kSeedItems),
+            [=](benchmark::State &s) { bm_seed_factorial(s, backend, w); }, kMillisecond);
+#ifdef MICRO_HAVE_OPENMP
+    for (int w : worker_counts()) {
         size_t chunk = adaptive_chunk(kSeedItems, w);
         add(name("seed_factorial", "raw_openmp", w) + "/n:" + std::to_string(kSeedItems) +
                 "/chunk:" + std::to_string(chunk),
             [=](benchmark::State &s) { bm_raw_seed_factorial(s, w, chunk); }, kMillisecond);
     }
-}
 #endif
+}
 
 } // namespace
 
@@ -517,15 +513,14 @@ int main(int argc, char **argv)
         return 2;
 
     std::string built;
+    std::vector<const char *> backends;
     for (const char *const *b = mh_backends(); *b; b++) {
         built += built.empty() ? "" : ",";
         built += *b;
         if (std::strcmp(*b, "mpi") != 0) // its ranks come from mpiexec
-            register_backend(*b);
+            backends.push_back(*b);
     }
-#ifdef MICRO_HAVE_OPENMP
-    register_raw_openmp();
-#endif
+    register_all(backends);
     benchmark::AddCustomContext("manyhands_version", mh_version());
     benchmark::AddCustomContext("manyhands_backends", built);
     benchmark::AddCustomContext("usable_cpus", std::to_string(usable_cpus()));
