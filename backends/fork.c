@@ -61,6 +61,8 @@
 struct fork_shared {
     atomic_size_t next; /* next chunk to claim (relaxed: a counter only) */
     atomic_int stop;    /* stop claiming (relaxed: "stop soon", guards no data) */
+    atomic_int codec_failed; /* a child's encode failed (relaxed: read after
+                              * every child has ended) */
 };
 
 /*
@@ -312,6 +314,7 @@ static void fork_child_range(const struct fork_map *m, int s, struct fork_out *o
                     .exit_status = -1, .count = 1,
                 };
                 fork_child_fail(slot, &fail);
+                atomic_store_explicit(&m->sh->codec_failed, 1, memory_order_relaxed);
                 if (run->on_error == MH_STOP)
                     atomic_store_explicit(&m->sh->stop, 1, memory_order_relaxed);
                 ok = 0;
@@ -436,8 +439,7 @@ static int fork_emit(size_t index, const void *payload, size_t len, void *vm)
         mh__run_fail(m->run, &fail);
         if (m->run->on_error == MH_STOP)
             atomic_store_explicit(&m->sh->stop, 1, memory_order_relaxed);
-        if (!m->rc)
-            m->rc = MH_ECODEC;
+        atomic_store_explicit(&m->sh->codec_failed, 1, memory_order_relaxed);
         return MH_OK;
     }
     m->pstatus[index] = MH_ITEM_OK;
@@ -779,6 +781,7 @@ static int fork_map_region(struct fork_map *m)
     m->arenas = m->codec ? base + off_arena : NULL;
     atomic_init(&m->sh->next, 0);
     atomic_init(&m->sh->stop, 0);
+    atomic_init(&m->sh->codec_failed, 0);
     return MH_OK;
 }
 
@@ -850,6 +853,11 @@ static int fork_map_run(void *state, struct mh__run *run)
     fork_kill_all(&m);
     rc = m.rc;
     fork_collect(&m);
+    /* An item the codec could not carry is MH_ITEM_FAILED; when it is the
+     * one reported, the map says why: MH_ECODEC, not MH_ECALLBACK. */
+    if (!rc && atomic_load_explicit(&m.sh->codec_failed, memory_order_relaxed) &&
+        run->failure.status == MH_ITEM_FAILED && run->failure.callback_code == MH_ECODEC)
+        rc = MH_ECODEC;
 
 out_pipe:
     if (m.bell[0] >= 0) {

@@ -202,16 +202,36 @@ static size_t blob_size(const void *item, void *ctx)
     return ((const struct blob *)item)->len;
 }
 
+/* Items whose encode, or decode, fails (SIZE_MAX: none). Set before a map;
+ * the workers see the value through fork. */
+static size_t blob_fail_encode = SIZE_MAX, blob_fail_decode = SIZE_MAX;
+
+/* Whether a blob's bytes are item i's (unique for i below 24832). */
+static int blob_is(size_t i, const void *buf, size_t len)
+{
+    if (i == SIZE_MAX || len != blob_len(i))
+        return 0;
+    for (size_t j = 0; j < len; j++)
+        if (((const unsigned char *)buf)[j] != blob_byte(i, j))
+            return 0;
+    return 1;
+}
+
 static int blob_encode(const void *item, void *buf, size_t len, void *ctx)
 {
     (void)ctx;
-    memcpy(buf, ((const struct blob *)item)->data, len);
+    const struct blob *b = item;
+    if (blob_is(blob_fail_encode, b->data, b->len))
+        return 1;
+    memcpy(buf, b->data, len);
     return 0;
 }
 
 static int blob_decode(void *item, const void *buf, size_t len, void *ctx)
 {
     (void)ctx;
+    if (blob_is(blob_fail_decode, buf, len))
+        return 1;
     struct blob *b = item;
     b->data = malloc(len + 1);
     if (!b->data)
@@ -541,6 +561,56 @@ static int test_big_results(const char *backend)
             munmap(ctx, sizeof *ctx);
         }
     blob_big = 0;
+    return 0;
+}
+
+static int test_codec_fails(const char *backend)
+{
+    /* An item the codec cannot encode (in the worker) or decode (in the
+     * caller): MH_ECODEC at that item, status failed; under MH_CONTINUE
+     * every other item arrives. */
+    for (int side = 0; side < 2; side++)
+        for (int policy = MH_STOP; policy <= MH_CONTINUE; policy++) {
+            enum { N = 3000, K = 1500 };
+            blob_fail_encode = side == 0 ? K : SIZE_MAX;
+            blob_fail_decode = side == 1 ? K : SIZE_MAX;
+            size_t *in = malloc(N * sizeof *in);
+            struct blob *out = calloc(N, sizeof *out);
+            uint8_t *status = malloc(N);
+            CHECK(in && out && status);
+            for (size_t i = 0; i < N; i++)
+                in[i] = i;
+            struct fault_ctx *ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 0);
+            CHECK(ctx);
+            mh_pool *pool = open_pool(backend, 3, 0, (enum mh_on_error)policy, 0);
+            CHECK(pool);
+            struct mh_task task = {
+                .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+                .fn = fn_blob, .ctx = ctx, .codec = &blob_codec, .status = status,
+            };
+            struct mh_report report;
+            CHECK_RC(mh_map(pool, &task, &report), MH_ECODEC);
+            mh_pool_close(pool);
+            CHECK(report.failed_index == K && report.failed_status == MH_ITEM_FAILED);
+            CHECK(status[K] == MH_ITEM_FAILED && report.items_failed == 1);
+            size_t ok = 0;
+            for (size_t i = 0; i < N; i++) {
+                if (i == K)
+                    continue;
+                CHECK(status[i] == MH_ITEM_OK || (policy == MH_STOP && status[i] == MH_ITEM_NOT_RUN));
+                if (status[i] == MH_ITEM_OK) {
+                    ok++;
+                    CHECK_OK(blob_check(i, &out[i]));
+                    blob_clear(&out[i], NULL);
+                }
+            }
+            CHECK(report.items_done == ok);
+            free(in);
+            free(out);
+            free(status);
+            munmap(ctx, sizeof *ctx);
+        }
+    blob_fail_encode = blob_fail_decode = SIZE_MAX;
     return 0;
 }
 
@@ -1069,6 +1139,7 @@ static const struct mh_test tests[] = {
     MH_TEST(timeout)
     MH_TEST(timeout_not_hit)
     MH_TEST(big_results)
+    MH_TEST(codec_fails)
     MH_TEST(parent_sigint)
     MH_TEST(parent_sigterm)
     MH_TEST(parent_sigkill)
