@@ -101,6 +101,8 @@ struct fault_ctx {
     size_t victim;             /* the item that misbehaves */
     enum fault_kind kind;
     double item_ms;            /* every other item sleeps this long */
+    size_t killer;             /* the item whose worker SIGKILLs the victim's
+                                * (a sibling), or SIZE_MAX */
     atomic_long victim_pid;    /* the worker running the victim */
     atomic_long pids[64];      /* every worker pid seen */
 };
@@ -120,6 +122,13 @@ static void fault_note_pid(struct fault_ctx *ctx)
 static void fault_act(struct fault_ctx *ctx, size_t i)
 {
     fault_note_pid(ctx);
+    if (i == ctx->killer) {
+        long pid;
+        while (!(pid = atomic_load(&ctx->victim_pid)))
+            sleep_ms(0.5);
+        sleep_ms(5);
+        kill((pid_t)pid, SIGKILL);
+    }
     if (i != ctx->victim || ctx->kind == FAULT_NONE) {
         if (ctx->item_ms > 0)
             sleep_ms(ctx->item_ms);
@@ -385,6 +394,7 @@ static struct fault_ctx *fault_ctx_new(size_t victim, enum fault_kind kind, doub
     ctx->victim = victim;
     ctx->kind = kind;
     ctx->item_ms = item_ms;
+    ctx->killer = SIZE_MAX;
     return ctx;
 }
 
@@ -448,6 +458,24 @@ static int test_kill_worker_5(const char *backend)
 static int test_kill_worker_13(const char *backend)
 {
     return kill_worker(backend, 13);
+}
+
+static int test_kill_worker_by_sibling(const char *backend)
+{
+    /* One worker's callback SIGKILLs another worker (the victim hangs, so
+     * the killer's item runs elsewhere). */
+    for (int policy = MH_STOP; policy <= MH_CONTINUE; policy++) {
+        struct fault_ctx *ctx = fault_ctx_new(100, FAULT_HANG, 1);
+        CHECK(ctx);
+        ctx->killer = 200;
+        struct fault_map fm = {
+            .n = 400, .workers = 3, .chunk = 1, .policy = (enum mh_on_error)policy,
+            .ctx = ctx,
+        };
+        CHECK_OK(fault_run(backend, &fm, MH_EWORKER, MH_ITEM_CRASHED, SIGKILL, -1));
+        munmap(ctx, sizeof *ctx);
+    }
+    return 0;
 }
 
 static int test_kill_worker_codec(const char *backend)
@@ -1132,6 +1160,7 @@ static const struct mh_test tests[] = {
     MH_TEST(kill_worker_2)
     MH_TEST(kill_worker_5)
     MH_TEST(kill_worker_13)
+    MH_TEST(kill_worker_by_sibling)
     MH_TEST(kill_worker_codec)
     MH_TEST(segv_at_item)
     MH_TEST(abort_in_callback)
