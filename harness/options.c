@@ -1,0 +1,423 @@
+/* manyhands-bench command line parsing: pure, see options.h. */
+#include "options.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char mhb_usage[] =
+    "usage: manyhands-bench [matrix|seed] [OPTIONS]\n"
+    "\n"
+    "  matrix (default)  every backend x every kernel x worker counts x repeats,\n"
+    "                    each run in its own process; CSV, plots and a summary\n"
+    "  seed              the blog's experiment: factorial of 1,000,000 random ints\n"
+    "                    in [1,100), workers 1..4, every backend, beside the blog's\n"
+    "                    Python program (Pool and ThreadPool) and a raw OpenMP loop\n"
+    "\n"
+    "options (LIST is comma separated; worker lists also take ranges: 1-4,8):\n"
+    "  --backends LIST   backends to run (default: every one this build has);\n"
+    "                    seq always runs too: it is the baseline for speedup\n"
+    "  --kernels LIST    kernels to run (default: all)\n"
+    "  --workers LIST    worker counts (default: CPU-bound 1..cores and 2*cores,\n"
+    "                    IO-bound 1,2,4,...,64; seed: 1-4)\n"
+    "  --chunks LIST     chunk sizes to try, 0 = adaptive (default: 0)\n"
+    "  --items N         items per cell (default: each kernel's own count)\n"
+    "  --scale X         multiply the default item counts by X (default 1)\n"
+    "  --repeat R        runs of each cell; the summary reports the median\n"
+    "                    (default 3, or 1 with --quick)\n"
+    "  --quick           small cells and fewer worker counts: a smoke run\n"
+    "  --seed S          input generator seed (default 1)\n"
+    "  --timeout SEC     kill a cell that runs longer (default 120)\n"
+    "  --out DIR         results directory (default: results)\n"
+    "  --label NAME      subdirectory of DIR (default: the host name)\n"
+    "  --no-plot         do not run gnuplot\n"
+    "  --no-peers        seed: skip the Python and raw-openmp programs\n"
+    "  -h, --help        this text\n"
+    "\n"
+    "Writes DIR/LABEL/<date>-matrix.csv (or -seed.csv), one row per run\n"
+    "(columns: docs/csv.md), and PNG and SVG plots beside it.\n";
+
+/* Format the error into o->error and return it. */
+static const char *opt_fail(struct mhb_options *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static const char *opt_fail(struct mhb_options *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(o->error, sizeof o->error, fmt, ap);
+    va_end(ap);
+    return o->error;
+}
+
+/* Decimal digits only, no sign, no spaces; value in [0, max]. */
+static bool opt_parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+    if (!s || !*s)
+        return false;
+    uint64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (max - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+/* A finite number in (0, max]. */
+static bool opt_parse_positive(const char *s, double max, double *out)
+{
+    if (!s || !*s || *s == ' ' || *s == '\t' || *s == '+' || *s == '-')
+        return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v) || v <= 0 || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Lower-case letters, digits, '-' and '_': what backend and kernel names
+ * are made of. */
+static bool opt_is_name(const char *s, size_t len)
+{
+    if (len == 0 || len >= MHB_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* "a,b,c" into names; "all" means the default (an empty list). */
+static const char *opt_parse_names(struct mhb_options *o, const char *opt, const char *arg,
+                                   char names[][MHB_NAME_MAX], int *count)
+{
+    *count = 0;
+    if (strcmp(arg, "all") == 0)
+        return NULL;
+    const char *p = arg;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (!opt_is_name(p, len))
+            return opt_fail(o, "%s: '%.*s' is not a name (lower-case letters, digits, "
+                            "'-', '_'; at most %d)", opt, (int)(len > 64 ? 64 : len), p,
+                            MHB_NAME_MAX - 1);
+        for (int i = 0; i < *count; i++)
+            if (strlen(names[i]) == len && memcmp(names[i], p, len) == 0)
+                return opt_fail(o, "%s: '%s' is listed twice", opt, names[i]);
+        if (*count == MHB_LIST_MAX)
+            return opt_fail(o, "%s: more than %d names", opt, MHB_LIST_MAX);
+        memcpy(names[*count], p, len);
+        names[*count][len] = '\0';
+        (*count)++;
+        if (!comma)
+            return NULL;
+        p = comma + 1;
+    }
+}
+
+/* Ascending insertion; duplicates are an error. */
+static const char *opt_add_number(struct mhb_options *o, const char *opt, uint64_t v,
+                                  uint64_t *list, int *count)
+{
+    int i = *count;
+    for (int k = 0; k < *count; k++)
+        if (list[k] == v)
+            return opt_fail(o, "%s: %llu is listed twice", opt, (unsigned long long)v);
+    if (*count == MHB_LIST_MAX)
+        return opt_fail(o, "%s: more than %d values", opt, MHB_LIST_MAX);
+    while (i > 0 && list[i - 1] > v) {
+        list[i] = list[i - 1];
+        i--;
+    }
+    list[i] = v;
+    (*count)++;
+    return NULL;
+}
+
+/* "1,2,8" or "1-4,8": numbers in [lo, hi], ranges when allow_range. */
+static const char *opt_parse_numbers(struct mhb_options *o, const char *opt, const char *arg,
+                                     uint64_t lo, uint64_t hi, bool allow_range,
+                                     uint64_t *list, int *count)
+{
+    char item[32];
+    *count = 0;
+    const char *p = arg;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0 || len >= sizeof item)
+            return opt_fail(o, "%s: '%.*s' is not a number", opt, (int)(len > 40 ? 40 : len), p);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        char *dash = allow_range ? strchr(item, '-') : NULL;
+        uint64_t a, b;
+        if (dash) {
+            *dash = '\0';
+            if (!opt_parse_u64(item, UINT64_MAX, &a) || !opt_parse_u64(dash + 1, UINT64_MAX, &b))
+                return opt_fail(o, "%s: '%.*s' is not a range A-B", opt, (int)len, p);
+            if (a > b)
+                return opt_fail(o, "%s: range '%.*s' runs backwards", opt, (int)len, p);
+        } else {
+            if (!opt_parse_u64(item, UINT64_MAX, &a))
+                return opt_fail(o, "%s: '%s' is not a number", opt, item);
+            b = a;
+        }
+        if (a < lo || b > hi)
+            return opt_fail(o, "%s: '%.*s' is not in %llu..%llu", opt, (int)len, p,
+                            (unsigned long long)lo, (unsigned long long)hi);
+        if (b - a >= MHB_LIST_MAX)
+            return opt_fail(o, "%s: more than %d values", opt, MHB_LIST_MAX);
+        for (uint64_t v = a; v <= b; v++) {
+            const char *err = opt_add_number(o, opt, v, list, count);
+            if (err)
+                return err;
+        }
+        if (!comma)
+            return NULL;
+        p = comma + 1;
+    }
+}
+
+static void opt_defaults(struct mhb_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->command = MHB_MATRIX;
+    o->scale = 1.0;
+    o->seed = 1;
+    o->timeout_s = 120;
+    strcpy(o->out, "results");
+}
+
+/* Options that take a value. */
+static const char *const opt_with_value[] = {
+    "backends", "kernels", "workers", "chunks", "items", "scale", "repeat",
+    "seed", "timeout", "out", "label", "cell-repeat", NULL,
+};
+
+/* Options that take none. */
+static const char *const opt_flags[] = {"quick", "no-plot", "no-peers", "help", NULL};
+
+static bool opt_in(const char *const *names, const char *name)
+{
+    for (int i = 0; names[i]; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* One option with its value (NULL for flags). */
+static const char *opt_apply(struct mhb_options *o, const char *name, const char *v)
+{
+    char opt[80];
+    snprintf(opt, sizeof opt, "--%s", name);
+    uint64_t list[MHB_LIST_MAX], n;
+    int count;
+    const char *err;
+
+    if (strcmp(name, "backends") == 0)
+        return opt_parse_names(o, opt, v, o->backends, &o->n_backends);
+    if (strcmp(name, "kernels") == 0)
+        return opt_parse_names(o, opt, v, o->kernels, &o->n_kernels);
+    if (strcmp(name, "workers") == 0) {
+        err = opt_parse_numbers(o, opt, v, 1, MHB_WORKERS_LIMIT, true, list, &count);
+        if (err)
+            return err;
+        for (int i = 0; i < count; i++)
+            o->workers[i] = (int)list[i];
+        o->n_workers = count;
+        return NULL;
+    }
+    if (strcmp(name, "chunks") == 0) {
+        err = opt_parse_numbers(o, opt, v, 0, (uint64_t)1 << 32, false, list, &count);
+        if (err)
+            return err;
+        for (int i = 0; i < count; i++)
+            o->chunks[i] = (size_t)list[i];
+        o->n_chunks = count;
+        return NULL;
+    }
+    if (strcmp(name, "items") == 0) {
+        if (!opt_parse_u64(v, (uint64_t)1 << 40, &n) || n == 0)
+            return opt_fail(o, "%s: '%s' is not a count in 1..2^40", opt, v);
+        o->items = (size_t)n;
+        return NULL;
+    }
+    if (strcmp(name, "scale") == 0) {
+        if (!opt_parse_positive(v, 1e6, &o->scale))
+            return opt_fail(o, "%s: '%s' is not a number in (0, 1e6]", opt, v);
+        return NULL;
+    }
+    if (strcmp(name, "repeat") == 0) {
+        if (!opt_parse_u64(v, 1000, &n) || n == 0)
+            return opt_fail(o, "%s: '%s' is not in 1..1000", opt, v);
+        o->repeat = (int)n;
+        return NULL;
+    }
+    if (strcmp(name, "cell-repeat") == 0) {
+        if (!opt_parse_u64(v, 1000, &n))
+            return opt_fail(o, "%s: '%s' is not in 0..1000", opt, v);
+        o->cell_repeat = (int)n;
+        return NULL;
+    }
+    if (strcmp(name, "seed") == 0) {
+        if (!opt_parse_u64(v, UINT64_MAX, &o->seed))
+            return opt_fail(o, "%s: '%s' is not an unsigned 64-bit number", opt, v);
+        return NULL;
+    }
+    if (strcmp(name, "timeout") == 0) {
+        if (!opt_parse_positive(v, 86400, &o->timeout_s))
+            return opt_fail(o, "%s: '%s' is not a number of seconds in (0, 86400]", opt, v);
+        return NULL;
+    }
+    if (strcmp(name, "out") == 0) {
+        size_t len = strlen(v);
+        if (len == 0 || len >= sizeof o->out)
+            return opt_fail(o, "%s: the directory name is empty or too long", opt);
+        memcpy(o->out, v, len + 1);
+        return NULL;
+    }
+    if (strcmp(name, "label") == 0) {
+        size_t len = strlen(v);
+        bool ok = len > 0 && len < sizeof o->label && v[0] != '.';
+        for (size_t i = 0; ok && i < len; i++) {
+            char c = v[i];
+            ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '-' || c == '_';
+        }
+        if (!ok)
+            return opt_fail(o, "%s: '%.64s' must be 1..%d of [A-Za-z0-9._-], not starting "
+                            "with '.'", opt, v, MHB_NAME_MAX - 1);
+        memcpy(o->label, v, len + 1);
+        return NULL;
+    }
+    if (strcmp(name, "quick") == 0)
+        o->quick = true;
+    else if (strcmp(name, "no-plot") == 0)
+        o->no_plot = true;
+    else if (strcmp(name, "no-peers") == 0)
+        o->no_peers = true;
+    else if (strcmp(name, "help") == 0)
+        o->command = MHB_HELP;
+    else
+        return opt_fail(o, "unknown option '%.64s'", opt);
+    return NULL;
+}
+
+const char *mhb_options_parse(struct mhb_options *o, int argc, char *const argv[])
+{
+    opt_defaults(o);
+    int i = 1;
+    if (argc > 1 && argv[1] && argv[1][0] != '-') {
+        if (strcmp(argv[1], "matrix") == 0)
+            o->command = MHB_MATRIX;
+        else if (strcmp(argv[1], "seed") == 0)
+            o->command = MHB_SEED;
+        else if (strcmp(argv[1], "cell") == 0)
+            o->command = MHB_CELL;
+        else if (strcmp(argv[1], "help") == 0)
+            o->command = MHB_HELP;
+        else
+            return opt_fail(o, "unknown command '%.64s' (commands: matrix, seed)", argv[1]);
+        i = 2;
+    }
+    bool help = false;
+    for (; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!arg)
+            return opt_fail(o, "argument %d is NULL", i);
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            help = true;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
+            return opt_fail(o, "unexpected argument '%.64s'", arg);
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        char key[32];
+        if (len == 0 || len >= sizeof key)
+            return opt_fail(o, "unknown option '%.64s'", arg);
+        memcpy(key, name, len);
+        key[len] = '\0';
+        const char *value = NULL;
+        if (!opt_in(opt_with_value, key) && !opt_in(opt_flags, key))
+            return opt_fail(o, "unknown option '--%s'", key);
+        if (opt_in(opt_with_value, key)) {
+            if (eq)
+                value = eq + 1;
+            else if (i + 1 < argc && argv[i + 1])
+                value = argv[++i];
+            else
+                return opt_fail(o, "--%s needs a value", key);
+        } else if (eq) {
+            return opt_fail(o, "--%s takes no value", key);
+        }
+        const char *err = opt_apply(o, key, value);
+        if (err)
+            return err;
+    }
+    if (help)
+        o->command = MHB_HELP;
+    return NULL;
+}
+
+static bool opt_in_list(const char *name, const char *const *list)
+{
+    for (; list && *list; list++)
+        if (strcmp(*list, name) == 0)
+            return true;
+    return false;
+}
+
+/* "a, b, c" of a NULL-terminated list into buf. */
+static void opt_join(char *buf, size_t size, const char *const *list)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (; list && *list && used + 1 < size; list++) {
+        int w = snprintf(buf + used, size - used, "%s%s", used ? ", " : "", *list);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+const char *mhb_options_check(struct mhb_options *o, const char *const *backends,
+                              const char *const *kernels)
+{
+    char have[160];
+    for (int i = 0; i < o->n_backends; i++) {
+        if (!opt_in_list(o->backends[i], backends)) {
+            opt_join(have, sizeof have, backends);
+            return opt_fail(o, "--backends: '%s' is not in this build (built: %s)",
+                            o->backends[i], have);
+        }
+    }
+    for (int i = 0; i < o->n_kernels; i++) {
+        if (!opt_in_list(o->kernels[i], kernels)) {
+            opt_join(have, sizeof have, kernels);
+            return opt_fail(o, "--kernels: unknown kernel '%s' (kernels: %s)", o->kernels[i],
+                            have);
+        }
+    }
+    if (o->command == MHB_CELL) {
+        if (o->n_backends != 1 || o->n_kernels != 1 || o->n_workers != 1 || o->n_chunks > 1 ||
+            o->items == 0)
+            return opt_fail(o, "cell: give exactly one --backends, --kernels, --workers and "
+                            "--items (and at most one --chunks)");
+    }
+    return NULL;
+}

@@ -1,0 +1,92 @@
+#!/bin/sh
+# manyhands-bench, run whole (CTest: bench.schema, bench.smoke, bench.bad_options).
+#
+#   bench_run.sh MODE BENCH CHECKER CSV_MD WORKDIR
+#
+#   schema       a small seed run (library backends and the peers: Python,
+#                raw-openmp) and a small matrix; every CSV checked against
+#                docs/csv.md
+#   smoke        `--quick` over every backend and kernel: schema, every row
+#                verified, plots drawn (when gnuplot is installed)
+#   bad_options  each bad command line exits 2 with a message, nothing run
+set -u
+mode=$1 bench=$2 checker=$3 csv_md=$4 work=$5
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+rm -rf "$work"
+mkdir -p "$work" || fail "cannot create $work"
+
+case $mode in
+schema)
+  "$bench" seed --quick --workers 1,2 --repeat 1 --out "$work" --label t --no-plot \
+    > "$work/seed.out" 2>&1 || { cat "$work/seed.out"; fail "seed run failed"; }
+  grep -q "^Processes: 2, Seconds: [0-9]" "$work/seed.out" || fail "no blog line in the seed output"
+  "$bench" matrix --quick --kernels sleep,factorial --repeat 2 --out "$work" --label t \
+    --no-plot > "$work/matrix.out" 2>&1 || { cat "$work/matrix.out"; fail "matrix run failed"; }
+  set -- "$work"/t/*-seed.csv "$work"/t/*-matrix.csv
+  [ -f "$1" ] && [ -f "$2" ] || fail "CSV files missing: $*"
+  "$checker" "$csv_md" "$@" || fail "schema"
+  rows=$(($(wc -l < "$2") - 1))
+  [ "$rows" -ge 10 ] || fail "only $rows matrix rows"
+  "$checker" --verified "$csv_md" "$2" || fail "a library run was not verified"
+  # The checker must catch what it is there to catch.
+  bad=$work/bad.csv
+  sed '1s/,workers,/,worker_count,/' "$2" > "$bad"
+  "$checker" "$csv_md" "$bad" 2> /dev/null && fail "checker took a renamed column"
+  sed '2s/,cpu,/,gpu,/' "$2" > "$bad"
+  "$checker" "$csv_md" "$bad" 2> /dev/null && fail "checker took a bad enum value"
+  sed '3s/,[0-9][0-9]*,[0-9][0-9]*,[0-9][0-9]*,/,x,1,1,/' "$2" > "$bad"
+  "$checker" "$csv_md" "$bad" 2> /dev/null && fail "checker took a non-integer"
+  sed '2s/,$/,extra/; 2s/,1,extra$/,0,map:MH_EWORKER/' "$2" > "$bad"
+  "$checker" --verified "$csv_md" "$bad" 2> /dev/null && fail "checker took a failed run"
+  head -1 "$2" > "$bad"
+  "$checker" "$csv_md" "$bad" 2> /dev/null && fail "checker took a file without rows"
+  ;;
+smoke)
+  "$bench" --quick --out "$work" --label smoke > "$work/out" 2>&1
+  rc=$?
+  cat "$work/out"
+  [ $rc -eq 0 ] || fail "manyhands-bench --quick exited $rc"
+  set -- "$work"/smoke/*-matrix.csv
+  [ -f "$1" ] || fail "no CSV"
+  "$checker" --verified "$csv_md" "$1" || fail "schema or verification"
+  grep -q "^Verdict" "$work/out" || fail "no summary"
+  if command -v gnuplot > /dev/null; then
+    base=${1%.csv}
+    for f in "$base-bound.png" "$base-bound.svg" "$base-factorial.png" "$base-sleep.svg"; do
+      [ -s "$f" ] || fail "plot $f missing"
+    done
+  else
+    echo "gnuplot not installed: plots not checked"
+  fi
+  ;;
+bad_options)
+  check_bad() {
+    out=$("$bench" "$@" 2> "$work/err")
+    rc=$?
+    [ $rc -eq 2 ] || fail "'$*' exited $rc, want 2"
+    [ -z "$out" ] || fail "'$*' wrote to stdout: $out"
+    grep -q "^manyhands-bench: " "$work/err" || fail "'$*' gave no message"
+    grep -q "Try 'manyhands-bench --help'" "$work/err" || fail "'$*' gave no hint"
+  }
+  check_bad --workers 0
+  check_bad --workers 1,x
+  check_bad --repeat 0
+  check_bad --scale -1
+  check_bad --backends no-such-backend
+  check_bad --kernels no-such-kernel
+  check_bad --label ../escape
+  check_bad --quick=yes
+  check_bad --frobnicate
+  check_bad frobnicate
+  check_bad --items
+  check_bad cell --backends seq --kernels sleep
+  "$bench" --help > "$work/help" 2>&1 || fail "--help exited non-zero"
+  grep -q "^usage: manyhands-bench" "$work/help" || fail "--help printed no usage"
+  ;;
+*)
+  fail "unknown mode $mode"
+  ;;
+esac
+echo "ok: $mode"
