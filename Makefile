@@ -22,9 +22,15 @@ build: configure
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-# The main job: the blog's experiment on every backend this build has.
+# The main job: the comparison matrix (every backend x kernel x workers),
+# then the blog's experiment beside its Python program; CSV and plots in
+# results/$(LABEL)/, the summary on stdout (harness/README.md).
+# BENCH_FLAGS passes options through: BENCH_FLAGS="--repeat 5 --kernels sleep"
+BENCH_FLAGS ?=
 bench: build
-	$(BUILD)/examples/seed 1000000 4
+	$(BUILD)/harness/manyhands-bench matrix --label $(LABEL) $(BENCH_FLAGS); m=$$?; \
+	$(BUILD)/harness/manyhands-bench seed --label $(LABEL) $(BENCH_FLAGS); s=$$?; \
+	[ $$m -eq 0 ] && [ $$s -eq 0 ]
 
 # What the library itself costs (Google Benchmark): every figure in
 # docs/results.md "Library overhead", as JSON in results/$(LABEL)/micro.json.
