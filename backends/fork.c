@@ -201,6 +201,8 @@ static unsigned char *fork_half(const struct fork_map *m, int s, int half)
 
 static void fork_child_wait_free(struct fork_slot *slot, int half)
 {
+    /* Acquire: pairs with the caller's release after it read the half, so
+     * our next writes cannot overtake its reads. */
     while (atomic_load_explicit(&slot->ready[half], memory_order_acquire) != 0)
         fork_futex_wait(&slot->ready[half], 1);
 }
@@ -210,6 +212,7 @@ static void fork_child_publish(const struct fork_map *m, int s, struct fork_out 
 {
     struct fork_slot *slot = &m->slots[s];
     slot->len[o->half] = o->used;
+    /* Release: the records and len are visible before the flag is. */
     atomic_store_explicit(&slot->ready[o->half], 1, memory_order_release);
     uint32_t msg = (uint32_t)s * 2 + (uint32_t)o->half;
     const char *p = (const char *)&msg;
