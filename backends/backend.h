@@ -23,6 +23,8 @@
 /* Capability bits of a backend. */
 #define MH__CAP_TIMEOUT (1u << 0) /* can stop an item that runs too long */
 #define MH__CAP_PROCESS (1u << 1) /* workers are processes: codec needed */
+#define MH__CAP_COLLECTIVE (1u << 2) /* every process of a job calls map
+                                        * (mpi): see mh__run.error */
 
 /* One failure, as a backend found it. */
 struct mh__failure {
@@ -47,6 +49,10 @@ struct mh__run {
     int workers;                /* workers to use: min(pool's, nchunks) */
     enum mh_on_error on_error;
     double timeout_s;           /* 0: none */
+    /* Non-zero (an MH_E* code) when the core could not prepare this
+     * process's part of the map; only a MH__CAP_COLLECTIVE backend is
+     * then called, to end the map on every process with that code. */
+    int error;
     uint8_t *status;            /* n statuses (zeroed = NOT_RUN), or NULL */
 
     /* Set (relaxed) to stop handing out items: the first failure under

@@ -258,6 +258,7 @@ struct mpi_worker {
     unsigned char *in, *out, *payload;
     uint8_t *status;
     size_t payload_cap;
+    int error; /* what to answer with when in is NULL */
 };
 
 /* Encode chunk outputs after their statuses into w->payload; release
@@ -318,7 +319,7 @@ static int mpi_worker_chunk(const struct mpi_pool *mp, struct mh__run *run,
     if (rc)
         return rc;
     if (!shape_ok || !w->in) {
-        res.code = shape_ok ? MH_ENOMEM : MH_EINVAL;
+        res.code = shape_ok ? w->error : MH_EINVAL;
         return MPI_Send(&res, sizeof res, MPI_BYTE, 0, MPI_TAG_RESULT, mp->comm) == MPI_SUCCESS
                    ? MH_OK : MH_EMPI;
     }
@@ -400,10 +401,11 @@ static int mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run)
     w.status = mh__malloc(items);
     w.payload_cap = items + out_bytes;
     w.payload = mh__malloc(w.payload_cap);
-    if (!w.out || !w.status || !w.payload) {
+    if (!w.out || !w.status || !w.payload || run->error) {
         mh__free(w.in);
-        w.in = NULL; /* answer every chunk with MH_ENOMEM */
+        w.in = NULL; /* answer every chunk with the error */
     }
+    w.error = run->error ? run->error : MH_ENOMEM;
 
     int rc;
     for (;;) {
@@ -627,12 +629,12 @@ static int mpi_root_map(const struct mpi_pool *mp, struct mh__run *run)
 {
     int workers = mp->size - 1;
     struct mpi_root r = {.mp = mp, .run = run};
-    r.slots = mh__calloc((size_t)mp->size * MPI_DEPTH, sizeof *r.slots);
+    r.slots = run->error ? NULL : mh__calloc((size_t)mp->size * MPI_DEPTH, sizeof *r.slots);
     if (!r.slots) {
         /* Still end the map on every worker, with the error. */
-        r.code = MH_ENOMEM;
+        r.code = run->error ? run->error : MH_ENOMEM;
         atomic_store_explicit(&run->stop, 1, memory_order_relaxed);
-        return mpi_root_finish(&r) ? MH_EMPI : MH_ENOMEM;
+        return mpi_root_finish(&r) ? MH_EMPI : r.code;
     }
     for (size_t s = 0; s < (size_t)mp->size * MPI_DEPTH; s++)
         for (int q = 0; q < 3; q++)
@@ -782,7 +784,7 @@ static void mpi_close(void *state, bool owner)
 
 const struct mh_backend_ops mh__backend_mpi = {
     .name = "mpi",
-    .caps = MH__CAP_PROCESS,
+    .caps = MH__CAP_PROCESS | MH__CAP_COLLECTIVE,
     .open = mpi_open,
     .map = mpi_map,
     .close = mpi_close,

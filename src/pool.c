@@ -147,10 +147,13 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
         memset(run.status, MH_ITEM_NOT_RUN, task->n);
     } else if (task->codec) {
         own_status = mh__calloc(task->n, 1);
-        if (!own_status) {
+        if (!own_status && !(ops->caps & MH__CAP_COLLECTIVE)) {
             mh__report_init(report, pool, MH_ENOMEM);
             return MH_ENOMEM;
         }
+        /* A collective backend's peers wait for this process: it still
+         * takes part, and ends the map everywhere with the error. */
+        run.error = own_status ? MH_OK : MH_ENOMEM;
         run.status = own_status;
     }
 

@@ -18,6 +18,9 @@
 #include <unistd.h>
 
 #include "check.h"
+#ifdef MH_TEST_FAULTS
+#include "fault.h"
+#endif
 
 static int expected_ranks = -1;
 
@@ -274,14 +277,78 @@ static int test_shape_mismatch(const char *backend)
     return 0;
 }
 
+/*
+ * The library's Nth allocation fails on one rank (rank 0, then the last),
+ * for N = 1, 2, ... until a map makes fewer: every rank returns the same
+ * code (MH_OK or MH_ENOMEM), nobody hangs, and every rank's library
+ * allocations balance (Open MPI's own are out of LeakSanitizer's reach).
+ * Needs a MANYHANDS_FAULT_INJECTION build.
+ */
+static int test_alloc_failures(const char *backend)
+{
+#ifndef MH_TEST_FAULTS
+    (void)backend;
+    fprintf(stderr, "not a fault-injection build: skipped\n");
+    return MH_SKIP;
+#else
+    enum { N = 3000 };
+    static int in[N];
+    static mpz_t out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = 1 + i % 60;
+    int victims[2] = {0, world_size() - 1};
+    for (int v = 0; v < 2; v++) {
+        for (unsigned long nth = 1;; nth++) {
+            long live = mh__fault_live_allocs();
+            mh_pool *pool = mh_test_pool(backend, 0, 50, MH_STOP);
+            CHECK(pool);
+            struct mh_task task = {
+                .n = N, .in = in, .in_size = sizeof *in, .out = out,
+                .out_size = sizeof *out, .fn = fn_factorial, .codec = &mpz_codec,
+            };
+            int armed = world_rank() == victims[v];
+            if (armed)
+                mh__fault_arm(MH__FAULT_ALLOC, nth);
+            struct mh_report report;
+            int rc = mh_map(pool, &task, &report);
+            int reached = !armed || mh__fault_calls(MH__FAULT_ALLOC) >= nth;
+            mh__fault_arm(MH__FAULT_ALLOC, 0);
+            CHECK(rc == MH_OK || rc == MH_ENOMEM);
+            CHECK_OK(check_same_report(&report));
+            if (rc == MH_OK && mh_test_holds_results(backend))
+                for (int i = 0; i < N; i++) {
+                    mpz_t want;
+                    mpz_init(want);
+                    mpz_fac_ui(want, (unsigned long)in[i]);
+                    CHECK(mpz_cmp(want, out[i]) == 0);
+                    mpz_clear(want);
+                    mpz_clear(out[i]);
+                }
+            mh_pool_close(pool);
+            CHECK(mh__fault_live_allocs() == live);
+            int all_reached = 0;
+            CHECK(MPI_Allreduce(&reached, &all_reached, 1, MPI_INT, MPI_MIN,
+                                MPI_COMM_WORLD) == MPI_SUCCESS);
+            if (!all_reached)
+                break; /* the map made fewer than nth allocations there */
+            CHECK(nth < 1000);
+        }
+    }
+    return 0;
+#endif
+}
+
 /* ------------------------------------------------------------ death */
 
-/* Kills its own process on the first item run on rank `victim`. */
+/* Kills its own process on the first item run on rank `victim` (a
+ * negative victim: rank -victim calls exit(0) instead). */
 static int fn_die_on(const void *in, void *out, void *ctx)
 {
     int victim = *(const int *)ctx;
     if (world_rank() == victim)
         raise(SIGKILL);
+    if (world_rank() == -victim)
+        exit(0);
     *(int *)out = *(const int *)in;
     return 0;
 }
@@ -315,6 +382,11 @@ static int test_root_rank_dies(const char *backend)
     return rank_dies(backend, 0);
 }
 
+static int test_worker_rank_exits(const char *backend)
+{
+    return rank_dies(backend, -(world_size() - 1));
+}
+
 #define MH_TEST(name) {#name, test_##name},
 static const struct mh_test tests[] = {
     MH_TEST(ranks)
@@ -322,8 +394,10 @@ static const struct mh_test tests[] = {
     MH_TEST(gmp_factorial_million)
     MH_TEST(callback_error_off_root)
     MH_TEST(shape_mismatch)
+    MH_TEST(alloc_failures)
     {"worker_rank_dies", test_worker_rank_dies}, /* run by mpi_rank_dies.sh */
     {"root_rank_dies", test_root_rank_dies},
+    {"worker_rank_exits", test_worker_rank_exits},
     {NULL, NULL},
 };
 

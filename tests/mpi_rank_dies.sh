@@ -4,7 +4,10 @@
 # dead rank: never a hang. Open MPI's mpiexec does that: it sees the rank
 # die and kills the others, which are waiting in MPI for it.
 #
-#   mpi_rank_dies.sh MPIEXEC NUMPROC_FLAG BINARY TEST
+#   mpi_rank_dies.sh MPIEXEC NUMPROC_FLAG BINARY TEST [PATTERN]
+#
+# PATTERN (grep -E) must occur in the output: by default the rank killed
+# by signal 9.
 set -u
 limit=60
 start=$(date +%s)
@@ -23,8 +26,9 @@ if [ "$rc" -eq 0 ]; then
   echo "FAIL: the job reported success with a rank dead"
   exit 1
 fi
-if ! printf '%s\n' "$out" | grep -q "exited on signal 9"; then
-  echo "FAIL: no word of the rank killed by signal 9"
+pattern=${5:-exited on signal 9}
+if ! printf '%s\n' "$out" | grep -Eq "$pattern"; then
+  echo "FAIL: no word of the dead rank (\"$pattern\")"
   exit 1
 fi
 echo "ok: the job ended in ${took} s with status $rc"
