@@ -4,7 +4,7 @@ cmake_policy(VERSION 3.20)
 file(REMOVE ${OUT})
 execute_process(
   COMMAND ${MICRO}
-    "--benchmark_filter=^(map_empty/[a-z_]+/workers:[0-9]+/n:1000000/|map_small/|pool_open_close/)"
+    "--benchmark_filter=^(map_empty/[a-z_]+/workers:[0-9]+/n:1000000/chunk:(adaptive|4096)|map_small/|pool_open_close/)"
     --benchmark_min_time=0.001 --benchmark_repetitions=2
     --benchmark_out=${OUT} --benchmark_out_format=json
   RESULT_VARIABLE rc)
