@@ -545,46 +545,95 @@ static int main_plan_seed(const struct main_run *run, const struct mhk_kernel *k
     return 0;
 }
 
+/* Median of wall + pool (Python: its own timing) of a backend's runs at w,
+ * what the blog's run() times; NAN when none succeeded. */
+static double main_seed_seconds(const struct main_run *run, const char *backend, int w)
+{
+    double secs[1024];
+    size_t n = 0;
+    for (size_t t = 0; t < run->table.n && n < 1024; t++) {
+        const struct mhb_row *r = &run->table.rows[t];
+        if (!strcmp(r->backend, backend) && r->workers == w && !r->error[0])
+            secs[n++] = r->wall_s + (isnan(r->pool_s) ? 0 : r->pool_s);
+    }
+    if (n == 0)
+        return NAN;
+    for (size_t x = 1; x < n; x++)
+        for (size_t y = x; y > 0 && secs[y - 1] > secs[y]; y--) {
+            double tmp = secs[y];
+            secs[y] = secs[y - 1];
+            secs[y - 1] = tmp;
+        }
+    return n % 2 ? secs[n / 2] : (secs[n / 2 - 1] + secs[n / 2]) / 2;
+}
+
 /* The blog's lines, per backend, medians; then one table side by side. */
-static void main_seed_report(const struct main_run *run, const struct main_plans *plans)
+static void main_seed_report(FILE *out, const struct main_run *run,
+                             const struct main_plans *plans)
 {
     const struct mhk_kernel *k = plans->v[0].kernel;
-    printf("\nseed: %s of %zu random ints in [1,100), median of %d run%s; Seconds = pool "
-           "start + map + stop\n(as the blog's run() times Pool(n) and map; Python's own "
-           "timing for python-*)\n",
-           k->name, plans->v[0].items, run->repeat, run->repeat > 1 ? "s" : "");
+    const char *names[64];
+    int nb = 0, ws[MHB_LIST_MAX], nw = 0;
     for (size_t i = 0; i < plans->n; i++) {
-        const char *b = plans->v[i].backend;
         bool seen = false;
-        for (size_t j = 0; j < i; j++)
-            seen |= strcmp(plans->v[j].backend, b) == 0;
-        if (seen)
-            continue;
-        printf("backend: %s\n", b);
-        for (size_t j = i; j < plans->n; j++) {
-            if (strcmp(plans->v[j].backend, b) != 0)
+        for (int j = 0; j < nb && !seen; j++)
+            seen = strcmp(names[j], plans->v[i].backend) == 0;
+        if (!seen && nb < 64)
+            names[nb++] = plans->v[i].backend;
+        seen = false;
+        for (int j = 0; j < nw && !seen; j++)
+            seen = ws[j] == plans->v[i].workers;
+        if (!seen && nw < MHB_LIST_MAX)
+            ws[nw++] = plans->v[i].workers;
+    }
+    fprintf(out, "\nseed: %s of %zu random ints in [1,100), median of %d run%s; Seconds = pool "
+                 "start + map + stop\n(as the blog's run() times Pool(n) and map; Python's own "
+                 "timing for python-*)\n",
+            k->name, plans->v[0].items, run->repeat, run->repeat > 1 ? "s" : "");
+    for (int b = 0; b < nb; b++) {
+        fprintf(out, "backend: %s\n", names[b]);
+        for (int i = 0; i < nw; i++) {
+            if (!strcmp(names[b], "seq") && ws[i] != 1)
                 continue;
-            int w = plans->v[j].workers;
-            /* median of wall + pool over the runs, to match the blog's timing */
-            double secs[1024];
-            size_t n = 0;
-            for (size_t t = 0; t < run->table.n && n < 1024; t++) {
-                const struct mhb_row *r = &run->table.rows[t];
-                if (!strcmp(r->backend, b) && r->workers == w && !r->error[0])
-                    secs[n++] = r->wall_s + (isnan(r->pool_s) ? 0 : r->pool_s);
-            }
-            for (size_t x = 1; x < n; x++)
-                for (size_t y = x; y > 0 && secs[y - 1] > secs[y]; y--) {
-                    double tmp = secs[y];
-                    secs[y] = secs[y - 1];
-                    secs[y - 1] = tmp;
-                }
-            if (n == 0)
-                printf("Processes: %d, Seconds: failed\n", w);
+            double s = main_seed_seconds(run, names[b], ws[i]);
+            if (isnan(s))
+                fprintf(out, "Processes: %d, Seconds: failed\n", ws[i]);
             else
-                printf("Processes: %d, Seconds: %.2f\n", w,
-                       n % 2 ? secs[n / 2] : (secs[n / 2 - 1] + secs[n / 2]) / 2);
+                fprintf(out, "Processes: %d, Seconds: %.2f\n", ws[i], s);
         }
+    }
+    fprintf(out, "\nSide by side, seconds:\n%8s", "workers");
+    for (int b = 0; b < nb; b++)
+        fprintf(out, " %14s", names[b]);
+    fprintf(out, "\n");
+    for (int i = 0; i < nw; i++) {
+        fprintf(out, "%8d", ws[i]);
+        for (int b = 0; b < nb; b++) {
+            double s = main_seed_seconds(run, names[b], ws[i]);
+            if (isnan(s))
+                fprintf(out, " %14s", "-");
+            else
+                fprintf(out, " %14.3f", s);
+        }
+        fprintf(out, "\n");
+    }
+    /* The question the blog asked, answered per worker count. */
+    for (int i = 0; i < nw; i++) {
+        double best = NAN, py = main_seed_seconds(run, "python-process", ws[i]);
+        const char *which = NULL;
+        for (int b = 0; b < nb; b++) {
+            if (!strncmp(names[b], "python-", 7) || !strcmp(names[b], "raw-openmp") ||
+                (!strcmp(names[b], "seq") && ws[i] != 1))
+                continue;
+            double s = main_seed_seconds(run, names[b], ws[i]);
+            if (!isnan(s) && (isnan(best) || s < best)) {
+                best = s;
+                which = names[b];
+            }
+        }
+        if (!isnan(best) && !isnan(py))
+            fprintf(out, "%d worker%s: manyhands %s %.3f s, Python Pool %.3f s: %.1fx faster\n",
+                    ws[i], ws[i] > 1 ? "s" : "", which, best, py, py / best);
     }
 }
 
@@ -667,8 +716,8 @@ static int main_experiment(const struct mhb_options *o)
         fprintf(stderr, "manyhands-bench: cannot write %s: %s\n", csv, strerror(errno));
         goto out_free;
     }
-    fprintf(stderr, "manyhands-bench %s: %zu cells x %d repeats, backends:", run.experiment,
-            plans.n, run.repeat);
+    fprintf(stderr, "manyhands-bench %s: %zu cells x %d repeats; this build has:",
+            run.experiment, plans.n, run.repeat);
     for (const char *const *b = mh_backends(); *b; b++)
         fprintf(stderr, " %s", *b);
     fprintf(stderr, "%s%s; %d CPUs; writing %s\n", run.raw[0] ? " (+raw-openmp)" : "",
@@ -684,10 +733,27 @@ static int main_experiment(const struct mhb_options *o)
                 run.done, run.total, csv);
         goto out_free;
     }
-    if (o->command == MHB_SEED)
-        main_seed_report(&run, &plans);
-    else
-        mhb_summary(stdout, &run.table, run.machine.logical_cores);
+    /* The summary, on stdout and beside the CSV (docs/results.md quotes it). */
+    char summary[MHB_PATH_MAX + 16];
+    snprintf(summary, sizeof summary, "%s-summary.txt", base);
+    FILE *sf = fopen(summary, "w");
+    for (int pass = 0; pass < 2; pass++) {
+        FILE *out = pass ? sf : stdout;
+        if (!out)
+            continue;
+        if (pass)
+            fprintf(out, "manyhands-bench %s, %s, git %s, %s (%d logical / %d physical cores), "
+                         "%s %s\n",
+                    run.experiment, run.machine.host, run.machine.git_rev,
+                    run.machine.cpu_model, run.machine.logical_cores,
+                    run.machine.physical_cores, run.machine.compiler, run.machine.build_type);
+        if (o->command == MHB_SEED)
+            main_seed_report(out, &run, &plans);
+        else
+            mhb_summary(out, &run.table, run.machine.logical_cores);
+    }
+    if (!sf || fclose(sf))
+        fprintf(stderr, "manyhands-bench: cannot write %s\n", summary);
     size_t failed = 0, unverified = 0;
     for (size_t i = 0; i < run.table.n; i++) {
         failed += run.table.rows[i].error[0] != 0;
@@ -701,7 +767,8 @@ static int main_experiment(const struct mhb_options *o)
                       : mhb_plot_matrix(base, &run.table, run.machine.logical_cores,
                                         run.repeat);
         if (prc == 0)
-            printf("plots: %s-*.png and .svg (script %s.gp)\n", base, base);
+            printf("plots: %s%s.png and .svg (script %s.gp)\n", base,
+                   o->command == MHB_SEED ? "" : "-*", base);
     }
     rc = failed || unverified ? 1 : 0;
 out_free:

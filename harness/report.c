@@ -431,6 +431,117 @@ static void report_verdict(FILE *f, const struct mhb_table *t, const struct repo
         fprintf(f, "no worker count past the %d cores was run\n", cores);
 }
 
+/* The chunk sizes a run swept, ascending (0, adaptive, excluded). */
+static int report_swept_chunks(const struct mhb_table *t, const char *kernel, int w,
+                               size_t *chunks, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        const struct mhb_row *r = &t->rows[i];
+        if (!r->chunk_asked || strcmp(r->kernel, kernel) || r->workers != w)
+            continue;
+        bool seen = false;
+        for (int k = 0; k < n && !seen; k++)
+            seen = chunks[k] == r->chunk_asked;
+        if (seen || n == max)
+            continue;
+        int k = n++;
+        while (k > 0 && chunks[k - 1] > r->chunk_asked) {
+            chunks[k] = chunks[k - 1];
+            k--;
+        }
+        chunks[k] = r->chunk_asked;
+    }
+    return n;
+}
+
+/* Speedup by chunk size, when the run swept them. */
+static void report_chunks(FILE *f, const struct mhb_table *t, const struct report_names *backends)
+{
+    const struct mhb_row *first = NULL;
+    for (size_t i = 0; i < t->n && !first; i++)
+        if (t->rows[i].chunk_asked)
+            first = &t->rows[i];
+    if (!first)
+        return;
+    size_t chunks[MHB_LIST_MAX];
+    int nc = report_swept_chunks(t, first->kernel, first->workers, chunks, MHB_LIST_MAX);
+    fprintf(f, "\nChunk size: %s at %d workers, median speedup over seq by items per chunk\n",
+            first->kernel, first->workers);
+    fprintf(f, "%8s", "backend");
+    for (int c = 0; c < nc; c++)
+        fprintf(f, " %8zu", chunks[c]);
+    fprintf(f, "   adaptive (chunk it chose)\n");
+    for (int b = 0; b < backends->n; b++) {
+        const char *bn = backends->v[b];
+        bool has = false;
+        for (int c = 0; c < nc && !has; c++)
+            has = !isnan(mhb_median_speedup(t, bn, first->kernel, first->workers, chunks[c]));
+        if (!has)
+            continue;
+        fprintf(f, "%8s", bn);
+        for (int c = 0; c < nc; c++) {
+            double s = mhb_median_speedup(t, bn, first->kernel, first->workers, chunks[c]);
+            if (isnan(s))
+                fprintf(f, " %8s", "-");
+            else
+                fprintf(f, " %7.2fx", s);
+        }
+        double a = mhb_median_speedup(t, bn, first->kernel, first->workers, 0);
+        double ac = report_median_chunk(t, bn, first->kernel, first->workers);
+        if (isnan(a))
+            fprintf(f, "   -\n");
+        else
+            fprintf(f, "   %.2fx (%.0f)\n", a, ac);
+    }
+}
+
+/* Each library backend's median wall against the raw OpenMP loop's, for
+ * the kernels the raw loop ran. */
+static void report_overhead(FILE *f, const struct mhb_table *t, const struct report_names *kernels,
+                            const struct report_names *backends)
+{
+    bool header = false;
+    for (int k = 0; k < kernels->n; k++) {
+        const char *kn = kernels->v[k];
+        int w[MHB_LIST_MAX];
+        int nw = report_workers(t, kn, w, MHB_LIST_MAX);
+        bool has = false;
+        for (int i = 0; i < nw && !has; i++)
+            has = !isnan(mhb_median_wall(t, "raw-openmp", kn, w[i], 0));
+        if (!has)
+            continue;
+        if (!header) {
+            fprintf(f, "\nAgainst the raw OpenMP loop (no library): median wall of each "
+                       "backend / raw-openmp's, same items and workers\n");
+            header = true;
+        }
+        fprintf(f, "%s:\n%8s %12s", kn, "workers", "raw-openmp");
+        for (int b = 0; b < backends->n; b++)
+            if (!report_is_peer(backends->v[b]))
+                fprintf(f, " %9s", backends->v[b]);
+        fprintf(f, "\n");
+        for (int i = 0; i < nw; i++) {
+            double raw = mhb_median_wall(t, "raw-openmp", kn, w[i], 0);
+            fprintf(f, "%8d", w[i]);
+            if (isnan(raw))
+                fprintf(f, " %12s", "-");
+            else
+                fprintf(f, " %10.4fs", raw);
+            for (int b = 0; b < backends->n; b++) {
+                if (report_is_peer(backends->v[b]))
+                    continue;
+                double v = mhb_median_wall(t, backends->v[b], kn, w[i], 0);
+                if (isnan(v) || isnan(raw))
+                    fprintf(f, " %9s", "-");
+                else
+                    fprintf(f, " %8.2fx", v / raw);
+            }
+            fprintf(f, "\n");
+        }
+    }
+}
+
 void mhb_summary(FILE *f, const struct mhb_table *t, int cores)
 {
     struct report_names kernels = {.n = 0}, backends = {.n = 0};
@@ -476,6 +587,8 @@ void mhb_summary(FILE *f, const struct mhb_table *t, int cores)
                 fprintf(f, "   %s %.2fx\n", which, best);
         }
     }
+    report_chunks(f, t, &backends);
+    report_overhead(f, t, &kernels, &backends);
     fprintf(f, "\nVerdict (%d cores):\n", cores);
     report_verdict(f, t, &kernels, &backends, "cpu", cores);
     report_verdict(f, t, &kernels, &backends, "io", cores);
@@ -781,6 +894,8 @@ int mhb_plot_seed(const char *base, const struct mhb_table *t, int cores, int re
         }
         fprintf(f, "EOD\n");
     }
+    /* The blog's own figures (2017, a Jupyter notebook): its only data. */
+    fprintf(f, "$blog << EOD\n1 8.40\n2 4.63\n3 5.27\n4 5.05\nEOD\n");
     for (size_t term = 0; term < 2; term++) {
         fprintf(f, "\nreset\n%s\nset output '%s.%s'\n", report_terms[term][0], name,
                 report_terms[term][1]);
@@ -797,6 +912,9 @@ int mhb_plot_seed(const char *base, const struct mhb_table *t, int cores, int re
                     b ? ", \\\n  " : "", b, strcmp(backends.v[b], "seq") ? 7 : 5,
                     report_is_peer(backends.v[b]) ? "dt 4" : "dt 1",
                     report_color(backends.v[b]), backends.v[b]);
+        if (t->rows[0].items == 1000000)
+            fprintf(f, ", \\\n  $blog using 1:2 with linespoints lw 1.5 pt 4 dt 3 "
+                       "lc rgb '#bbbbbb' title 'the blog (2017)'");
         fprintf(f, "\n");
     }
     if (fclose(f)) {
