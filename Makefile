@@ -42,6 +42,8 @@ micro: configure
 	mkdir -p results/$(LABEL)
 	$(BUILD)/harness/micro/micro --benchmark_out=results/$(LABEL)/micro.json \
 	  --benchmark_out_format=json $(MICRO_FLAGS)
+	@if command -v python3 >/dev/null; then \
+	  python3 harness/micro/summarize.py results/$(LABEL)/micro.json; fi
 
 clean:
 	rm -rf $(BUILD)
