@@ -101,7 +101,10 @@ struct mpi_pool {
 static pthread_mutex_t mpi_init_lock = PTHREAD_MUTEX_INITIALIZER; /* guards
                                         * the init and atexit registration */
 static int mpi_we_initialised;         /* under mpi_init_lock */
-static int mpi_thread_level = MPI_THREAD_SINGLE; /* under mpi_init_lock */
+/* MPI's thread level: written under mpi_init_lock by every open, read by
+ * maps on any thread (relaxed: it is set once MPI starts and never
+ * changes after, so a reader sees that value or none is running). */
+static atomic_int mpi_thread_level = MPI_THREAD_SINGLE;
 /* Below MPI_THREAD_MULTIPLE, every MPI call of the library is made under
  * this lock, so that calls from several threads are serialised. */
 static pthread_mutex_t mpi_serial_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -135,15 +138,19 @@ static int mpi_ensure_init(void)
         goto out_unlock;
     }
     if (initialised) {
-        if (MPI_Query_thread(&mpi_thread_level) != MPI_SUCCESS)
+        int level;
+        if (MPI_Query_thread(&level) != MPI_SUCCESS)
             rc = MH_EMPI;
+        else
+            atomic_store_explicit(&mpi_thread_level, level, memory_order_relaxed);
         goto out_unlock;
     }
-    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &mpi_thread_level) !=
-        MPI_SUCCESS) {
+    int level;
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &level) != MPI_SUCCESS) {
         rc = MH_EMPI;
         goto out_unlock;
     }
+    atomic_store_explicit(&mpi_thread_level, level, memory_order_relaxed);
     /* MPI_COMM_WORLD is ours now: errors on it (MPI_Comm_dup) come back
      * as codes instead of ending the process. */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
@@ -160,7 +167,7 @@ out_unlock:
 /* Whether this thread may call MPI now (FUNNELED: the main thread only). */
 static int mpi_thread_check(void)
 {
-    if (mpi_thread_level >= MPI_THREAD_SERIALIZED)
+    if (atomic_load_explicit(&mpi_thread_level, memory_order_relaxed) >= MPI_THREAD_SERIALIZED)
         return MH_OK;
     int is_main = 0;
     if (MPI_Is_thread_main(&is_main) != MPI_SUCCESS)
@@ -170,13 +177,13 @@ static int mpi_thread_check(void)
 
 static void mpi_serial_enter(void)
 {
-    if (mpi_thread_level < MPI_THREAD_MULTIPLE)
+    if (atomic_load_explicit(&mpi_thread_level, memory_order_relaxed) < MPI_THREAD_MULTIPLE)
         pthread_mutex_lock(&mpi_serial_lock);
 }
 
 static void mpi_serial_leave(void)
 {
-    if (mpi_thread_level < MPI_THREAD_MULTIPLE)
+    if (atomic_load_explicit(&mpi_thread_level, memory_order_relaxed) < MPI_THREAD_MULTIPLE)
         pthread_mutex_unlock(&mpi_serial_lock);
 }
 
