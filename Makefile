@@ -6,7 +6,7 @@ BUILD_TYPE ?= Release
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test bench micro clean
+.PHONY: all deps configure build test bench micro soak fuzz clean
 
 all: build
 
@@ -44,6 +44,28 @@ micro: configure
 	  --benchmark_out_format=json $(MICRO_FLAGS)
 	@if command -v python3 >/dev/null; then \
 	  python3 harness/micro/summarize.py results/$(LABEL)/micro.json; fi
+
+# Reliability (docs/reliability.md). soak: SOAK_MAPS random maps over
+# every built backend (mpi aside), each compared with seq; counts, RSS
+# and heap must stay flat. fuzz: every libFuzzer target in tests/fuzz for
+# FUZZ_SECONDS each, built with clang, ASan and UBSan in $(FUZZ_BUILD).
+SOAK_MAPS ?= 10000
+SOAK_SEED ?= $(shell date +%s)
+soak: build
+	$(BUILD)/tests/soak $(SOAK_MAPS) $(SOAK_SEED) all
+
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMANYHANDS_BUILD_EXAMPLES=OFF \
+	  -DMANYHANDS_FUZZ=ON -DMANYHANDS_SANITIZE=address,undefined \
+	  -DMANYHANDS_FUZZ_SECONDS=$(FUZZ_SECONDS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+	cd $(FUZZ_BUILD) && { ctest -L fuzz -j $(JOBS) -V > fuzz.log 2>&1; rc=$$?; \
+	  grep -E "Done [0-9]+ runs|Test +#|ERROR|SUMMARY" fuzz.log; \
+	  awk '/stat::number_of_executed_units/ {s += $$NF} END {print "fuzz executions:", s+0}' fuzz.log; \
+	  exit $$rc; }
 
 clean:
 	rm -rf $(BUILD)
