@@ -317,6 +317,86 @@ static int test_thread_map(const char *backend)
     return faults_torture(backend, MH__FAULT_THREAD, FAULTS_MAP);
 }
 
+/* Start counting every kind from 0, none armed. */
+static void faults_reset_counts(void)
+{
+    for (int k = 0; k < MH__FAULT_KINDS; k++)
+        mh__fault_arm(k, 0);
+}
+
+static int faults_expect_no_calls(const char *what)
+{
+    int bad = 0;
+    for (int k = 0; k < MH__FAULT_KINDS; k++)
+        if (mh__fault_calls(k)) {
+            fprintf(stderr, "%s made %lu %s calls, want none\n", what, mh__fault_calls(k),
+                    faults_kind_names[k]);
+            bad = 1;
+        }
+    return bad;
+}
+
+/*
+ * What must start nothing (checklist 1, 4, 7, 26): a map of n = 0, a map
+ * whose sizes overflow, a map with no function; a map of one chunk forks
+ * at most one worker; and when the shared mapping fails, nothing was
+ * forked before it.
+ */
+static int test_starts_nothing(const char *backend)
+{
+    static int in[100];
+    static long out[100];
+    mh_pool *pool = mh_test_pool(backend, FAULTS_WORKERS, 0, MH_STOP);
+    CHECK(pool);
+    struct mh_task task = {
+        .n = 0, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = faults_fn_double,
+    };
+    faults_reset_counts();
+    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
+    CHECK_OK(faults_expect_no_calls("a map of n = 0"));
+
+    task.n = SIZE_MAX / 2;
+    faults_reset_counts();
+    CHECK_RC(mh_map(pool, &task, NULL), MH_EOVERFLOW);
+    CHECK_OK(faults_expect_no_calls("a map whose n * size overflows"));
+
+    task.n = 100;
+    task.fn = NULL;
+    faults_reset_counts();
+    CHECK_RC(mh_map(pool, &task, NULL), MH_EINVAL);
+    CHECK_OK(faults_expect_no_calls("a map without a function"));
+    mh_pool_close(pool);
+
+    /* One chunk (chunk > n), four workers: no idle worker is started. */
+    pool = mh_test_pool(backend, FAULTS_WORKERS, 1000, MH_STOP);
+    CHECK(pool);
+    task.fn = faults_fn_double;
+    faults_reset_counts();
+    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
+    CHECK(mh__fault_calls(MH__FAULT_FORK) <= 1);
+    for (int i = 0; i < 100; i++)
+        CHECK(out[i] == 2L * in[i]);
+
+    /* The first mmap of the map fails: MH_ENOMEM, and no fork before it. */
+    faults_reset_counts();
+    mh__fault_arm(MH__FAULT_MMAP, 1);
+    int rc = mh_map(pool, &task, NULL);
+    unsigned long mmaps = mh__fault_calls(MH__FAULT_MMAP);
+    unsigned long forks = mh__fault_calls(MH__FAULT_FORK);
+    mh__fault_arm(MH__FAULT_MMAP, 0);
+    if (mmaps > 0) {
+        CHECK_RC(rc, MH_ENOMEM);
+        CHECK(forks == 0);
+    } else {
+        CHECK_RC(rc, MH_OK);
+    }
+    mh_pool_close(pool);
+    fprintf(stderr, "starts_nothing %s: the map's mmap %s\n", backend,
+            mmaps ? "failed first, nothing forked" : "is not used by this backend");
+    return 0;
+}
+
 #define MH_TEST(name) {#name, test_##name},
 static const struct mh_test tests[] = {
     MH_TEST(alloc_open)
@@ -327,6 +407,7 @@ static const struct mh_test tests[] = {
     MH_TEST(fork_map)
     MH_TEST(thread_open)
     MH_TEST(thread_map)
+    MH_TEST(starts_nothing)
     {NULL, NULL},
 };
 
