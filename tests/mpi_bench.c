@@ -9,6 +9,9 @@
  *         one chunk of one item of BYTES in and BYTES out, REPS times: on
  *         mpi at 2 ranks it goes to rank 1 and back (rank 0 hands it out
  *         before running anything itself), so this is one chunk's messages
+ *     mpi_bench bytes REPS BACKEND BYTES
+ *         a map of 64 items of BYTES in and BYTES out (a copy), chunk 1, 2
+ *         workers: where moving the bytes is the work
  *
  * Prints, on rank 0, the median and the lowest time of one map, in µs.
  */
@@ -39,8 +42,9 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    if (argc < 4 || (strcmp(argv[1], "small") && strcmp(argv[1], "chunk"))) {
-        fprintf(stderr, "usage: %s small|chunk REPS BACKEND [WORKERS|BYTES]\n", argv[0]);
+    if (argc < 4 || (strcmp(argv[1], "small") && strcmp(argv[1], "chunk") &&
+                     strcmp(argv[1], "bytes"))) {
+        fprintf(stderr, "usage: %s small|chunk|bytes REPS BACKEND [WORKERS|BYTES]\n", argv[0]);
         return 2;
     }
     int small = strcmp(argv[1], "small") == 0;
@@ -59,7 +63,7 @@ int main(int argc, char **argv)
         return 1;
     }
     size_t size = small ? sizeof(int) : (size_t)(arg ? arg : 1);
-    size_t n = small ? (size_t)mh_pool_workers(pool) : 1;
+    size_t n = small ? (size_t)mh_pool_workers(pool) : strcmp(argv[1], "bytes") ? 1 : 64;
     unsigned char *in = calloc(n, size), *out = calloc(n, size);
     double *times = malloc((size_t)reps * sizeof *times);
     if (!in || !out || !times)
