@@ -55,6 +55,7 @@ enum mhb_verified { MHB_UNCHECKED = -1, MHB_WRONG = 0, MHB_VERIFIED = 1 };
 /* One run: one CSV row. */
 struct mhb_row {
     char timestamp[32];
+    double load_1m;         /* the machine's 1-minute load average then */
     const char *experiment; /* "matrix" or "seed" */
     char backend[MHB_NAME_MAX];
     char kernel[MHB_NAME_MAX];
@@ -88,6 +89,9 @@ struct mhb_machine {
 
 void mhb_machine_probe(struct mhb_machine *m);
 
+/* The 1-minute load average (/proc/loadavg); NAN when unknown. */
+double mhb_load_1m(void);
+
 /* Create dir and its parents. 0 or -1 (errno). */
 int mhb_mkdirs(const char *dir);
 
@@ -109,6 +113,9 @@ double mhb_median_wall(const struct mhb_table *t, const char *backend, const cha
                        int workers, size_t chunk_asked);
 double mhb_median_speedup(const struct mhb_table *t, const char *backend, const char *kernel,
                           int workers, size_t chunk_asked);
+
+/* One line: the load average over the run's rows, against the cores. */
+void mhb_load_line(FILE *f, const struct mhb_table *t, int cores);
 
 /* Print the matrix summary: per kernel, speedup by backend and workers,
  * the best; then one verdict line per bound. */

@@ -292,6 +292,7 @@ out_free:
     free(p);
 out_stamp:
     main_timestamp(row->timestamp, sizeof row->timestamp);
+    row->load_1m = mhb_load_1m();
 }
 
 static void main_progress(struct main_run *run, const struct mhb_row *r)
@@ -747,6 +748,7 @@ static int main_experiment(const struct mhb_options *o)
                     run.experiment, run.machine.host, run.machine.git_rev,
                     run.machine.cpu_model, run.machine.logical_cores,
                     run.machine.physical_cores, run.machine.compiler, run.machine.build_type);
+        mhb_load_line(out, &run.table, run.machine.logical_cores);
         if (o->command == MHB_SEED)
             main_seed_report(out, &run, &plans);
         else

@@ -119,6 +119,18 @@ void mhb_machine_probe(struct mhb_machine *m)
     free(p);
 }
 
+double mhb_load_1m(void)
+{
+    double load = NAN;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &load) != 1)
+            load = NAN;
+        fclose(f);
+    }
+    return load;
+}
+
 int mhb_mkdirs(const char *dir)
 {
     char path[MHB_PATH_MAX];
@@ -144,7 +156,7 @@ int mhb_mkdirs(const char *dir)
 /* The columns, in order: docs/csv.md describes each; tests/bench_csv.sh
  * checks a file against that page. */
 static const char report_header[] =
-    "timestamp,host,cpu_model,logical_cores,physical_cores,compiler,build_type,git_rev,"
+    "timestamp,load_1m,host,cpu_model,logical_cores,physical_cores,compiler,build_type,git_rev,"
     "experiment,backend,kernel,bound,items,workers,chunk_asked,chunk,repeat,wall_s,pool_s,"
     "user_s,sys_s,peak_rss_kib,speedup,efficiency,items_per_s,verified,error";
 
@@ -184,6 +196,8 @@ static void report_num(FILE *f, const char *fmt, double v)
 void mhb_csv_row(FILE *f, const struct mhb_machine *m, const struct mhb_row *r)
 {
     report_text(f, r->timestamp);
+    fputc(',', f);
+    report_num(f, "%.2f", r->load_1m);
     fputc(',', f);
     report_text(f, m->host);
     fputc(',', f);
@@ -371,6 +385,22 @@ static double report_best(const struct mhb_table *t, const struct report_names *
 }
 
 /* ---------------------------------------------------------------- summary */
+
+void mhb_load_line(FILE *f, const struct mhb_table *t, int cores)
+{
+    double *v = malloc((t->n + 1) * sizeof *v);
+    size_t n = 0;
+    for (size_t i = 0; v && i < t->n; i++)
+        if (!isnan(t->rows[i].load_1m))
+            v[n++] = t->rows[i].load_1m;
+    if (n) {
+        qsort(v, n, sizeof *v, report_cmp_double);
+        fprintf(f, "Load average (1 min) over the runs: %.2f to %.2f, median %.2f, on %d cores%s\n",
+                v[0], v[n - 1], v[n / 2], cores,
+                v[n / 2] > cores ? ": a busy machine, timings are noisy" : "");
+    }
+    free(v);
+}
 
 static void report_verdict(FILE *f, const struct mhb_table *t, const struct report_names *kernels,
                            const struct report_names *backends, const char *bound, int cores)
