@@ -28,6 +28,11 @@
 #ifndef MHB_SOURCE_DIR
 #define MHB_SOURCE_DIR "."
 #endif
+/* The launcher of the MPI the library was built with (CMake's FindMPI):
+ * another MPI's would start W one-rank jobs instead of one W-rank job. */
+#ifndef MHB_MPIEXEC
+#define MHB_MPIEXEC "mpirun"
+#endif
 
 /* Past this many ranks `mpirun` on one small machine is slow to start and
  * has been seen to hang (Open MPI 4.1, 32 ranks on 2 cores): the default
@@ -182,7 +187,7 @@ static void main_run_once(struct main_run *run, const struct main_plan *plan, in
     switch (plan->kind) {
     case MAIN_LIB:
         if (strcmp(plan->backend, "mpi") == 0) {
-            argv[a++] = "mpirun";
+            argv[a++] = MHB_MPIEXEC;
             argv[a++] = "-np";
             argv[a++] = workers;
             env = mpi_env;
@@ -263,6 +268,13 @@ static void main_run_once(struct main_run *run, const struct main_plan *plan, in
         main_field(line, "error", row->error, sizeof row->error);
         if (!row->error[0] && (p->timed_out || p->interrupted || p->status))
             main_why(p, row->error, sizeof row->error);
+        /* A mismatched launcher gives W one-rank jobs: catch it here. */
+        double ranks = main_field_double(line, "workers");
+        if (!row->error[0] && strcmp(plan->backend, "mpi") == 0 && ranks != plan->workers) {
+            snprintf(row->error, sizeof row->error, "mpi pool has %.0f ranks, not %d "
+                     "(a mismatched launcher?)", ranks, plan->workers);
+            row->verified = MHB_WRONG;
+        }
         break;
     case MAIN_PYTHON_PROCESS:
     case MAIN_PYTHON_THREAD:
