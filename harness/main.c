@@ -542,16 +542,21 @@ static int main_plan_seed(const struct main_run *run, const struct mhk_kernel *k
     }
     if (o->no_peers)
         return 0;
+    bool raw = run->raw[0] && main_selected(o->backends, o->n_backends, "raw-openmp");
+    bool py_process = main_selected(o->backends, o->n_backends, "python-process");
+    bool py_thread = main_selected(o->backends, o->n_backends, "python-thread");
     for (int w = 0; w < nw; w++) {
-        if (run->raw[0] &&
+        if (raw &&
             main_plan_add(plans,
                           (struct main_plan){MAIN_RAW, "raw-openmp", k, items, wl[w], 0, "prealloc"}))
             return -1;
         if (access(run->python, R_OK) == 0 && access("/usr/bin/python3", X_OK) == 0) {
-            if (main_plan_add(plans, (struct main_plan){MAIN_PYTHON_PROCESS, "python-process",
-                                                        k, items, wl[w], 0, NULL}) ||
-                main_plan_add(plans, (struct main_plan){MAIN_PYTHON_THREAD, "python-thread", k,
-                                                        items, wl[w], 0, NULL}))
+            if ((py_process &&
+                 main_plan_add(plans, (struct main_plan){MAIN_PYTHON_PROCESS, "python-process",
+                                                         k, items, wl[w], 0, NULL})) ||
+                (py_thread &&
+                 main_plan_add(plans, (struct main_plan){MAIN_PYTHON_THREAD, "python-thread", k,
+                                                         items, wl[w], 0, NULL})))
                 return -1;
         }
     }
@@ -801,7 +806,16 @@ int main(int argc, char **argv)
         for (const struct mhk_kernel *const *k = mhk_kernels(); *k && n < 63; k++)
             kernels[n++] = (*k)->name;
         kernels[n] = NULL;
-        err = mhb_options_check(&o, mh_backends(), kernels);
+        /* The library's backends, and the peer programs by their row names. */
+        const char *backends[64];
+        int nb = 0;
+        for (const char *const *b = mh_backends(); *b && nb < 60; b++)
+            backends[nb++] = *b;
+        backends[nb++] = "raw-openmp";
+        backends[nb++] = "python-process";
+        backends[nb++] = "python-thread";
+        backends[nb] = NULL;
+        err = mhb_options_check(&o, backends, kernels);
     }
     if (err) {
         fprintf(stderr, "manyhands-bench: %s\nTry 'manyhands-bench --help'.\n", err);
