@@ -91,7 +91,8 @@ enum mh_on_error {
  */
 struct mh_config {
     /* Backend name ("seq", "threads", ...). NULL: $MANYHANDS_BACKEND, else
-     * the best backend this build has (first of mh_backends()). */
+     * the best backend this build has (first of mh_backends()) that needs
+     * no launcher: "mpi" is used only when named. */
     const char *backend;
     /* Worker count. 0: $MANYHANDS_WORKERS, else the CPUs this process may
      * run on (sched_getaffinity). Negative: MH_EINVAL. Above

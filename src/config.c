@@ -38,6 +38,17 @@ static long config_parse_count(const char *text)
     return value;
 }
 
+/* The best backend built that runs without a launcher: a collective one
+ * (mpi) needs every process of a job to call it, so it is only ever
+ * chosen by name. seq qualifies, so there always is one. */
+static const char *config_default_backend(void)
+{
+    size_t i = 0;
+    while (mh__registry[i]->caps & MH__CAP_COLLECTIVE)
+        i++;
+    return mh__registry[i]->name;
+}
+
 int mh__config_resolve(const struct mh_config *config, struct mh_config *out,
                        const struct mh_backend_ops **ops)
 {
@@ -67,7 +78,7 @@ int mh__config_resolve(const struct mh_config *config, struct mh_config *out,
 
     if (!out->backend) {
         const char *env = getenv("MANYHANDS_BACKEND");
-        out->backend = env && *env ? env : mh__registry[0]->name;
+        out->backend = env && *env ? env : config_default_backend();
     }
     *ops = mh__backend_find(out->backend);
     if (!*ops)

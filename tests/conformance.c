@@ -581,9 +581,12 @@ static int test_bad_env(const char *backend)
     CHECK(strcmp(mh_pool_backend(pool), backend) == 0);
     mh_pool_close(pool);
     unsetenv("MANYHANDS_BACKEND");
-    /* Neither set: the build's best backend. */
+    /* Neither set: the build's best backend that needs no launcher. */
+    const char *const *best = mh_backends();
+    if (strcmp(*best, "mpi") == 0)
+        best++;
     CHECK_RC(mh_pool_open(&pool, &(struct mh_config){.workers = 2}), MH_OK);
-    CHECK(strcmp(mh_pool_backend(pool), mh_backends()[0]) == 0);
+    CHECK(strcmp(mh_pool_backend(pool), *best) == 0);
     mh_pool_close(pool);
     return 0;
 }
