@@ -56,9 +56,9 @@ const char *mhb_options_parse(struct mhb_options *o, int argc, char *const argv[
 
 /*
  * Check names against what this build has: backends and kernels are
- * NULL-terminated lists. For `cell`, exactly one backend, kernel, worker
- * count and chunk, and an item count, must be given. Returns NULL or a
- * message (o->error).
+ * NULL-terminated lists. For `cell`, exactly one backend, kernel and
+ * worker count, at most one chunk (none: adaptive), and an item count
+ * must be given. Returns NULL or a message (o->error).
  */
 const char *mhb_options_check(struct mhb_options *o, const char *const *backends,
                               const char *const *kernels);
