@@ -20,12 +20,13 @@
 
 /* ------------------------------------------------------------- the codec */
 
+/* A result travels as its limbs, as they lie in memory: both ends are
+ * this program on this machine, and a memcpy is what crossing costs
+ * (mpz_export byte by byte cost the fork backend a fifth of its time). */
 static size_t factorial_codec_size(const void *item, void *ctx)
 {
     (void)ctx;
-    if (mpz_sgn((mpz_srcptr)item) == 0)
-        return 0;
-    return (mpz_sizeinbase(item, 2) + 7) / 8;
+    return mpz_size(item) * sizeof(mp_limb_t);
 }
 
 static int factorial_codec_encode(const void *item, void *buf, size_t len,
@@ -34,20 +35,24 @@ static int factorial_codec_encode(const void *item, void *buf, size_t len,
     (void)ctx;
     if (mpz_sgn((mpz_srcptr)item) < 0 || factorial_codec_size(item, NULL) != len)
         return 1;
-    size_t written = 0;
     if (len)
-        mpz_export(buf, &written, 1, 1, 1, 0, item);
-    return written != len;
+        memcpy(buf, mpz_limbs_read(item), len);
+    return 0;
 }
 
 static int factorial_codec_decode(void *item, const void *buf, size_t len,
                                   void *ctx)
 {
     (void)ctx;
+    if (len % sizeof(mp_limb_t))
+        return 1; /* not whole limbs: not a record of ours */
+    mp_size_t limbs = (mp_size_t)(len / sizeof(mp_limb_t));
     /* One allocation at the final size, as fn does. */
     mpz_init2(item, (mp_bitcnt_t)len * 8);
-    if (len)
-        mpz_import(item, len, 1, 1, 1, 0, buf);
+    if (limbs) {
+        memcpy(mpz_limbs_write(item, limbs), buf, len);
+        mpz_limbs_finish(item, limbs);
+    }
     return 0;
 }
 

@@ -337,9 +337,13 @@ static int test_codec_roundtrip(const char *backend)
         mpz_fac_ui(x, n);
         CHECK_OK(roundtrip(x));
     }
-    mpz_set_ui(x, 255); /* exactly one byte */
-    CHECK(mhk_mpz_codec.size(x, NULL) == 1);
+    mpz_set_ui(x, 255); /* exactly one limb */
+    CHECK(mhk_mpz_codec.size(x, NULL) == sizeof(mp_limb_t));
     CHECK_OK(roundtrip(x));
+    /* A record that is not whole limbs is refused, not half read. */
+    unsigned char odd[sizeof(mp_limb_t) + 1] = {0};
+    mpz_t y;
+    CHECK(mhk_mpz_codec.decode(y, odd, sizeof odd, NULL) != 0);
     mpz_ui_pow_ui(x, 2, 4096);
     mpz_add_ui(x, x, 12345);
     CHECK_OK(roundtrip(x));
