@@ -121,8 +121,7 @@ static int warm_up(const char *backend, int *workers)
     return rc != 0;
 }
 
-/* Threads may take a moment to leave /proc after they are joined. */
-static int threads_settle(int baseline)
+int mh_test_threads_settle(int baseline)
 {
     int now = mh_test_count_threads();
     for (int i = 0; i < 2000 && now != baseline; i++) {
@@ -195,7 +194,7 @@ int mh_test_main(int argc, char **argv, const struct mh_test *tests)
         fprintf(stderr, "invariant: %d descriptors before, %d after\n", fds, fds_after);
         rc = 1;
     }
-    int threads_after = threads_settle(threads);
+    int threads_after = mh_test_threads_settle(threads);
     if (threads_after != threads) {
         fprintf(stderr, "invariant: %d threads before, %d after\n", threads,
                 threads_after);

@@ -62,6 +62,10 @@ int mh_test_have_backend(const char *backend);
 int mh_test_count_fds(void);
 int mh_test_count_threads(void);
 
+/* The thread count, once it is back to baseline or 2 s have passed:
+ * threads may take a moment to leave /proc after they are joined. */
+int mh_test_threads_settle(int baseline);
+
 /*
  * Maps on "mpi" are collective: under `mpiexec -n N` every rank runs the
  * test and calls the same maps, and only rank 0 receives results (other

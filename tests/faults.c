@@ -212,17 +212,6 @@ static void faults_run(const char *backend, int kind, enum faults_phase phase,
     mh_pool_close(pool);
 }
 
-static int faults_threads_settle(int baseline)
-{
-    int now = mh_test_count_threads();
-    for (int i = 0; i < 2000 && now != baseline; i++) {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-        now = mh_test_count_threads();
-    }
-    return now;
-}
-
 static int faults_torture(const char *backend, int kind, enum faults_phase phase)
 {
     const int want = kind == MH__FAULT_ALLOC || kind == MH__FAULT_MMAP ? MH_ENOMEM : MH_EAGAIN;
@@ -260,7 +249,7 @@ static int faults_torture(const char *backend, int kind, enum faults_phase phase
         CHECK(mh__fault_live_allocs() == live);
         CHECK(atomic_load(&faults_user_live) == 0);
         CHECK(mh_test_count_fds() == fds);
-        CHECK(faults_threads_settle(threads) == threads);
+        CHECK(mh_test_threads_settle(threads) == threads);
         if (!hit)
             break;
         injected++;

@@ -357,17 +357,6 @@ static long soak_rss_bytes(void)
     return resident < 0 ? -1 : resident * sysconf(_SC_PAGESIZE);
 }
 
-static int soak_threads_settle(int baseline)
-{
-    int now = mh_test_count_threads();
-    for (int i = 0; i < 2000 && now != baseline; i++) {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-        now = mh_test_count_threads();
-    }
-    return now;
-}
-
 static double clock_gettime_s(void)
 {
     struct timespec ts;
@@ -488,7 +477,7 @@ int main(int argc, char **argv)
     CHECK(oracle);
     for (int b = 0; b < nbackends; b++)
         CHECK_OK(soak_warm(backends[b]));
-    int fds1 = mh_test_count_fds(), threads1 = soak_threads_settle(mh_test_count_threads());
+    int fds1 = mh_test_count_fds(), threads1 = mh_test_threads_settle(mh_test_count_threads());
 
     unsigned long warm = maps / 10 > 20 ? maps / 10 : 20, failures = 0;
     unsigned long per_backend[SOAK_BACKENDS_MAX] = {0}, failing_maps = 0, codec_maps = 0;
@@ -537,7 +526,7 @@ int main(int argc, char **argv)
              * (libgomp): bring every backend back to the warm-up's. */
             for (int w = 0; w < nbackends; w++)
                 CHECK_OK(soak_warm(backends[w]));
-            int fds = mh_test_count_fds(), threads = soak_threads_settle(threads1);
+            int fds = mh_test_count_fds(), threads = mh_test_threads_settle(threads1);
             if (fds != fds1 || threads != threads1) {
                 fprintf(stderr, "after map %lu: %d fds (%d at start), %d threads (%d)\n", i,
                         fds, fds1, threads, threads1);
@@ -583,7 +572,7 @@ int main(int argc, char **argv)
     CHECK(live1 == live0);
 #endif
     CHECK(mh_test_count_fds() == fds0);
-    CHECK(soak_threads_settle(threads0) == threads0);
+    CHECK(mh_test_threads_settle(threads0) == threads0);
     errno = 0;
     pid_t child = waitpid(-1, NULL, WNOHANG);
     CHECK(child == -1 && errno == ECHILD);
