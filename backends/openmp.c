@@ -45,16 +45,8 @@ static int openmp_map(void *state, struct mh__run *run)
     const pid_t self = getpid();
     if (openmp_team_pid && openmp_team_pid != self)
         run->workers = 1; /* a forked child: see openmp_team_pid */
-    if (run->workers <= 1) {
-        /* A one-thread team costs a region for nothing. */
-        for (size_t c = 0; c < nchunks; c++) {
-            if (atomic_load_explicit(&run->stop, memory_order_relaxed))
-                break;
-            mh__run_chunk(run, c);
-            mh__run_progress(run);
-        }
-        return MH_OK;
-    }
+    if (run->workers <= 1)
+        return mh__backend_seq.map(NULL, run); /* a one-thread team costs a region for nothing */
 
     openmp_team_pid = self;
 #pragma omp parallel num_threads(run->workers)
