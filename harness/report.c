@@ -335,26 +335,38 @@ static void report_names_add(struct report_names *s, const char *name)
         s->v[s->n++] = name;
 }
 
+/* Add x to the ascending list v[0..n) unless it is there or the list is
+ * full; returns the new length. */
+static int report_add_sorted(size_t *v, int n, int max, size_t x)
+{
+    for (int k = 0; k < n; k++)
+        if (v[k] == x)
+            return n;
+    if (n == max)
+        return n;
+    int k = n++;
+    while (k > 0 && v[k - 1] > x) {
+        v[k] = v[k - 1];
+        k--;
+    }
+    v[k] = x;
+    return n;
+}
+
 /* The worker counts of a kernel's adaptive-chunk rows, ascending. */
 static int report_workers(const struct mhb_table *t, const char *kernel, int *w, int max)
 {
+    size_t found[MHB_LIST_MAX];
     int n = 0;
+    if (max > MHB_LIST_MAX)
+        max = MHB_LIST_MAX;
     for (size_t i = 0; i < t->n; i++) {
         const struct mhb_row *r = &t->rows[i];
-        if (strcmp(r->kernel, kernel) || r->chunk_asked || !strcmp(r->backend, "seq"))
-            continue;
-        bool seen = false;
-        for (int k = 0; k < n && !seen; k++)
-            seen = w[k] == r->workers;
-        if (seen || n == max)
-            continue;
-        int k = n++;
-        while (k > 0 && w[k - 1] > r->workers) {
-            w[k] = w[k - 1];
-            k--;
-        }
-        w[k] = r->workers;
+        if (!strcmp(r->kernel, kernel) && !r->chunk_asked && strcmp(r->backend, "seq"))
+            n = report_add_sorted(found, n, max, (size_t)r->workers);
     }
+    for (int k = 0; k < n; k++)
+        w[k] = (int)found[k];
     return n;
 }
 
@@ -468,19 +480,8 @@ static int report_swept_chunks(const struct mhb_table *t, const char *kernel, in
     int n = 0;
     for (size_t i = 0; i < t->n; i++) {
         const struct mhb_row *r = &t->rows[i];
-        if (!r->chunk_asked || strcmp(r->kernel, kernel) || r->workers != w)
-            continue;
-        bool seen = false;
-        for (int k = 0; k < n && !seen; k++)
-            seen = chunks[k] == r->chunk_asked;
-        if (seen || n == max)
-            continue;
-        int k = n++;
-        while (k > 0 && chunks[k - 1] > r->chunk_asked) {
-            chunks[k] = chunks[k - 1];
-            k--;
-        }
-        chunks[k] = r->chunk_asked;
+        if (r->chunk_asked && !strcmp(r->kernel, kernel) && r->workers == w)
+            n = report_add_sorted(chunks, n, max, r->chunk_asked);
     }
     return n;
 }
