@@ -33,6 +33,10 @@
 
 #include "manyhands.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum mhk_bound {
     MHK_CPU, /* time goes to computing */
     MHK_IO,  /* time goes to waiting: sleep, storage, network */
@@ -85,5 +89,9 @@ int mhk_tcp_stop_server(void *ctx);
 /* tcp only: connections the kernel's server has accepted since setup
  * (each thread of each process holds one and reuses it). */
 uint64_t mhk_tcp_accepted(void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* MHK_KERNELS_H */

@@ -24,6 +24,8 @@
 #include <benchmark/benchmark.h>
 #include <gmp.h>
 #include <manyhands.h>
+
+#include "kernels.h"
 #include <sched.h>
 #include <unistd.h>
 
@@ -64,46 +66,16 @@ static void micro_sum_combine(void *acc, const void *other, void *)
     *static_cast<double *>(acc) += *static_cast<const double *>(other);
 }
 
-// n! by repeated multiplication, as the blog's factorial(n) and
-// examples/seed.c do.
-static int micro_factorial(const void *in, void *out, void *)
-{
-    unsigned long n = static_cast<unsigned long>(*static_cast<const int *>(in));
-    mpz_ptr result = static_cast<mpz_ptr>(out);
-    mpz_init2(result, 8 * n + 64); // log2(99) < 7: one allocation
-    mpz_set_ui(result, 1);
-    for (unsigned long k = 2; k <= n; k++)
-        mpz_mul_ui(result, result, k);
-    return 0;
-}
-
-// How a result crosses between processes (fork): magnitude bytes.
-static size_t micro_mpz_size(const void *item, void *)
-{
-    return (mpz_sizeinbase(static_cast<mpz_srcptr>(item), 2) + 7) / 8;
-}
-
-static int micro_mpz_encode(const void *item, void *buf, size_t len, void *)
-{
-    std::memset(buf, 0, len); // zero exports no bytes
-    mpz_export(buf, nullptr, 1, 1, 1, 0, static_cast<mpz_srcptr>(item));
-    return 0;
-}
-
-static int micro_mpz_decode(void *item, const void *buf, size_t len, void *)
-{
-    mpz_init(static_cast<mpz_ptr>(item));
-    mpz_import(static_cast<mpz_ptr>(item), len, 1, 1, 1, 0, buf);
-    return 0;
-}
-
-static void micro_mpz_clear(void *item, void *) { mpz_clear(static_cast<mpz_ptr>(item)); }
-
 } // extern "C"
 
-const struct mh_codec mpz_codec = {
-    micro_mpz_size, micro_mpz_encode, micro_mpz_decode, micro_mpz_clear,
-};
+// The seed's workload is the `factorial` kernel (kernels/factorial.c): the
+// blog's algorithm, each result allocated once, and its GMP codec — the
+// same work the harness measures.
+const struct mhk_kernel &factorial_kernel()
+{
+    static const struct mhk_kernel *k = mhk_find("factorial");
+    return *k;
+}
 
 // ------------------------------------------------------------ data
 // Made by each benchmark for itself (untimed) and freed when it ends:
@@ -301,8 +273,8 @@ void bm_seed_factorial(benchmark::State &state, const char *backend, int workers
     task.in_size = sizeof(int);
     task.out = out.data();
     task.out_size = sizeof(__mpz_struct);
-    task.fn = micro_factorial;
-    task.codec = &mpz_codec;
+    task.fn = factorial_kernel().fn;
+    task.codec = factorial_kernel().codec;
     for (auto _ : state) {
         int rc = mh_map(p.pool, &task, nullptr);
         if (rc) {
@@ -356,10 +328,11 @@ void bm_raw_seed_factorial(benchmark::State &state, int workers, size_t chunk)
     const std::vector<int> in = seed_inputs();
     std::vector<__mpz_struct> out(in.size());
     long long count = static_cast<long long>(in.size());
+    const mh_fn factorial = factorial_kernel().fn;
     for (auto _ : state) {
 #pragma omp parallel for schedule(dynamic, chunk) num_threads(workers)
         for (long long i = 0; i < count; i++)
-            micro_factorial(&in[i], &out[i], nullptr);
+            factorial(&in[i], &out[i], nullptr);
         state.PauseTiming();
         bool ok = seed_check_and_clear(in, out);
         state.ResumeTiming();
