@@ -25,27 +25,33 @@ static int fork_triple(const void *in, void *out, void *ctx)
     return 0;
 }
 
-/* Map FORK_N items on a fresh 2-worker pool of backend; 0 when right.
- * *workers receives the workers the report says took part. */
-static int fork_map_fresh(const char *backend, int *workers)
+/* Map FORK_N items on pool; 0 when right. *workers receives the workers
+ * the report says took part. */
+static int fork_map_on(mh_pool *pool, int *workers)
 {
     static int in[FORK_N], out[FORK_N];
     for (int i = 0; i < FORK_N; i++)
         in[i] = i;
-    mh_pool *pool = mh_test_pool(backend, 2, 0, MH_STOP);
-    CHECK(pool);
     struct mh_task task = {
         .n = FORK_N, .in = in, .in_size = sizeof *in, .out = out,
         .out_size = sizeof *out, .fn = fork_triple,
     };
     struct mh_report report;
-    int rc = mh_map(pool, &task, &report);
-    mh_pool_close(pool);
-    CHECK_RC(rc, MH_OK);
+    CHECK_RC(mh_map(pool, &task, &report), MH_OK);
     for (int i = 0; i < FORK_N; i++)
         CHECK(out[i] == i * 3 + 1);
     *workers = report.workers;
     return 0;
+}
+
+/* The same on a fresh 2-worker pool of backend, closed after. */
+static int fork_map_fresh(const char *backend, int *workers)
+{
+    mh_pool *pool = mh_test_pool(backend, 2, 0, MH_STOP);
+    CHECK(pool);
+    int rc = fork_map_on(pool, workers);
+    mh_pool_close(pool);
+    return rc;
 }
 
 /* Fork; the child maps on a fresh pool and exits 0 when the result is
@@ -77,20 +83,13 @@ static int fork_child_maps(const char *backend, int want_workers)
 
 static int test_fork_after_map(const char *backend)
 {
-    static int in[FORK_N], out[FORK_N];
-    for (int i = 0; i < FORK_N; i++)
-        in[i] = i;
     mh_pool *pool = mh_test_pool(backend, 2, 0, MH_STOP);
     CHECK(pool);
-    struct mh_task task = {
-        .n = FORK_N, .in = in, .in_size = sizeof *in, .out = out,
-        .out_size = sizeof *out, .fn = fork_triple,
-    };
-    struct mh_report report;
-    CHECK_RC(mh_map(pool, &task, &report), MH_OK);
-    CHECK(report.workers == 2); /* a team ran: it is alive in the parent */
+    int workers = 0;
+    CHECK_OK(fork_map_on(pool, &workers));
+    CHECK(workers == 2); /* a team ran: it is alive in the parent */
     int rc = fork_child_maps(backend, 1);
-    CHECK_RC(mh_map(pool, &task, NULL), MH_OK); /* the parent's team still works */
+    CHECK_OK(fork_map_on(pool, &workers)); /* the parent's team still works */
     mh_pool_close(pool);
     return rc;
 }
