@@ -266,8 +266,12 @@ struct mh_reducer {
  *
  * task->out, task->status and task->codec must be NULL (MH_EINVAL):
  * each fn output goes to scratch space of task->out_size bytes and is
- * folded at once. A failure is reported as for mh_map; *acc is then
- * unchanged. A worker crash is reported at its chunk's first item.
+ * folded at once. Every chunk runs on the pool's backend, the last,
+ * shorter one included (as a map of its own, after the others): a crash
+ * or a hang in any item is a worker's, never the caller's. A failure is
+ * reported as for mh_map; *acc is then unchanged. A worker crash is
+ * reported at its chunk's first item. progress counts the user's items:
+ * the last call has done == n on success.
  */
 MH_EXPORT int mh_reduce(mh_pool *pool, const struct mh_task *task,
                         const struct mh_reducer *reducer, void *acc,

@@ -1152,6 +1152,78 @@ static int test_factorial_million(const char *backend)
 }
 #endif
 
+/* ------------------------------------------- the edges of the contract */
+
+static size_t sum_size(const void *acc)
+{
+    size_t v;
+    memcpy(&v, acc, sizeof v);
+    return v;
+}
+
+static void fold_size(void *acc, const void *value, void *ctx)
+{
+    (void)ctx;
+    size_t v = sum_size(acc) + sum_size(value);
+    memcpy(acc, &v, sizeof v);
+}
+
+static const struct mh_reducer size_sum = {
+    .acc_size = sizeof(size_t), .fold = fold_size, .combine = fold_size,
+};
+
+/* mh_reduce of n items whose victim misbehaves: the failure comes back as
+ * want_rc at the first item of the victim's chunk, and the caller lives. */
+static int reduce_fault(size_t n, size_t chunk, size_t victim, enum fault_kind kind,
+                        double timeout_s, int want_rc, int want_status, size_t want_index)
+{
+    struct fault_ctx *ctx = fault_ctx_new(victim, kind, 0);
+    size_t *in = malloc(n * sizeof *in);
+    CHECK(ctx && in);
+    for (size_t i = 0; i < n; i++)
+        in[i] = i;
+    mh_pool *pool = open_pool("fork", 2, chunk, MH_STOP, timeout_s);
+    CHECK(pool);
+    struct mh_task task = {
+        .n = n, .in = in, .in_size = sizeof *in, .out_size = sizeof(size_t),
+        .fn = fn_fault, .ctx = ctx,
+    };
+    size_t acc = 3;
+    struct mh_report report;
+    int rc = mh_reduce(pool, &task, &size_sum, &acc, &report);
+    mh_pool_close(pool);
+    fprintf(stderr, "reduce n=%zu chunk=%zu victim %zu: %s at %zu (%s), signal %d\n", n,
+            chunk, victim, mh_err_name(rc), report.failed_index,
+            mh_item_status_name(report.failed_status), report.worker_signal);
+    CHECK_RC(rc, want_rc);
+    CHECK(acc == 3);
+    CHECK(report.failed_index == want_index);
+    CHECK(report.failed_status == want_status);
+    CHECK(report.worker_pid == atomic_load(&ctx->victim_pid));
+    free(in);
+    munmap(ctx, sizeof *ctx);
+    return 0;
+}
+
+static int test_reduce_tail_crash(const char *backend)
+{
+    (void)backend;
+    /* n = 1001 in chunks of 4: the crash is the tail's only item; with one
+     * chunk for everything, the tail is every item (blamed at item 0). */
+    CHECK_OK(reduce_fault(1001, 0, 1000, FAULT_ABORT, 0, MH_EWORKER, MH_ITEM_CRASHED, 1000));
+    CHECK_OK(reduce_fault(5, SIZE_MAX, 3, FAULT_ABORT, 0, MH_EWORKER, MH_ITEM_CRASHED, 0));
+    return 0;
+}
+
+static int test_reduce_tail_timeout(const char *backend)
+{
+    (void)backend;
+    CHECK_OK(reduce_fault(1001, 0, 1000, FAULT_HANG, 0.3, MH_ETIMEDOUT, MH_ITEM_TIMED_OUT,
+                          1000));
+    CHECK_OK(reduce_fault(5, SIZE_MAX, 3, FAULT_HANG, 0.3, MH_ETIMEDOUT, MH_ITEM_TIMED_OUT, 0));
+    return 0;
+}
+
 /* --------------------------------------------------------------- table */
 
 #define MH_TEST(name) {#name, test_##name},
@@ -1179,6 +1251,8 @@ static const struct mh_test tests[] = {
     MH_TEST(records_garbage)
     MH_TEST(records_roundtrip)
     MH_TEST(factorial_million)
+    MH_TEST(reduce_tail_crash)
+    MH_TEST(reduce_tail_timeout)
     {NULL, NULL},
 };
 
