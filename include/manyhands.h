@@ -103,7 +103,9 @@ struct mh_config {
     size_t chunk;
     /* Per-item time limit in seconds; 0 means none. Only backends that can
      * stop a running item (processes: "fork") accept it; the others fail
-     * mh_pool_open with MH_ENOTSUP rather than ignore it. */
+     * mh_pool_open with MH_ENOTSUP rather than ignore it. What counts is
+     * the item's own time (fn, then its codec encode): a worker waiting
+     * for a slow caller to take its results is not charged to any item. */
     double timeout_s;
     /* MH_STOP (default) or MH_CONTINUE. */
     enum mh_on_error on_error;
@@ -181,7 +183,7 @@ enum mh_item_status {
     MH_ITEM_OK = 1,        /* out[i] holds the result */
     MH_ITEM_FAILED = 2,    /* the callback returned non-zero */
     MH_ITEM_CRASHED = 3,   /* the worker died while running it */
-    MH_ITEM_TIMED_OUT = 4, /* it ran past the per-item timeout */
+    MH_ITEM_TIMED_OUT = 4, /* it ran past the per-item timeout itself */
 };
 
 /** Name of an MH_ITEM_* value, such as "ok". */
