@@ -194,6 +194,8 @@ static void fork_child_wait_caller(struct fork_slot *slot, int half)
 {
     if (atomic_load_explicit(&slot->ready[half], memory_order_acquire) == 0)
         return;
+    /* Release, as every store of busy: the caller reads started_ns only
+     * after an acquire load of busy that shows an item. */
     size_t item = atomic_exchange_explicit(&slot->busy, MH_NO_ITEM, memory_order_release);
     uint64_t from = fork_now_ns();
     fork_child_wait_free(slot, half);

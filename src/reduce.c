@@ -126,6 +126,24 @@ static void reduce_report_merge(struct mh_report *into, const struct mh_report *
     }
 }
 
+/* Combine count partials in chunk order into *acc. 0 or MH_ENOMEM. */
+static int reduce_combine(const struct reduce_ctx *rc, const unsigned char *partials,
+                          size_t count, size_t record, void *acc)
+{
+    /* Into a copy: *acc is the identity every chunk started from, and
+     * stays unchanged if anything failed. */
+    size_t size = rc->reducer->acc_size;
+    unsigned char *sum = mh__malloc(size);
+    if (!sum)
+        return MH_ENOMEM;
+    memcpy(sum, acc, size);
+    for (size_t j = 0; j < count; j++)
+        rc->reducer->combine(sum, partials + j * record + REDUCE_ACC_OFFSET, rc->task->ctx);
+    memcpy(acc, sum, size);
+    mh__free(sum);
+    return MH_OK;
+}
+
 int mh_reduce(mh_pool *pool, const struct mh_task *task,
               const struct mh_reducer *reducer, void *acc, struct mh_report *report)
 {
@@ -185,22 +203,8 @@ int mh_reduce(mh_pool *pool, const struct mh_task *task,
             rc = tail_rc;
     }
 
-    if (!rc) {
-        /* Combine into a copy: *acc is the identity every chunk started
-         * from, and stays unchanged if anything failed. */
-        unsigned char *sum = mh__malloc(reducer->acc_size);
-        if (!sum) {
-            rc = inner_report.code = MH_ENOMEM;
-        } else {
-            memcpy(sum, acc, reducer->acc_size);
-            for (size_t j = 0; j < full; j++)
-                reducer->combine(sum, partials + j * record + REDUCE_ACC_OFFSET, task->ctx);
-            if (tail)
-                reducer->combine(sum, partials + full * record + REDUCE_ACC_OFFSET, task->ctx);
-            memcpy(acc, sum, reducer->acc_size);
-            mh__free(sum);
-        }
-    }
+    if (!rc)
+        rc = inner_report.code = reduce_combine(&ctx, partials, full + (tail != 0), record, acc);
     mh__free(partials);
     if (report) {
         *report = inner_report;
