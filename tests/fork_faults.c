@@ -1471,10 +1471,13 @@ static int test_slow_caller(const char *backend)
     return 0;
 }
 
-/* Callbacks print without a newline into a file: every piece once. */
+/* Callbacks print without a newline into a file: every piece once. A
+ * piece is 8 bytes and stdout's buffer 4096 (child_stdout_body), so a
+ * piece never straddles two of a child's writes (which another child's
+ * could split). */
 static int fn_print(const void *in, void *out, void *vctx)
 {
-    printf("<%zu>", *(const size_t *)in);
+    printf("<%06zu>", *(const size_t *)in);
     return fn_fault(in, out, vctx);
 }
 
@@ -1551,6 +1554,8 @@ static int child_stdout_body(void *arg)
 {
     /* A caller that never had a thread, then one with an idle thread
      * (only stdout and stderr are flushed around the forks then). */
+    static char buffer[4096];
+    CHECK(setvbuf(stdout, buffer, _IOFBF, sizeof buffer) == 0);
     CHECK_OK(stdout_pieces(arg));
     int fds[2];
     pthread_t idle;
