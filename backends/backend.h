@@ -142,6 +142,17 @@ pid_t mh__fork(void);
 int mh__pthread_create(pthread_t *thread, const pthread_attr_t *attr,
                        void *(*start)(void *), void *arg);
 
+/* Every descriptor the library makes, never 0, 1 or 2 (a caller may
+ * start with them closed, and its callbacks' stdout must not land in
+ * ours). Both set errno and return -1 on error. A close-on-exec pipe; a
+ * pidfd (pidfd_open, Linux 5.3), close-on-exec as pidfds are. */
+int mh__pipe(int fds[2]);
+int mh__pidfd_open(pid_t pid);
+
+/* waitpid on one pid of ours, retrying EINTR. The status, or -1 when
+ * unknown (SIGCHLD ignored, or another thread reaped it). */
+int mh__reap(pid_t pid);
+
 /* Monotonic clock, seconds. */
 double mh__now(void);
 

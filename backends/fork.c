@@ -30,7 +30,6 @@
  * thread (a pool opened by a short-lived thread would lose its children),
  * and a map never needs more children than chunks.
  */
-#define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -47,6 +46,7 @@
 
 #include "backend.h"
 #include "fork_records.h"
+#include "fork_stdio.h"
 
 /* Bytes in each half of a child's record arena. */
 #define FORK_HALF ((size_t)256 * 1024)
@@ -130,11 +130,6 @@ struct fork_state {
 
 /* ------------------------------------------------------------ small tools */
 
-static int fork_pidfd_open(pid_t pid)
-{
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
 static void fork_signal(struct fork_worker *w, int sig)
 {
     if (w->pidfd >= 0)
@@ -149,21 +144,6 @@ static void fork_futex_wait(_Atomic uint32_t *word, uint32_t value)
 static void fork_futex_wake(_Atomic uint32_t *word)
 {
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, 1, NULL, NULL, 0);
-}
-
-/* waitpid on our own pid, retrying EINTR. The status, or -1 when unknown
- * (SIGCHLD ignored, or another thread reaped it). */
-static int fork_reap(pid_t pid)
-{
-    int wstatus;
-    for (;;) {
-        pid_t got = waitpid(pid, &wstatus, 0);
-        if (got == pid)
-            return wstatus;
-        if (got < 0 && errno == EINTR)
-            continue;
-        return -1;
-    }
 }
 
 static uint64_t fork_now_ns(void)
@@ -207,6 +187,22 @@ static void fork_child_wait_free(struct fork_slot *slot, int half)
         fork_futex_wait(&slot->ready[half], 1);
 }
 
+/* Wait until the caller has drained half. The time is not the running
+ * item's: its clock stops (busy says no item), so that a slow caller
+ * never makes an item time out. */
+static void fork_child_wait_caller(struct fork_slot *slot, int half)
+{
+    if (atomic_load_explicit(&slot->ready[half], memory_order_acquire) == 0)
+        return;
+    /* Release, as every store of busy: the caller reads started_ns only
+     * after an acquire load of busy that shows an item. */
+    size_t item = atomic_exchange_explicit(&slot->busy, MH_NO_ITEM, memory_order_release);
+    uint64_t from = fork_now_ns();
+    fork_child_wait_free(slot, half);
+    atomic_fetch_add_explicit(&slot->started_ns, fork_now_ns() - from, memory_order_relaxed);
+    atomic_store_explicit(&slot->busy, item, memory_order_release);
+}
+
 /* Hand the current half to the caller and move to the other one. */
 static void fork_child_publish(const struct fork_map *m, int s, struct fork_out *o)
 {
@@ -228,7 +224,7 @@ static void fork_child_publish(const struct fork_map *m, int s, struct fork_out 
     }
     o->half ^= 1;
     o->used = 0;
-    fork_child_wait_free(slot, o->half);
+    fork_child_wait_caller(slot, o->half);
 }
 
 /* Encode item i's result into the arena. 0 or non-zero. */
@@ -331,13 +327,15 @@ static void fork_child_range(const struct fork_map *m, int s, struct fork_out *o
     }
 }
 
-static _Noreturn void fork_child(const struct fork_map *m, int s)
+static _Noreturn void fork_child(const struct fork_map *m, int s,
+                                 const struct mh__fork_stdio *stdio)
 {
     /* Die with the caller; and if it already died, do not start. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != m->parent)
         _exit(FORK_EXIT_ORPHAN);
     mh__callback_depth = 1; /* a map inside a callback runs inline */
+    mh__fork_stdio_child_start(stdio);
 
     const struct mh__run *run = m->run;
     const struct fork_worker *w = &m->workers[s];
@@ -362,6 +360,7 @@ static _Noreturn void fork_child(const struct fork_map *m, int s)
         fork_child_wait_free(slot, o.half ^ 1);
         fork_child_wait_free(slot, o.half);
     }
+    mh__fork_stdio_child_end(stdio);
     atomic_store_explicit(&m->slots[s].finished, 1, memory_order_release);
     _exit(0);
 }
@@ -401,16 +400,17 @@ static int fork_spawn(struct fork_map *m, int s)
     w->term_at = 0;
     w->killed = false;
 
-    fflush(NULL); /* or buffered output would be written twice */
+    struct mh__fork_stdio stdio;
+    mh__fork_stdio_before(&stdio);
     pid_t pid = mh__fork();
     if (pid < 0)
         return MH_EAGAIN;
     if (pid == 0)
-        fork_child(m, s);
+        fork_child(m, s, &stdio);
     w->pid = pid;
     w->live = true;
     m->live++;
-    w->pidfd = fork_pidfd_open(pid);
+    w->pidfd = mh__pidfd_open(pid);
     if (w->pidfd < 0) {
         if (errno == ESRCH) {
             w->gone = true; /* already ended and reaped (SIGCHLD ignored) */
@@ -418,7 +418,7 @@ static int fork_spawn(struct fork_map *m, int s)
         }
         int err = errno;
         kill(pid, SIGKILL); /* not reaped yet, so the pid is still ours */
-        fork_reap(pid);
+        mh__reap(pid);
         w->live = false;
         m->live--;
         return err == EMFILE || err == ENFILE ? MH_ENOMEM : MH_ESYS;
@@ -524,7 +524,7 @@ static void fork_ended(struct fork_map *m, int s)
     struct fork_worker *w = &m->workers[s];
     struct fork_slot *slot = &m->slots[s];
     fork_drain_bells(m); /* its last doorbells are in the pipe by now */
-    int wstatus = fork_reap(w->pid);
+    int wstatus = mh__reap(w->pid);
     if (w->pidfd >= 0)
         close(w->pidfd);
     w->pidfd = -1;
@@ -711,7 +711,7 @@ static void fork_kill_all(struct fork_map *m)
             fork_signal(w, SIGKILL);
         else if (!w->gone)
             kill(w->pid, SIGKILL); /* not reaped, so still ours */
-        fork_reap(w->pid);
+        mh__reap(w->pid);
         if (w->pidfd >= 0)
             close(w->pidfd);
         w->pidfd = -1;
@@ -809,7 +809,7 @@ static int fork_map_run(void *state, struct mh__run *run)
         m.workers[s].pidfd = -1;
         m.workers[s].stream.n = run->task->n;
     }
-    if (m.codec && pipe2(m.bell, O_CLOEXEC)) {
+    if (m.codec && mh__pipe(m.bell)) {
         rc = errno == EMFILE || errno == ENFILE ? MH_ENOMEM : MH_ESYS;
         goto out_free;
     }
@@ -881,7 +881,7 @@ out_free:
 static int fork_open(void **state, const struct mh_config *config)
 {
     /* pidfds (Linux 5.3) are how we wait: check once that we have them. */
-    int fd = fork_pidfd_open(getpid());
+    int fd = mh__pidfd_open(getpid());
     if (fd < 0)
         return errno == ENOSYS ? MH_ENOTSUP : MH_ESYS;
     close(fd);

@@ -103,7 +103,9 @@ struct mh_config {
     size_t chunk;
     /* Per-item time limit in seconds; 0 means none. Only backends that can
      * stop a running item (processes: "fork") accept it; the others fail
-     * mh_pool_open with MH_ENOTSUP rather than ignore it. */
+     * mh_pool_open with MH_ENOTSUP rather than ignore it. What counts is
+     * the item's own time (fn, then its codec encode): a worker waiting
+     * for a slow caller to take its results is not charged to any item. */
     double timeout_s;
     /* MH_STOP (default) or MH_CONTINUE. */
     enum mh_on_error on_error;
@@ -181,7 +183,7 @@ enum mh_item_status {
     MH_ITEM_OK = 1,        /* out[i] holds the result */
     MH_ITEM_FAILED = 2,    /* the callback returned non-zero */
     MH_ITEM_CRASHED = 3,   /* the worker died while running it */
-    MH_ITEM_TIMED_OUT = 4, /* it ran past the per-item timeout */
+    MH_ITEM_TIMED_OUT = 4, /* it ran past the per-item timeout itself */
 };
 
 /** Name of an MH_ITEM_* value, such as "ok". */
@@ -266,8 +268,12 @@ struct mh_reducer {
  *
  * task->out, task->status and task->codec must be NULL (MH_EINVAL):
  * each fn output goes to scratch space of task->out_size bytes and is
- * folded at once. A failure is reported as for mh_map; *acc is then
- * unchanged. A worker crash is reported at its chunk's first item.
+ * folded at once. Every chunk runs on the pool's backend, the last,
+ * shorter one included (as a map of its own, after the others): a crash
+ * or a hang in any item is a worker's, never the caller's. A failure is
+ * reported as for mh_map; *acc is then unchanged. A worker crash is
+ * reported at its chunk's first item. progress counts the user's items:
+ * the last call has done == n on success.
  */
 MH_EXPORT int mh_reduce(mh_pool *pool, const struct mh_task *task,
                         const struct mh_reducer *reducer, void *acc,

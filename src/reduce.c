@@ -1,10 +1,14 @@
 /*
- * mh_reduce as a map over whole chunks. Item j of the inner map is chunk j
+ * mh_reduce as maps over whole chunks. Item j of an inner map is chunk j
  * of the user's items (its inputs are contiguous bytes, so process and MPI
  * backends carry them like any input); its output is that chunk's partial:
  * a header saying whether and where it failed, then the accumulator.
- * Chunk boundaries depend only on n and config.chunk, partials combine in
- * chunk order on the caller: the same bits for any backend and workers.
+ * The full chunks are one inner map; a shorter last chunk (the tail) is a
+ * second map of one item whose input is exactly the tail's bytes, so that
+ * every item runs on the backend (isolated, timed) and no backend reads
+ * past the caller's input array. Chunk boundaries depend only on n and
+ * config.chunk, partials combine in chunk order on the caller: the same
+ * bits for any backend and workers.
  */
 #include <stdalign.h>
 #include <string.h>
@@ -21,12 +25,14 @@ struct reduce_header {
 #define REDUCE_ACC_OFFSET \
     ((sizeof(struct reduce_header) + alignof(max_align_t) - 1) / alignof(max_align_t) * alignof(max_align_t))
 
+/* One inner map: its items are chunks of `chunk` user items from `base`. */
 struct reduce_ctx {
     const struct mh_task *task;
     const struct mh_reducer *reducer;
     const void *identity; /* the caller's *acc on entry */
-    size_t chunk;         /* items per inner item */
-    size_t n;             /* user items */
+    size_t chunk;         /* user items per inner item */
+    size_t base;          /* user items before this map's first */
+    size_t n;             /* user items in all */
 };
 
 /* Fold count items starting at in into the partial record at out. */
@@ -71,24 +77,77 @@ static void reduce_progress(size_t done, size_t n, void *ctx)
 {
     const struct reduce_ctx *rc = ctx;
     (void)n;
-    rc->task->progress(done * rc->chunk, rc->n, rc->task->ctx);
+    rc->task->progress(rc->base + done * rc->chunk, rc->n, rc->task->ctx);
 }
 
-/* Turn the inner map's report (items are chunks) into the user's. */
-static void reduce_report_fix(struct mh_report *report, const struct reduce_ctx *rc,
-                              const unsigned char *partials, size_t record)
+/* Run count inner items (count >= 1) of rc into partials, and turn the
+ * inner report (items are chunks) into the user's. */
+static int reduce_inner(mh_pool *pool, struct reduce_ctx *rc, size_t count,
+                        unsigned char *partials, size_t record, struct mh_report *report)
 {
+    const struct mh_task *task = rc->task;
+    struct mh_task inner = {
+        .n = count,
+        .in = (const unsigned char *)task->in + rc->base * task->in_size,
+        .in_size = task->in_size * rc->chunk,
+        .out = partials,
+        .out_size = record,
+        .fn = reduce_chunk_fn,
+        .ctx = rc,
+        .progress = task->progress ? reduce_progress : NULL,
+    };
+    int ret = mh__map_run(pool, &inner, 0, report);
     report->items_done *= rc->chunk;
-    if (report->failed_index == MH_NO_ITEM)
-        return;
-    size_t j = report->failed_index;
-    const struct reduce_header *header = (const void *)(partials + j * record);
-    report->failed_index = j * rc->chunk + (header->code ? header->offset : 0);
+    if (report->failed_index != MH_NO_ITEM) {
+        size_t j = report->failed_index;
+        const struct reduce_header *header = (const void *)(partials + j * record);
+        report->failed_index = rc->base + j * rc->chunk + (header->code ? header->offset : 0);
+    }
+    return ret;
+}
+
+/* Add the tail map's report to the full chunks' one. */
+static void reduce_report_merge(struct mh_report *into, const struct mh_report *tail)
+{
+    into->items_done += tail->items_done;
+    into->items_failed += tail->items_failed;
+    into->backend = tail->backend;
+    if (tail->workers > into->workers)
+        into->workers = tail->workers;
+    if (!into->code)
+        into->code = tail->code;
+    if (into->failed_index == MH_NO_ITEM && tail->failed_index != MH_NO_ITEM) {
+        into->failed_index = tail->failed_index;
+        into->failed_status = tail->failed_status;
+        into->callback_code = tail->callback_code;
+        into->worker_signal = tail->worker_signal;
+        into->worker_exit = tail->worker_exit;
+        into->worker_pid = tail->worker_pid;
+    }
+}
+
+/* Combine count partials in chunk order into *acc. 0 or MH_ENOMEM. */
+static int reduce_combine(const struct reduce_ctx *rc, const unsigned char *partials,
+                          size_t count, size_t record, void *acc)
+{
+    /* Into a copy: *acc is the identity every chunk started from, and
+     * stays unchanged if anything failed. */
+    size_t size = rc->reducer->acc_size;
+    unsigned char *sum = mh__malloc(size);
+    if (!sum)
+        return MH_ENOMEM;
+    memcpy(sum, acc, size);
+    for (size_t j = 0; j < count; j++)
+        rc->reducer->combine(sum, partials + j * record + REDUCE_ACC_OFFSET, rc->task->ctx);
+    memcpy(acc, sum, size);
+    mh__free(sum);
+    return MH_OK;
 }
 
 int mh_reduce(mh_pool *pool, const struct mh_task *task,
               const struct mh_reducer *reducer, void *acc, struct mh_report *report)
 {
+    double start = mh__now();
     int rc = pool ? mh__task_check(task, false) : MH_EINVAL;
     if (!rc && (task->out || task->status || task->codec || !reducer || !acc ||
                 !reducer->acc_size || !reducer->fold || !reducer->combine))
@@ -108,7 +167,7 @@ int mh_reduce(mh_pool *pool, const struct mh_task *task,
         chunk = chunk > 4096 ? 4096 : chunk ? chunk : 1;
     }
     struct reduce_ctx ctx = {
-        .task = task, .reducer = reducer, .identity = acc, .chunk = chunk, .n = n,
+        .task = task, .reducer = reducer, .identity = acc, .chunk = chunk, .base = 0, .n = n,
     };
     size_t full = n / chunk, tail = n % chunk;
     size_t record = REDUCE_ACC_OFFSET + reducer->acc_size;
@@ -125,62 +184,32 @@ int mh_reduce(mh_pool *pool, const struct mh_task *task,
         return MH_ENOMEM;
     }
 
-    struct mh_task inner = {
-        .n = full,
-        .in = task->in,
-        .in_size = task->in_size * chunk,
-        .out = partials,
-        .out_size = record,
-        .fn = reduce_chunk_fn,
-        .ctx = &ctx,
-        .progress = task->progress ? reduce_progress : NULL,
-    };
-    struct mh_report inner_report;
-    rc = mh__map_run(pool, &inner, 0, &inner_report);
-    reduce_report_fix(&inner_report, &ctx, partials, record);
-
-    /* The tail chunk runs here, after the full ones, so that a failure in
-     * a full chunk (a lower index) is the one reported. */
-    if (!rc && tail) {
-        unsigned char *last = partials + full * record;
-        const unsigned char *in = (const unsigned char *)task->in + full * chunk * task->in_size;
-        mh__callback_depth++;
-        int ret = reduce_items(&ctx, in, tail, last);
-        mh__callback_depth--;
-        if (ret) {
-            const struct reduce_header *header = (const void *)last;
-            rc = MH_ECALLBACK;
-            inner_report.code = rc;
-            inner_report.items_done += header->offset;
-            inner_report.items_failed = 1;
-            inner_report.failed_index = full * chunk + header->offset;
-            inner_report.failed_status = MH_ITEM_FAILED;
-            inner_report.callback_code = ret;
-        } else {
-            inner_report.items_done += tail;
-        }
+    struct mh_report inner_report, tail_report;
+    mh__report_init(&inner_report, pool, MH_OK);
+    if (full)
+        rc = reduce_inner(pool, &ctx, full, partials, record, &inner_report);
+    /* The tail after the full chunks, so that a failure in a full chunk
+     * (a lower index) is the one reported; under MH_CONTINUE it runs too,
+     * unless the map itself failed rather than an item. */
+    bool item_failed = inner_report.failed_index != MH_NO_ITEM;
+    if (tail && (!rc || (item_failed && pool->config.on_error == MH_CONTINUE))) {
+        struct reduce_ctx rest = ctx;
+        rest.chunk = tail;
+        rest.base = full * chunk;
+        int tail_rc = reduce_inner(pool, &rest, 1, partials + full * record, record,
+                                   &tail_report);
+        reduce_report_merge(&inner_report, &tail_report);
+        if (!rc)
+            rc = tail_rc;
     }
 
-    if (!rc) {
-        /* Combine into a copy: *acc is the identity every chunk started
-         * from, and stays unchanged if anything failed. */
-        unsigned char *sum = mh__malloc(reducer->acc_size);
-        if (!sum) {
-            rc = inner_report.code = MH_ENOMEM;
-        } else {
-            memcpy(sum, acc, reducer->acc_size);
-            for (size_t j = 0; j < full; j++)
-                reducer->combine(sum, partials + j * record + REDUCE_ACC_OFFSET, task->ctx);
-            if (tail)
-                reducer->combine(sum, partials + full * record + REDUCE_ACC_OFFSET, task->ctx);
-            memcpy(acc, sum, reducer->acc_size);
-            mh__free(sum);
-        }
-    }
+    if (!rc)
+        rc = inner_report.code = reduce_combine(&ctx, partials, full + (tail != 0), record, acc);
     mh__free(partials);
     if (report) {
         *report = inner_report;
         report->chunk = chunk;
+        report->wall_s = mh__now() - start;
     }
     return rc;
 }

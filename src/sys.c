@@ -1,12 +1,17 @@
 /*
- * The library's allocation, worker-starting OS calls and clock. Every
- * allocation, mmap, fork and pthread_create in src/ and backends/ goes
- * through these so that a fault-injection build (MH_FAULT_INJECTION) can
- * fail any one of them.
+ * The library's allocation, worker-starting OS calls, descriptors and
+ * clock. Every allocation, mmap, fork and pthread_create in src/ and
+ * backends/ goes through these so that a fault-injection build
+ * (MH_FAULT_INJECTION) can fail any one of them; every descriptor the
+ * library makes comes from here, above 2.
  */
+#define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -139,6 +144,55 @@ int mh__pthread_create(pthread_t *thread, const pthread_attr_t *attr,
     if (SYS_FAULT(MH__FAULT_THREAD))
         return EAGAIN;
     return pthread_create(thread, attr, start, arg);
+}
+
+/* fd itself, or when it is 0, 1 or 2 (the caller started with them
+ * closed) a close-on-exec copy above 2, fd closed: a callback that writes
+ * to stdout must never write into the library's pipe. -1 on error. */
+static int sys_fd_above_stdio(int fd)
+{
+    if (fd < 0 || fd > 2)
+        return fd;
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int err = errno;
+    close(fd);
+    errno = err;
+    return high;
+}
+
+int mh__pipe(int fds[2])
+{
+    if (pipe2(fds, O_CLOEXEC))
+        return -1;
+    for (int k = 0; k < 2; k++) {
+        fds[k] = sys_fd_above_stdio(fds[k]);
+        if (fds[k] < 0) {
+            int err = errno;
+            close(fds[1 - k]); /* k == 0: fds[1] is still open; k == 1: fds[0] */
+            errno = err;
+            fds[0] = fds[1] = -1;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int mh__pidfd_open(pid_t pid)
+{
+    return sys_fd_above_stdio((int)syscall(SYS_pidfd_open, pid, 0));
+}
+
+int mh__reap(pid_t pid)
+{
+    int wstatus;
+    for (;;) {
+        pid_t got = waitpid(pid, &wstatus, 0);
+        if (got == pid)
+            return wstatus;
+        if (got < 0 && errno == EINTR)
+            continue;
+        return -1;
+    }
 }
 
 double mh__now(void)

@@ -1140,6 +1140,71 @@ static int test_reduce_error(const char *backend)
     return 0;
 }
 
+/* The tail chunk (n not a multiple of the chunk, or one chunk for all)
+ * goes through the backend like the others: its progress and its
+ * failures are counted. */
+static const struct {
+    size_t n, chunk;
+} reduce_tails[] = {{1001, 0}, {100003, 0}, {5, 10}, {5, SIZE_MAX}};
+
+static int test_reduce_progress(const char *backend)
+{
+    for (size_t k = 0; k < sizeof reduce_tails / sizeof *reduce_tails; k++) {
+        size_t n = reduce_tails[k].n;
+        double *xs = make_doubles(n), sum = 0;
+        struct progress_log log = {.n = n};
+        mh_pool *pool = mh_test_pool(backend, 2, reduce_tails[k].chunk, MH_STOP);
+        CHECK(pool);
+        struct mh_task task = {
+            .n = n, .in = xs, .in_size = sizeof *xs, .out_size = sizeof(double),
+            .fn = fn_square, .ctx = &log, .progress = on_progress,
+        };
+        CHECK_RC(mh_reduce(pool, &task, &sum_reducer, &sum, NULL), MH_OK);
+        mh_pool_close(pool);
+        free(xs);
+        fprintf(stderr, "n=%zu chunk=%zu: %zu calls, last %zu\n", n, reduce_tails[k].chunk,
+                log.calls, log.last);
+        CHECK(log.calls >= 1);
+        CHECK(!log.backwards && !log.wrong_n);
+        CHECK(log.last == n);
+    }
+    return 0;
+}
+
+static int fn_square_fail_at(const void *in, void *out, void *ctx)
+{
+    /* By value, as fn_square_fail: the victim's input is unique. */
+    if (*(const double *)in == *(const double *)ctx)
+        return 7;
+    return fn_square(in, out, ctx);
+}
+
+static int test_reduce_tail_error(const char *backend)
+{
+    for (size_t k = 0; k < sizeof reduce_tails / sizeof *reduce_tails; k++) {
+        size_t n = reduce_tails[k].n, victim = n - 1; /* in the tail */
+        double *xs = make_doubles(n);
+        mh_pool *pool = mh_test_pool(backend, 2, reduce_tails[k].chunk, MH_STOP);
+        CHECK(pool);
+        struct mh_task task = {
+            .n = n, .in = xs, .in_size = sizeof *xs, .out_size = sizeof(double),
+            .fn = fn_square_fail_at, .ctx = &xs[victim],
+        };
+        double acc = 1.5;
+        struct mh_report report;
+        CHECK_RC(mh_reduce(pool, &task, &sum_reducer, &acc, &report), MH_ECALLBACK);
+        mh_pool_close(pool);
+        free(xs);
+        CHECK(acc == 1.5);
+        CHECK(report.code == MH_ECALLBACK);
+        CHECK(report.failed_index == victim);
+        CHECK(report.failed_status == MH_ITEM_FAILED);
+        CHECK(report.callback_code == 7);
+        CHECK(report.items_failed == 1);
+    }
+    return 0;
+}
+
 static int test_reduce_bad_args(const char *backend)
 {
     double xs[4] = {1, 2, 3, 4}, out[4], acc = 0;
@@ -1218,6 +1283,8 @@ static const struct mh_test tests[] = {
     MH_TEST(reduce_chunk_explicit)
     MH_TEST(reduce_error)
     MH_TEST(reduce_bad_args)
+    MH_TEST(reduce_progress)
+    MH_TEST(reduce_tail_error)
     {NULL, NULL},
 };
 

@@ -10,6 +10,7 @@
  * thread left).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -174,9 +175,12 @@ struct blob {
 };
 
 static size_t blob_big = 0; /* when set, every third item is this large */
+static size_t blob_fixed = 0; /* when set, every item is this large */
 
 static size_t blob_len(size_t i)
 {
+    if (blob_fixed)
+        return blob_fixed;
     if (blob_big && i % 3 == 0)
         return blob_big + i * 1000;
     return i % 97;
@@ -1152,6 +1156,422 @@ static int test_factorial_million(const char *backend)
 }
 #endif
 
+/* ------------------------------------------- the edges of the contract */
+
+/* Run body in a process of its own (a caller whose descriptors, stdio or
+ * threads the test changes), at most limit_s seconds: 0 when it exited 0,
+ * 1 when it failed or hung (then it is SIGKILLed; its workers die with it
+ * by PR_SET_PDEATHSIG). */
+static int in_own_process(int (*body)(void *), void *arg, double limit_s)
+{
+    fflush(NULL);
+    pid_t caller = fork();
+    CHECK(caller >= 0);
+    if (caller == 0)
+        _exit(body(arg));
+    int wstatus = 0;
+    double deadline = now_s() + limit_s;
+    pid_t got;
+    while ((got = waitpid(caller, &wstatus, WNOHANG)) == 0 && now_s() < deadline)
+        sleep_ms(5);
+    if (got == 0) {
+        kill(caller, SIGKILL);
+        waitpid(caller, &wstatus, 0);
+        fprintf(stderr, "the caller hung: killed after %.0f s\n", limit_s);
+        return 1;
+    }
+    CHECK(got == caller);
+    if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+        fprintf(stderr, "the caller ended with %s %d\n",
+                WIFEXITED(wstatus) ? "exit" : "signal",
+                WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : WTERMSIG(wstatus));
+        return 1;
+    }
+    return 0;
+}
+
+/* One plain map (fn) and one codec map (fn_codec, blobs) of n items on
+ * fork, each checked. */
+static int two_maps(const char *backend, mh_fn fn, mh_fn fn_codec, void *ctx, size_t n)
+{
+    size_t *in = malloc(n * sizeof *in), *out = calloc(n, sizeof *out);
+    struct blob *blobs = calloc(n, sizeof *blobs);
+    CHECK(in && out && blobs);
+    for (size_t i = 0; i < n; i++)
+        in[i] = i;
+    mh_pool *pool = open_pool(backend, 2, 0, MH_STOP, 0);
+    CHECK(pool);
+    struct mh_task task = {
+        .n = n, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = fn, .ctx = ctx,
+    };
+    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
+    for (size_t i = 0; i < n; i++)
+        CHECK(out[i] == i * 7 + 1);
+    task.out = blobs;
+    task.out_size = sizeof *blobs;
+    task.fn = fn_codec;
+    task.codec = &blob_codec;
+    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
+    for (size_t i = 0; i < n; i++) {
+        CHECK_OK(blob_check(i, &blobs[i]));
+        blob_clear(&blobs[i], NULL);
+    }
+    mh_pool_close(pool);
+    free(in);
+    free(out);
+    free(blobs);
+    return 0;
+}
+
+static size_t sum_size(const void *acc)
+{
+    size_t v;
+    memcpy(&v, acc, sizeof v);
+    return v;
+}
+
+static void fold_size(void *acc, const void *value, void *ctx)
+{
+    (void)ctx;
+    size_t v = sum_size(acc) + sum_size(value);
+    memcpy(acc, &v, sizeof v);
+}
+
+static const struct mh_reducer size_sum = {
+    .acc_size = sizeof(size_t), .fold = fold_size, .combine = fold_size,
+};
+
+/* mh_reduce of n items whose victim misbehaves: the failure comes back as
+ * want_rc at the first item of the victim's chunk, and the caller lives. */
+static int reduce_fault(size_t n, size_t chunk, size_t victim, enum fault_kind kind,
+                        double timeout_s, int want_rc, int want_status, size_t want_index)
+{
+    struct fault_ctx *ctx = fault_ctx_new(victim, kind, 0);
+    size_t *in = malloc(n * sizeof *in);
+    CHECK(ctx && in);
+    for (size_t i = 0; i < n; i++)
+        in[i] = i;
+    mh_pool *pool = open_pool("fork", 2, chunk, MH_STOP, timeout_s);
+    CHECK(pool);
+    struct mh_task task = {
+        .n = n, .in = in, .in_size = sizeof *in, .out_size = sizeof(size_t),
+        .fn = fn_fault, .ctx = ctx,
+    };
+    size_t acc = 3;
+    struct mh_report report;
+    int rc = mh_reduce(pool, &task, &size_sum, &acc, &report);
+    mh_pool_close(pool);
+    fprintf(stderr, "reduce n=%zu chunk=%zu victim %zu: %s at %zu (%s), signal %d\n", n,
+            chunk, victim, mh_err_name(rc), report.failed_index,
+            mh_item_status_name(report.failed_status), report.worker_signal);
+    CHECK_RC(rc, want_rc);
+    CHECK(acc == 3);
+    CHECK(report.failed_index == want_index);
+    CHECK(report.failed_status == want_status);
+    CHECK(report.worker_pid == atomic_load(&ctx->victim_pid));
+    free(in);
+    munmap(ctx, sizeof *ctx);
+    return 0;
+}
+
+static int test_reduce_tail_crash(const char *backend)
+{
+    (void)backend;
+    /* n = 1001 in chunks of 4: the crash is the tail's only item; with one
+     * chunk for everything, the tail is every item (blamed at item 0). */
+    CHECK_OK(reduce_fault(1001, 0, 1000, FAULT_ABORT, 0, MH_EWORKER, MH_ITEM_CRASHED, 1000));
+    CHECK_OK(reduce_fault(5, SIZE_MAX, 3, FAULT_ABORT, 0, MH_EWORKER, MH_ITEM_CRASHED, 0));
+    return 0;
+}
+
+static int test_reduce_tail_timeout(const char *backend)
+{
+    (void)backend;
+    CHECK_OK(reduce_fault(1001, 0, 1000, FAULT_HANG, 0.3, MH_ETIMEDOUT, MH_ITEM_TIMED_OUT,
+                          1000));
+    CHECK_OK(reduce_fault(5, SIZE_MAX, 3, FAULT_HANG, 0.3, MH_ETIMEDOUT, MH_ITEM_TIMED_OUT, 0));
+    return 0;
+}
+
+/* Another thread of the caller holds stdout's lock, or sits in
+ * fgets(stdin) (holding stdin's), for the whole map. */
+struct stdio_holder {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int held, release;
+};
+
+static void *stdout_holder_main(void *varg)
+{
+    struct stdio_holder *h = varg;
+    flockfile(stdout);
+    pthread_mutex_lock(&h->lock);
+    h->held = 1;
+    pthread_cond_broadcast(&h->cond);
+    while (!h->release)
+        pthread_cond_wait(&h->cond, &h->lock);
+    pthread_mutex_unlock(&h->lock);
+    funlockfile(stdout);
+    return NULL;
+}
+
+static void *stdin_reader_main(void *varg)
+{
+    char line[16];
+    (void)varg;
+    return fgets(line, sizeof line, stdin);
+}
+
+static int stdio_locked_body(void *arg)
+{
+    const char *backend = arg;
+    struct fault_ctx *ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 0);
+    FILE *file = tmpfile();
+    CHECK(ctx && file && dup2(fileno(file), 1) == 1);
+    printf("pending"); /* buffered when the holder takes stdout */
+    /* stdout held by a thread waiting to be told to let go. */
+    struct stdio_holder h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    pthread_t holder;
+    CHECK(pthread_create(&holder, NULL, stdout_holder_main, &h) == 0);
+    pthread_mutex_lock(&h.lock);
+    while (!h.held)
+        pthread_cond_wait(&h.cond, &h.lock);
+    pthread_mutex_unlock(&h.lock);
+    int failed = two_maps(backend, fn_fault, fn_blob, ctx, 2000);
+    pthread_mutex_lock(&h.lock);
+    h.release = 1;
+    pthread_cond_broadcast(&h.cond);
+    pthread_mutex_unlock(&h.lock);
+    pthread_join(holder, NULL);
+    CHECK(!failed);
+    /* What the caller had buffered is written once, by the caller. */
+    char text[32] = {0};
+    CHECK(fflush(stdout) == 0);
+    rewind(file);
+    CHECK(fread(text, 1, sizeof text - 1, file) == 7 && strcmp(text, "pending") == 0);
+    fclose(file);
+
+    /* stdin: a pipe nobody writes to until the maps are done. */
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    CHECK(dup2(fds[0], 0) == 0);
+    close(fds[0]);
+    pthread_t reader;
+    CHECK(pthread_create(&reader, NULL, stdin_reader_main, NULL) == 0);
+    sleep_ms(50); /* let it block in read, holding the lock */
+    failed = two_maps(backend, fn_fault, fn_blob, ctx, 2000);
+    CHECK(write(fds[1], "x\n", 2) == 2);
+    pthread_join(reader, NULL);
+    close(fds[1]);
+    CHECK(!failed);
+    munmap(ctx, sizeof *ctx);
+    return 0;
+}
+
+static int test_stdio_locked(const char *backend)
+{
+    return in_own_process(stdio_locked_body, (void *)backend, 30);
+}
+
+/* Callbacks that write to stdout and fail if any of fds 0-2 is open in
+ * their worker: then the library gave one of them to its own pipe or
+ * pidfd (the caller closed them all). */
+static int stdio_closed_check(const void *in)
+{
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) != -1)
+            return 1;
+    printf("item %zu\n", *(const size_t *)in);
+    fflush(stdout);
+    return 0;
+}
+
+static int fn_stdio_closed(const void *in, void *out, void *vctx)
+{
+    return stdio_closed_check(in) ? 1 : fn_fault(in, out, vctx);
+}
+
+static int fn_stdio_closed_blob(const void *in, void *out, void *vctx)
+{
+    return stdio_closed_check(in) ? 1 : fn_blob(in, out, vctx);
+}
+
+static int stdio_closed_body(void *arg)
+{
+    /* Items of 0.2 ms, so that every worker runs some. */
+    struct fault_ctx *ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 0.2);
+    if (!ctx)
+        return 1;
+    for (int fd = 0; fd <= 2; fd++)
+        close(fd);
+    return two_maps(arg, fn_stdio_closed, fn_stdio_closed_blob, ctx, 2000);
+}
+
+static int test_stdio_closed(const char *backend)
+{
+    return in_own_process(stdio_closed_body, (void *)backend, 30);
+}
+
+/* A progress callback that keeps the caller busy for 1 s, twice a map. */
+static int progress_slow_left;
+
+static void progress_slow(size_t done, size_t n, void *ctx)
+{
+    int slow = progress_slow_left;
+    (void)done;
+    (void)n;
+    (void)ctx;
+    if (slow > 0) {
+        progress_slow_left = slow - 1;
+        sleep_ms(1000);
+    }
+}
+
+static int test_slow_caller(const char *backend)
+{
+    /* Items of about 10 us, limit 0.5 s, while the caller spends 1 s in
+     * progress: results wait for it (a codec's arena halves fill in a few
+     * ms), which is no item's time. */
+    struct fault_ctx *ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 0.01);
+    CHECK(ctx);
+    enum { N = 20000 };
+    size_t *in = malloc(N * sizeof *in);
+    struct blob *blobs = calloc(N, sizeof *blobs);
+    CHECK(in && blobs);
+    for (size_t i = 0; i < N; i++)
+        in[i] = i;
+    blob_fixed = 1024;
+    for (int codec = 0; codec <= 1; codec++) {
+        progress_slow_left = 2;
+        mh_pool *pool = open_pool(backend, 2, 0, MH_STOP, 0.5);
+        CHECK(pool);
+        struct mh_task task = {
+            .n = N, .in = in, .in_size = sizeof *in, .out = blobs,
+            .out_size = sizeof *blobs, .fn = codec ? fn_blob : fn_fault, .ctx = ctx,
+            .codec = codec ? &blob_codec : NULL, .progress = progress_slow,
+        };
+        struct mh_report report;
+        int rc = mh_map(pool, &task, &report);
+        mh_pool_close(pool);
+        fprintf(stderr, "codec %d: %s at %zu (%s), %.2f s\n", codec, mh_err_name(rc),
+                report.failed_index, mh_item_status_name(report.failed_status),
+                report.wall_s);
+        if (codec && rc == MH_OK)
+            for (size_t i = 0; i < N; i++) {
+                CHECK_OK(blob_check(i, &blobs[i]));
+                blob_clear(&blobs[i], NULL);
+            }
+        CHECK_RC(rc, MH_OK);
+    }
+    blob_fixed = 0;
+    free(in);
+    free(blobs);
+    munmap(ctx, sizeof *ctx);
+    return 0;
+}
+
+/* Callbacks print without a newline into a file: every piece once. A
+ * piece is 8 bytes and stdout's buffer 4096 (child_stdout_body), so a
+ * piece never straddles two of a child's writes (which another child's
+ * could split). */
+static int fn_print(const void *in, void *out, void *vctx)
+{
+    printf("<%06zu>", *(const size_t *)in);
+    return fn_fault(in, out, vctx);
+}
+
+static void *idle_main(void *varg)
+{
+    char byte;
+    return read(*(int *)varg, &byte, 1) < 0 ? varg : NULL; /* until closed */
+}
+
+/* Map N items that print "<i>" into stdout, a file, between "<begin>"
+ * (left buffered by the caller) and "<end>": every piece exactly once. */
+static int stdout_pieces(const char *backend)
+{
+    enum { N = 3000 };
+    struct fault_ctx *ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 0);
+    FILE *file = tmpfile();
+    CHECK(ctx && file && dup2(fileno(file), 1) == 1);
+    printf("<begin>");
+    size_t in[N], out[N];
+    for (size_t i = 0; i < N; i++)
+        in[i] = i;
+    mh_pool *pool = open_pool(backend, 3, 7, MH_STOP, 0);
+    CHECK(pool);
+    struct mh_task task = {
+        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = fn_print, .ctx = ctx,
+    };
+    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
+    mh_pool_close(pool);
+    printf("<end>");
+    CHECK(fflush(stdout) == 0);
+
+    static unsigned seen[N];
+    memset(seen, 0, sizeof seen);
+    char piece[32];
+    int c, len = -1, begin = 0, end = 0, bad = 0;
+    rewind(file);
+    while ((c = fgetc(file)) != EOF) {
+        if (c == '<') {
+            len = 0;
+        } else if (c == '>' && len > 0) {
+            piece[len] = 0;
+            char *stop;
+            unsigned long i = strtoul(piece, &stop, 10);
+            if (strcmp(piece, "begin") == 0)
+                begin++;
+            else if (strcmp(piece, "end") == 0)
+                end++;
+            else if (*stop == 0 && i < N)
+                seen[i]++;
+            else
+                bad++;
+            len = -1;
+        } else if (len >= 0 && len < (int)sizeof piece - 1) {
+            piece[len++] = (char)c;
+        } else {
+            bad++;
+        }
+    }
+    size_t lost = 0, twice = 0;
+    for (size_t i = 0; i < N; i++) {
+        lost += seen[i] == 0;
+        twice += seen[i] > 1;
+    }
+    fprintf(stderr, "items lost %zu, written twice %zu; <begin> %d, <end> %d, garbage %d\n",
+            lost, twice, begin, end, bad);
+    CHECK(lost == 0 && twice == 0 && begin == 1 && end == 1 && bad == 0);
+    fclose(file);
+    munmap(ctx, sizeof *ctx);
+    return 0;
+}
+
+static int child_stdout_body(void *arg)
+{
+    /* A caller that never had a thread, then one with an idle thread
+     * (only stdout and stderr are flushed around the forks then). */
+    static char buffer[4096];
+    CHECK(setvbuf(stdout, buffer, _IOFBF, sizeof buffer) == 0);
+    CHECK_OK(stdout_pieces(arg));
+    int fds[2];
+    pthread_t idle;
+    CHECK(pipe(fds) == 0 && pthread_create(&idle, NULL, idle_main, &fds[0]) == 0);
+    int failed = stdout_pieces(arg);
+    close(fds[1]);
+    pthread_join(idle, NULL);
+    close(fds[0]);
+    return failed;
+}
+
+static int test_child_stdout_flushed(const char *backend)
+{
+    return in_own_process(child_stdout_body, (void *)backend, 60);
+}
+
 /* --------------------------------------------------------------- table */
 
 #define MH_TEST(name) {#name, test_##name},
@@ -1179,6 +1599,12 @@ static const struct mh_test tests[] = {
     MH_TEST(records_garbage)
     MH_TEST(records_roundtrip)
     MH_TEST(factorial_million)
+    MH_TEST(reduce_tail_crash)
+    MH_TEST(reduce_tail_timeout)
+    MH_TEST(stdio_locked)
+    MH_TEST(stdio_closed)
+    MH_TEST(slow_caller)
+    MH_TEST(child_stdout_flushed)
     {NULL, NULL},
 };
 
