@@ -11,6 +11,7 @@
 #ifndef MH_BACKEND_H
 #define MH_BACKEND_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -130,17 +131,30 @@ int mh__status_code(int item_status);
 extern _Thread_local int mh__callback_depth;
 
 /*
- * Allocation and the OS calls that start workers go through these, in the
- * library and every backend, so that a fault-injection build can make any
- * one of them fail (src/sys.c). They behave exactly like the calls named.
+ * Allocation and the OS calls of a map go through these, in the library
+ * and every backend, so that a fault-injection build can make any one of
+ * them fail (src/sys.c, src/fault.h). They behave exactly like the calls
+ * named: mh__pidfd_signal is pidfd_send_signal(pidfd, sig, NULL, 0),
+ * mh__prctl is prctl(option, arg, 0, 0, 0).
  */
 void *mh__malloc(size_t size);
 void *mh__calloc(size_t count, size_t size);
 void mh__free(void *p);
 void *mh__mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset);
+int mh__munmap(void *addr, size_t length);
 pid_t mh__fork(void);
 int mh__pthread_create(pthread_t *thread, const pthread_attr_t *attr,
                        void *(*start)(void *), void *arg);
+int mh__poll(struct pollfd *fds, nfds_t nfds, int timeout_ms);
+ssize_t mh__read(int fd, void *buf, size_t len);
+ssize_t mh__write(int fd, const void *buf, size_t len);
+int mh__pidfd_signal(int pidfd, int sig);
+int mh__kill(pid_t pid, int sig);
+int mh__prctl(int option, unsigned long arg);
+
+/* The MH_E* code for an OS call's errno: MH_ENOMEM for ENOMEM and for
+ * running out of descriptors, MH_ENOTSUP for ENOSYS, else MH_ESYS. */
+int mh__sys_error(int err);
 
 /* Every descriptor the library makes, never 0, 1 or 2 (a caller may
  * start with them closed, and its callbacks' stdout must not land in
@@ -153,8 +167,10 @@ int mh__pidfd_open(pid_t pid);
  * unknown (SIGCHLD ignored, or another thread reaped it). */
 int mh__reap(pid_t pid);
 
-/* Monotonic clock, seconds. */
+/* The monotonic clock, in seconds and in nanoseconds: the only clock for
+ * deadlines and spins. */
 double mh__now(void);
+uint64_t mh__now_ns(void);
 
 /* The built backends. */
 extern const struct mh_backend_ops mh__backend_seq;

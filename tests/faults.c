@@ -1,18 +1,21 @@
 /*
  * Fault injection (curl's torture tests): for N = 1, 2, ... make the Nth
- * allocation, mmap, fork or pthread_create of one phase fail — opening a
+ * call of one kind (src/fault.h: allocation, mmap, fork, pthread_create,
+ * and each OS call of the fork backend) fail in one phase — opening a
  * pool, or a map — until a run makes fewer than N such calls. Every
- * injected failure must come back as its code (MH_ENOMEM for allocation
- * and mmap, MH_EAGAIN for fork and thread creation) or be absorbed with a
- * complete, correct result; after each run no library allocation, user
- * string, descriptor, child or thread is left over. LSan (the ASan build)
- * and valgrind check the rest of the heap.
+ * injected failure must come back as its code (faults_want) or be
+ * absorbed with a complete, correct result; after each run no library
+ * allocation, mapping, user string, descriptor, child or thread is left
+ * over. Calls only workers make (write, prctl) fail in the workers; the
+ * signals fail during a map that must time an item out. LSan (the ASan
+ * build) and valgrind check the rest of the heap.
  *
  * Built only with MANYHANDS_FAULT_INJECTION=ON. One CTest entry per test
  * and backend (faults.<backend>.<test>); a backend that makes no call of a
  * kind in a phase skips (77), so it shows as not applicable, not passed.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -32,7 +35,36 @@
 
 enum faults_phase { FAULTS_OPEN, FAULTS_MAP };
 
-static const char *const faults_kind_names[] = {"alloc", "mmap", "fork", "thread"};
+static const char *const faults_kind_names[] = {
+    "alloc", "mmap", "fork", "thread", "pipe", "pidfd", "poll", "waitpid", "read", "write",
+    "kill", "prctl",
+};
+
+/* What a fault of kind must come back as when it is not absorbed: the
+ * code of the errno the fault build gives it (mh__sys_error). */
+static int faults_want(int kind)
+{
+    switch (kind) {
+    case MH__FAULT_FORK:
+    case MH__FAULT_THREAD:
+        return MH_EAGAIN;
+    case MH__FAULT_WAITPID:
+        return MH_EWORKER; /* a lost status: a worker that did not finish */
+    case MH__FAULT_READ:
+    case MH__FAULT_WRITE:
+    case MH__FAULT_KILL:
+    case MH__FAULT_PRCTL:
+        return MH_ESYS;
+    default:
+        return MH_ENOMEM; /* allocation, mmap; out of descriptors; poll */
+    }
+}
+
+/* Calls only worker processes make: armed for them, not for the caller. */
+static bool faults_in_children(int kind)
+{
+    return kind == MH__FAULT_WRITE || kind == MH__FAULT_PRCTL;
+}
 
 /* ------------------------------------------------------ the user's side */
 
@@ -190,8 +222,10 @@ static void faults_run(const char *backend, int kind, enum faults_phase phase,
     struct mh_config config = {.backend = backend, .workers = FAULTS_WORKERS};
     mh_pool *pool = NULL;
 
+    void (*arm)(int, unsigned long) =
+        faults_in_children(kind) ? mh__fault_arm_children : mh__fault_arm;
     if (phase == FAULTS_OPEN)
-        mh__fault_arm(kind, nth);
+        arm(kind, nth);
     o->rc[0] = mh_pool_open(&pool, &config);
     if (phase == FAULTS_OPEN) {
         o->calls = mh__fault_calls(kind);
@@ -203,7 +237,7 @@ static void faults_run(const char *backend, int kind, enum faults_phase phase,
         return;
     }
     if (phase == FAULTS_MAP)
-        mh__fault_arm(kind, nth);
+        arm(kind, nth);
     faults_map_phase(pool, in, o);
     if (phase == FAULTS_MAP) {
         o->calls = mh__fault_calls(kind);
@@ -212,23 +246,40 @@ static void faults_run(const char *backend, int kind, enum faults_phase phase,
     mh_pool_close(pool);
 }
 
+/* Nothing left behind, whatever failed: no child, library allocation or
+ * mapping, user string, descriptor or thread beyond what was there. */
+static int faults_nothing_left(long live, long maps, int fds, int threads)
+{
+    errno = 0;
+    pid_t child = waitpid(-1, NULL, WNOHANG);
+    CHECK(child == -1 && errno == ECHILD);
+    CHECK(mh__fault_live_allocs() == live);
+    CHECK(mh__fault_live_maps() == maps);
+    CHECK(atomic_load(&faults_user_live) == 0);
+    CHECK(mh_test_count_fds() == fds);
+    CHECK(mh_test_threads_settle(threads) == threads);
+    return 0;
+}
+
 static int faults_torture(const char *backend, int kind, enum faults_phase phase)
 {
-    const int want = kind == MH__FAULT_ALLOC || kind == MH__FAULT_MMAP ? MH_ENOMEM : MH_EAGAIN;
+    const int want = faults_want(kind);
     const char *phase_name = phase == FAULTS_OPEN ? "open" : "map";
-    long live = mh__fault_live_allocs();
+    long live = mh__fault_live_allocs(), maps = mh__fault_live_maps();
     int fds = mh_test_count_fds(), threads = mh_test_count_threads();
     unsigned long injected = 0, absorbed = 0, n;
 
     for (n = 1; n <= FAULTS_MAX_N; n++) {
         struct faults_outcome o;
         faults_run(backend, kind, phase, n, &o);
+        /* A worker's fault is never absorbed: it hit when a call failed. */
         bool hit = o.calls >= n;
         int errors = 0;
         for (int i = 0; i < 3; i++) {
             if (o.rc[i] == MH_OK)
                 continue;
             errors++;
+            hit |= faults_in_children(kind);
             if (!hit || o.rc[i] != want) {
                 fprintf(stderr, "%s %s %s N=%lu: call %d returned %s, want %s%s\n",
                         faults_kind_names[kind], phase_name, backend, n, i,
@@ -242,14 +293,7 @@ static int faults_torture(const char *backend, int kind, enum faults_phase phase
                     faults_kind_names[kind], phase_name, backend, n);
             return 1;
         }
-        /* Nothing left behind, whatever failed. */
-        errno = 0;
-        pid_t child = waitpid(-1, NULL, WNOHANG);
-        CHECK(child == -1 && errno == ECHILD);
-        CHECK(mh__fault_live_allocs() == live);
-        CHECK(atomic_load(&faults_user_live) == 0);
-        CHECK(mh_test_count_fds() == fds);
-        CHECK(mh_test_threads_settle(threads) == threads);
+        CHECK_OK(faults_nothing_left(live, maps, fds, threads));
         if (!hit)
             break;
         injected++;
@@ -304,6 +348,118 @@ static int test_thread_open(const char *backend)
 static int test_thread_map(const char *backend)
 {
     return faults_torture(backend, MH__FAULT_THREAD, FAULTS_MAP);
+}
+
+static int test_pipe_map(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_PIPE, FAULTS_MAP);
+}
+
+static int test_pidfd_open(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_PIDFD, FAULTS_OPEN);
+}
+
+static int test_pidfd_map(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_PIDFD, FAULTS_MAP);
+}
+
+static int test_poll_map(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_POLL, FAULTS_MAP);
+}
+
+static int test_waitpid_map(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_WAITPID, FAULTS_MAP);
+}
+
+static int test_read_map(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_READ, FAULTS_MAP);
+}
+
+static int test_write_map(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_WRITE, FAULTS_MAP);
+}
+
+static int test_prctl_map(const char *backend)
+{
+    return faults_torture(backend, MH__FAULT_PRCTL, FAULTS_MAP);
+}
+
+/* Item 3 hangs until its worker is killed for it: SIGTERM ignored, so
+ * that SIGKILL after the grace does it. */
+static int faults_fn_hang(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    if (*(const int *)in == 3) {
+        signal(SIGTERM, SIG_IGN);
+        for (;;)
+            pause();
+    }
+    return faults_fn_double(in, out, ctx);
+}
+
+/* One map whose item 3 runs past a 50 ms timeout: it must come back
+ * MH_ETIMEDOUT with item 3 timed out and every other result right. */
+static int faults_timeout_map(mh_pool *pool)
+{
+    enum { N = 40 };
+    static int in[N];
+    static long out[N];
+    uint8_t status[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    memset(out, 0, sizeof out);
+    struct mh_task task = {
+        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = faults_fn_hang, .status = status,
+    };
+    CHECK_RC(mh_map(pool, &task, NULL), MH_ETIMEDOUT);
+    for (int i = 0; i < N; i++) {
+        CHECK(status[i] == (i == 3 ? MH_ITEM_TIMED_OUT : MH_ITEM_OK));
+        CHECK(i == 3 || out[i] == 2L * i);
+    }
+    return 0;
+}
+
+/* The signals (SIGTERM at the timeout, SIGKILL after the grace) with the
+ * Nth one failing: the library sends it again through the pid, which
+ * stays its own until reaped, so each fault is absorbed (without that, a
+ * failed SIGKILL leaves a child no deadline will end: the watchdog). */
+static int test_kill_map(const char *backend)
+{
+    struct mh_config config = {
+        .backend = backend, .workers = 2, .chunk = 4, .timeout_s = 0.05,
+        .on_error = MH_CONTINUE,
+    };
+    mh_pool *pool = NULL;
+    int rc = mh_pool_open(&pool, &config);
+    if (rc == MH_ENOTSUP) {
+        fprintf(stderr, "%s has no timeout, so sends no signal: skipped\n", backend);
+        return MH_SKIP;
+    }
+    CHECK_RC(rc, MH_OK);
+    long live = mh__fault_live_allocs(), maps = mh__fault_live_maps();
+    int fds = mh_test_count_fds(), threads = mh_test_count_threads();
+    unsigned long n, calls;
+    for (n = 1; n <= FAULTS_MAX_N; n++) {
+        mh__fault_arm(MH__FAULT_KILL, n);
+        int bad = faults_timeout_map(pool);
+        calls = mh__fault_calls(MH__FAULT_KILL);
+        mh__fault_arm(MH__FAULT_KILL, 0);
+        CHECK_OK(bad);
+        CHECK_OK(faults_nothing_left(live, maps, fds, threads));
+        if (calls < n)
+            break;
+    }
+    mh_pool_close(pool);
+    CHECK(n > 1); /* at least one signal failed */
+    fprintf(stderr, "faults: %lu signals failed in turn (%s), each absorbed\n", n - 1, backend);
+    return 0;
 }
 
 /* Start counting every kind from 0, none armed. */
@@ -397,6 +553,15 @@ static const struct mh_test tests[] = {
     MH_TEST(thread_open)
     MH_TEST(thread_map)
     MH_TEST(starts_nothing)
+    MH_TEST(pipe_map)
+    MH_TEST(pidfd_open)
+    MH_TEST(pidfd_map)
+    MH_TEST(poll_map)
+    MH_TEST(waitpid_map)
+    MH_TEST(read_map)
+    MH_TEST(write_map)
+    MH_TEST(prctl_map)
+    MH_TEST(kill_map)
     {NULL, NULL},
 };
 

@@ -1,0 +1,127 @@
+/*
+ * What a failure means for the map. A child that ends without its
+ * `finished` flag died: the item it was in is blamed (crashed, or timed
+ * out when the caller killed it for that); then under MH_STOP the others
+ * are stopped (SIGTERM, the grace, SIGKILL), and under MH_CONTINUE a fresh
+ * child reruns what the dead one left of its chunk, then claims chunks
+ * like the others.
+ */
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "fork.h"
+
+/* Item i's result could not cross the codec (encode in a child, decode
+ * in the caller): mark it failed, stop under MH_STOP; its failure. */
+struct mh__failure fork_codec_failed(const struct fork_map *m, size_t i)
+{
+    m->sstatus[i] = MH_ITEM_FAILED;
+    if (m->pstatus)
+        m->pstatus[i] = MH_ITEM_FAILED;
+    atomic_store_explicit(&m->sh->codec_failed, 1, memory_order_relaxed);
+    if (m->run->on_error == MH_STOP)
+        atomic_store_explicit(&m->sh->stop, 1, memory_order_relaxed);
+    return (struct mh__failure){
+        .index = i, .status = MH_ITEM_FAILED, .callback_code = MH_ECODEC,
+        .exit_status = -1, .count = 1,
+    };
+}
+
+/* SIGTERM every running child to stop the map; SIGKILL after the grace
+ * (fork_wait). One already being ended keeps its reason. */
+void fork_stop_all(struct fork_map *m)
+{
+    atomic_store_explicit(&m->sh->stop, 1, memory_order_relaxed);
+    double now = mh__now();
+    for (int s = 0; s < m->nworkers; s++) {
+        struct fork_worker *w = &m->workers[s];
+        if (w->life != FORK_RUNNING)
+            continue;
+        w->life = FORK_STOPPING;
+        w->term_at = now;
+        fork_signal(m, w, SIGTERM);
+    }
+}
+
+/* w's record stream is corrupt: trust nothing more from it. */
+void fork_kill_stream(struct fork_map *m, struct fork_worker *w)
+{
+    if (w->life == FORK_GONE || w->life == FORK_TIMEOUT_KILLED)
+        return;
+    w->life = w->life == FORK_TIMING_OUT ? FORK_TIMEOUT_KILLED : FORK_KILLED;
+    fork_signal(m, w, SIGKILL);
+}
+
+/* Item index failed with its worker: status MH_ITEM_CRASHED or _TIMED_OUT. */
+static void fork_worker_failed(struct fork_map *m, size_t index, int status, int wstatus,
+                               pid_t pid)
+{
+    m->sstatus[index] = (uint8_t)status;
+    if (m->codec)
+        m->pstatus[index] = (uint8_t)status;
+    struct mh__failure fail = {
+        .index = index, .status = status, .callback_code = 0,
+        .signal = wstatus != -1 && WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0,
+        .exit_status = wstatus != -1 && WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1,
+        .pid = (long)pid, .count = 1,
+    };
+    mh__run_fail(m->run, &fail);
+}
+
+/* Blame the end of slot s's child, which was in state `was`: whether an
+ * item failed with it. */
+static bool fork_blame(struct fork_map *m, int s, enum fork_life was, int wstatus)
+{
+    struct fork_worker *w = &m->workers[s];
+    struct fork_slot *slot = &m->slots[s];
+    if (atomic_load_explicit(&slot->has_fail, memory_order_acquire))
+        mh__run_fail(m->run, &slot->fail);
+    if (was == FORK_TIMING_OUT || was == FORK_TIMEOUT_KILLED) {
+        fork_worker_failed(m, w->timed_out, MH_ITEM_TIMED_OUT, wstatus, w->pid);
+        return true;
+    }
+    if (atomic_load_explicit(&slot->sys_failed, memory_order_acquire)) {
+        fork_set_rc(m, MH_ESYS); /* the child's own OS call, not its item */
+        return false;
+    }
+    if (was == FORK_STOPPING || was == FORK_KILLED ||
+        atomic_load_explicit(&slot->finished, memory_order_acquire))
+        return false;
+    /* Died without handing over its results: blame the item it was
+     * running, or else the first one its chunk had left. */
+    size_t culprit = atomic_load_explicit(&slot->busy, memory_order_acquire);
+    if (culprit == MH_NO_ITEM || culprit >= m->task->n)
+        culprit = fork_first_open(m, atomic_load_explicit(&slot->lo, memory_order_relaxed),
+                                  atomic_load_explicit(&slot->hi, memory_order_relaxed));
+    if (culprit == MH_NO_ITEM)
+        return false;
+    fork_worker_failed(m, culprit, MH_ITEM_CRASHED, wstatus, w->pid);
+    return true;
+}
+
+/* MH_CONTINUE: a fresh child in slot s reruns what is left of the dead
+ * one's chunk, then claims chunks like the others. */
+static void fork_respawn(struct fork_map *m, int s)
+{
+    struct fork_worker *w = &m->workers[s];
+    size_t hi = atomic_load_explicit(&m->slots[s].hi, memory_order_relaxed);
+    size_t from = fork_first_open(m, atomic_load_explicit(&m->slots[s].lo, memory_order_relaxed),
+                                  hi);
+    bool chunks_left = atomic_load_explicit(&m->sh->next, memory_order_relaxed) <
+                       m->run->nchunks;
+    if (from == MH_NO_ITEM && !chunks_left)
+        return;
+    w->redo_lo = from == MH_NO_ITEM ? 0 : from;
+    w->redo_hi = from == MH_NO_ITEM ? 0 : hi;
+    fork_set_rc(m, fork_spawn(m, s));
+}
+
+void fork_after_end(struct fork_map *m, int s, enum fork_life was, int wstatus)
+{
+    if (!fork_blame(m, s, was, wstatus) || m->rc)
+        return;
+    if (m->run->on_error == MH_STOP)
+        fork_stop_all(m);
+    else
+        fork_respawn(m, s);
+}

@@ -1,0 +1,132 @@
+/*
+ * Results into task->out: codec records decoded as each child's arena
+ * halves are announced on the doorbell pipe, and at the end of the map
+ * the fixed-size outputs and statuses copied out of the shared region.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "fork.h"
+
+/* Decode one record into task->out. */
+static int fork_emit(size_t index, const void *payload, size_t len, void *vm)
+{
+    struct fork_map *m = vm;
+    if (m->pstatus[index] != MH_ITEM_NOT_RUN)
+        return MH_ERANGE; /* delivered twice: a corrupt stream */
+    void *item = (unsigned char *)m->task->out + index * m->task->out_size;
+    if (m->codec->decode(item, payload, len, m->task->ctx)) {
+        struct mh__failure fail = fork_codec_failed(m, index);
+        mh__run_fail(m->run, &fail);
+        return MH_OK;
+    }
+    m->pstatus[index] = MH_ITEM_OK;
+    m->delivered++;
+    return MH_OK;
+}
+
+/* Decode the half a doorbell announces, and hand it back. */
+static void fork_take_half(struct fork_map *m, uint32_t s, uint32_t half)
+{
+    struct fork_slot *slot = &m->slots[s];
+    struct fork_worker *w = &m->workers[s];
+    /* Acquire: pairs with the child's release, so the half's bytes and
+     * len are complete before we read them. */
+    if (atomic_load_explicit(&slot->ready[half], memory_order_acquire) != 1)
+        return;
+    size_t len = slot->len[half];
+    int rc = len <= FORK_HALF ? mh__fork_stream_feed(&w->stream, fork_half(m, (int)s, (int)half),
+                                                     len, fork_emit, m)
+                              : MH_ERANGE;
+    if (rc) {
+        fork_set_rc(m, rc == MH_ENOMEM ? MH_ENOMEM : MH_ECODEC);
+        fork_kill_stream(m, w);
+        return;
+    }
+    /* Release: our reads of the half happen before its reuse. */
+    atomic_store_explicit(&slot->ready[half], 0, memory_order_release);
+    syscall(SYS_futex, (uint32_t *)&slot->ready[half], FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+/* Decode every half the doorbell pipe announces. */
+void fork_drain_bells(struct fork_map *m)
+{
+    if (!m->codec)
+        return;
+    uint32_t msgs[256];
+    for (;;) {
+        ssize_t got = mh__read(m->bell[0], msgs, sizeof msgs);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && errno != EAGAIN)
+            fork_set_rc(m, MH_ESYS);
+        if (got <= 0)
+            return;
+        for (size_t k = 0; k < (size_t)got / sizeof *msgs; k++) {
+            uint32_t s = msgs[k] / 2, half = msgs[k] % 2;
+            if (s < (uint32_t)m->nworkers && fork_live(&m->workers[s]))
+                fork_take_half(m, s, half);
+        }
+    }
+}
+
+/* Items OK so far, for progress: decoded, or done in the shared region. */
+size_t fork_count_done(const struct fork_map *m)
+{
+    if (m->codec)
+        return m->delivered;
+    size_t done = 0;
+    for (int s = 0; s < m->nworkers; s++)
+        done += m->workers[s].retired_done +
+                atomic_load_explicit(&m->slots[s].done, memory_order_relaxed);
+    return done < m->task->n ? done : m->task->n;
+}
+
+/* The final statuses: with a codec the caller's, where an item the
+ * children marked failed (its encode) was never delivered. */
+static void fork_final_status(struct fork_map *m, size_t *ok, size_t *failed)
+{
+    size_t n = m->task->n;
+    const uint8_t *st = m->sstatus;
+    if (m->codec) {
+        for (size_t i = 0; i < n; i++)
+            if (m->pstatus[i] == MH_ITEM_NOT_RUN && m->sstatus[i] == MH_ITEM_FAILED)
+                m->pstatus[i] = MH_ITEM_FAILED;
+        st = m->pstatus;
+    }
+    size_t good = 0, not_run = 0;
+    for (size_t i = 0; i < n; i++) {
+        good += st[i] == MH_ITEM_OK;
+        not_run += st[i] == MH_ITEM_NOT_RUN;
+    }
+    *ok = good;
+    *failed = n - good - not_run;
+}
+
+/* Copy results and statuses out of the shared region; count them. */
+void fork_collect(struct fork_map *m)
+{
+    const struct mh_task *task = m->task;
+    struct mh__run *run = m->run;
+    size_t n = task->n, ok, failed;
+    fork_final_status(m, &ok, &failed);
+    if (!m->codec) {
+        /* A failed item's bytes too: what fn wrote, as on the other
+         * backends (mh_reduce reads where its chunk failed from them). */
+        if (ok == n) {
+            memcpy(task->out, m->sout, n * task->out_size);
+        } else {
+            for (size_t i = 0; i < n; i++)
+                if (m->sstatus[i] == MH_ITEM_OK || m->sstatus[i] == MH_ITEM_FAILED)
+                    memcpy((unsigned char *)task->out + i * task->out_size,
+                           m->sout + i * task->out_size, task->out_size);
+        }
+        if (run->status)
+            memcpy(run->status, m->sstatus, n);
+    }
+    atomic_store_explicit(&run->items_done, ok, memory_order_relaxed);
+    atomic_store_explicit(&run->items_failed, failed, memory_order_relaxed);
+}

@@ -1,0 +1,161 @@
+/*
+ * The fork backend's own definitions, shared by the files of
+ * backends/fork/ (README there says which file does what; the design is
+ * docs/backends.md, "fork"): the shared region's layout, the caller's
+ * view of a child, and the calls between the files.
+ */
+#ifndef MH_FORK_H
+#define MH_FORK_H
+
+#include <poll.h>
+
+#include "backend.h"
+#include "fork_records.h"
+#include "fork_stdio.h"
+
+/* Bytes in each half of a child's record arena. */
+#define FORK_HALF ((size_t)256 * 1024)
+/* Seconds between SIGTERM and SIGKILL. */
+#define FORK_GRACE_S 0.2
+/* Seconds between progress reports while waiting. */
+#define FORK_TICK_S 0.1
+/* Exit status of a child whose parent died before it started. */
+#define FORK_EXIT_ORPHAN 125
+/* Exit status of a child whose own OS call failed (its slot says so). */
+#define FORK_EXIT_SYS 126
+
+/* The counters every child shares. */
+struct fork_shared {
+    atomic_size_t next; /* next chunk to claim (relaxed: a counter only) */
+    atomic_int stop;    /* stop claiming (relaxed: "stop soon", guards no data) */
+    atomic_int codec_failed; /* a child's encode failed (relaxed: read after
+                              * every child has ended) */
+};
+
+/*
+ * One child's slot in the shared region, on its own cache lines. Written
+ * by the child, read by the caller while the child runs and after it ends.
+ * The child publishes the chunk it is in (lo, hi) once per chunk; the item
+ * it died in is then the first of them the status array does not settle.
+ * Only where an item's own time or its encode matters (a timeout, a codec)
+ * does it also publish the item (busy) around each one.
+ */
+struct fork_slot {
+    _Alignas(64) atomic_size_t busy; /* item running, or MH_NO_ITEM; release
+                                      * after started_ns, so the caller never
+                                      * pairs an item with an older start */
+    _Atomic uint64_t started_ns;     /* when busy began (only with a timeout) */
+    atomic_size_t lo, hi;            /* the chunk being run (relaxed: read
+                                      * after the child ended) */
+    atomic_size_t done;              /* items OK in this child (relaxed) */
+    atomic_int finished;             /* 1 (release): every result handed over */
+    atomic_int sys_failed;           /* 1 (release): an OS call of the child
+                                      * failed; it ended with FORK_EXIT_SYS */
+    atomic_int has_fail;             /* 1 (release) once fail is written */
+    struct mh__failure fail;         /* the child's first item failure */
+    /* Futex words, one per arena half: 1 (release, by the child) while the
+     * caller owns the half, 0 (release, by the caller) once it is drained. */
+    _Atomic uint32_t ready[2];
+    size_t len[2]; /* bytes published in each half, ordered by ready */
+};
+
+/*
+ * A child's life, as the caller sees it: one value. UNFORKED (zero) and
+ * REAPED have no child; every state between is a child that is ours to
+ * reap. STOPPING and TIMING_OUT have a deadline (term_at + the grace);
+ * the KILLED states have none left.
+ */
+enum fork_life {
+    FORK_UNFORKED = 0,   /* no child in this slot yet */
+    FORK_RUNNING,        /* forked, watched through its pidfd */
+    FORK_GONE,           /* ended and reaped by someone else before its
+                          * pidfd could be opened: no pidfd */
+    FORK_STOPPING,       /* SIGTERM sent to stop the map: not a failure */
+    FORK_TIMING_OUT,     /* SIGTERM sent: item timed_out ran too long */
+    FORK_KILLED,         /* SIGKILL sent to stop the map (grace over, or
+                          * its stream was corrupt): not an item failure */
+    FORK_TIMEOUT_KILLED, /* SIGKILL sent after TIMING_OUT's grace */
+    FORK_REAPED,         /* reaped: the slot may take a fresh child */
+};
+
+/* The caller's view of one child. */
+struct fork_worker {
+    enum fork_life life;
+    pid_t pid;
+    int pidfd;               /* RUNNING and the signalled states; else -1 */
+    size_t timed_out;        /* TIMING_OUT, TIMEOUT_KILLED: the item */
+    double term_at;          /* STOPPING, TIMING_OUT: when SIGTERM went */
+    size_t redo_lo, redo_hi; /* range a fresh child runs first; children
+                              * read it from their copy of this memory */
+    size_t retired_done;     /* items OK by earlier children of this slot */
+    struct mh__fork_stream stream;
+};
+
+/* Everything one map needs; the children inherit a copy. */
+struct fork_map {
+    struct mh__run *run;
+    const struct mh_task *task;
+    const struct mh_codec *codec;
+    int nworkers;               /* slots */
+    pid_t parent;
+    void *region;
+    size_t region_size;
+    struct fork_shared *sh;
+    struct fork_slot *slots;
+    uint8_t *sstatus;           /* n statuses, shared */
+    unsigned char *sout;        /* n outputs, shared (no codec) */
+    unsigned char *arenas;      /* 2 * FORK_HALF per slot (codec) */
+    uint8_t *pstatus;           /* run->status: the caller's (codec) */
+    int bell[2];                /* doorbell pipe (codec) */
+    struct fork_worker *workers;
+    struct pollfd *fds;         /* nworkers + 1, for fork_wait */
+    int *slot_of;               /* fds[k] is slot_of[k]'s pidfd */
+    int live;                   /* workers whose child is not yet reaped */
+    size_t delivered;           /* codec results decoded */
+    int rc;                     /* the backend's own failure, or 0 */
+};
+
+static inline bool fork_live(const struct fork_worker *w)
+{
+    return w->life != FORK_UNFORKED && w->life != FORK_REAPED;
+}
+
+/* Keep the map's first backend failure. */
+static inline void fork_set_rc(struct fork_map *m, int rc)
+{
+    if (rc && !m->rc)
+        m->rc = rc;
+}
+
+/* region.c: the shared region */
+int fork_region_map(struct fork_map *m);
+void fork_region_unmap(struct fork_map *m);
+void fork_slot_reset(struct fork_slot *slot);
+unsigned char *fork_half(const struct fork_map *m, int s, int half);
+bool fork_item_settled(const struct fork_map *m, size_t i);
+size_t fork_first_open(const struct fork_map *m, size_t lo, size_t hi);
+
+/* child.c: a child's whole life */
+_Noreturn void fork_child(const struct fork_map *m, int s, const struct mh__fork_stdio *stdio);
+
+/* spawn.c: starting, signalling and reaping children */
+int fork_spawn(struct fork_map *m, int s);
+void fork_signal(struct fork_map *m, struct fork_worker *w, int sig);
+int fork_reap(struct fork_map *m, int s);
+void fork_kill_all(struct fork_map *m);
+
+/* wait.c: the caller's wait */
+void fork_wait(struct fork_map *m);
+
+/* blame.c: what a failure or a child's end means for the map */
+struct mh__failure fork_codec_failed(const struct fork_map *m, size_t i);
+void fork_stop_all(struct fork_map *m);
+void fork_kill_stream(struct fork_map *m, struct fork_worker *w);
+void fork_after_end(struct fork_map *m, int s, enum fork_life was, int wstatus);
+
+/* collect.c: results into task->out */
+void fork_drain_bells(struct fork_map *m);
+size_t fork_count_done(const struct fork_map *m);
+void fork_collect(struct fork_map *m);
+
+#endif /* MH_FORK_H */
