@@ -1572,6 +1572,64 @@ static int test_child_stdout_flushed(const char *backend)
     return in_own_process(child_stdout_body, (void *)backend, 60);
 }
 
+/* Round (ctx) 0: every item doubles its input; 1: the same, but item
+ * 1000 fails; 2: odd items write nothing. */
+static int reuse_fn(const void *in, void *out, void *ctx)
+{
+    long x = *(const long *)in;
+    intptr_t round = (intptr_t)ctx;
+    if (round == 1 && x == 1000)
+        return 7;
+    if (round != 2 || x % 2 == 0)
+        *(long *)out = 2 * x;
+    return 0;
+}
+
+/*
+ * Maps that follow a map on the same pool see what a first map would,
+ * when the pool keeps the shared region between them (a region of 1 MiB
+ * or more): statuses of items that did not run say NOT_RUN, not the last
+ * map's OK, and an output the callback did not write is zero.
+ */
+static int test_region_reused(const char *backend)
+{
+    enum { N = 200000 }; /* 1.8 MB of outputs and statuses */
+    long *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
+    uint8_t *status = malloc(N);
+    CHECK(in && out && status);
+    for (long i = 0; i < N; i++)
+        in[i] = i;
+    mh_pool *pool = mh_test_pool(backend, 2, 0, MH_STOP);
+    CHECK(pool);
+    struct mh_task task = {
+        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = reuse_fn, .status = status,
+    };
+    for (int round = 0; round < 3; round++) {
+        memset(out, 0x55, N * sizeof *out);
+        memset(status, 0xee, N);
+        task.ctx = (void *)(intptr_t)round;
+        CHECK_RC(mh_map(pool, &task, NULL), round == 1 ? MH_ECALLBACK : MH_OK);
+        size_t not_run = 0;
+        for (long i = 0; i < N; i++) {
+            if (round == 1 && i == 1000) {
+                CHECK(status[i] == MH_ITEM_FAILED);
+                continue;
+            }
+            not_run += status[i] == MH_ITEM_NOT_RUN;
+            CHECK(status[i] == MH_ITEM_OK || (round == 1 && status[i] == MH_ITEM_NOT_RUN));
+            if (status[i] == MH_ITEM_OK)
+                CHECK(out[i] == (round == 2 && i % 2 ? 0 : 2 * i));
+        }
+        CHECK(round == 1 ? not_run > 0 : not_run == 0);
+    }
+    mh_pool_close(pool);
+    free(status);
+    free(out);
+    free(in);
+    return 0;
+}
+
 /* --------------------------------------------------------------- table */
 
 #define MH_TEST(name) {#name, test_##name},
@@ -1605,6 +1663,7 @@ static const struct mh_test tests[] = {
     MH_TEST(stdio_closed)
     MH_TEST(slow_caller)
     MH_TEST(child_stdout_flushed)
+    MH_TEST(region_reused)
     {NULL, NULL},
 };
 

@@ -149,6 +149,8 @@ static void fork_child_items(const struct fork_map *m, int s, struct fork_out *o
     }
     struct mh__failure fail;
     void *out = m->codec ? task->out : (void *)m->sout;
+    if (!m->codec)
+        fork_region_clear_out(m, lo, hi);
     size_t ok = mh__run_range(m->run, lo, hi, out, m->sstatus, &m->sh->stop, &fail);
     fork_child_fail(slot, &fail);
     if (ok && m->codec) {
@@ -169,20 +171,27 @@ static void fork_child_items(const struct fork_map *m, int s, struct fork_out *o
         atomic_store_explicit(&slot->busy, MH_NO_ITEM, memory_order_release);
 }
 
-/* Run the chunk [lo, hi) item by item; with redo, only what is not
- * settled yet. */
+/* Run the chunk [lo, hi); with redo, only what is not settled yet. */
 static void fork_child_chunk(const struct fork_map *m, int s, struct fork_out *o,
                              size_t lo, size_t hi, bool redo)
 {
     struct fork_slot *slot = &m->slots[s];
+    bool one_item = m->codec || m->run->timeout_s > 0;
     atomic_store_explicit(&slot->lo, lo, memory_order_relaxed);
     atomic_store_explicit(&slot->hi, hi, memory_order_relaxed);
-    for (size_t i = lo; i < hi; i++) {
+    for (size_t i = lo; i < hi;) {
         if (atomic_load_explicit(&m->sh->stop, memory_order_relaxed))
             return;
-        if (redo && fork_item_settled(m, i))
+        if (redo && fork_item_settled(m, i)) {
+            i++;
             continue;
-        fork_child_items(m, s, o, i, i + 1, true);
+        }
+        size_t end = one_item ? i + 1 : hi;
+        for (size_t k = i + 1; redo && k < end; k++)
+            if (fork_item_settled(m, k))
+                end = k;
+        fork_child_items(m, s, o, i, end, one_item);
+        i = end;
     }
 }
 

@@ -91,6 +91,13 @@ struct fork_worker {
     struct mh__fork_stream stream;
 };
 
+/* A pool's state: the shared region of its last map, when that was large
+ * enough to keep (region.c), or NULL. */
+struct fork_state {
+    void *region;
+    size_t size;
+};
+
 /* Everything one map needs; the children inherit a copy. */
 struct fork_map {
     struct mh__run *run;
@@ -98,8 +105,10 @@ struct fork_map {
     const struct mh_codec *codec;
     int nworkers;               /* slots */
     pid_t parent;
+    struct fork_state *state;
     void *region;
     size_t region_size;
+    bool reused;                /* region held a previous map's data */
     struct fork_shared *sh;
     struct fork_slot *slots;
     uint8_t *sstatus;           /* n statuses, shared */
@@ -130,6 +139,8 @@ static inline void fork_set_rc(struct fork_map *m, int rc)
 /* region.c: the shared region */
 int fork_region_map(struct fork_map *m);
 void fork_region_unmap(struct fork_map *m);
+void fork_region_drop(struct fork_state *st);
+void fork_region_clear_out(const struct fork_map *m, size_t lo, size_t hi);
 void fork_slot_reset(struct fork_slot *slot);
 unsigned char *fork_half(const struct fork_map *m, int s, int half);
 bool fork_item_settled(const struct fork_map *m, size_t i);

@@ -118,9 +118,8 @@ static void fork_run_to_end(struct fork_map *m)
 
 static int fork_map_run(void *state, struct mh__run *run)
 {
-    (void)state;
     struct fork_map m = {
-        .run = run, .task = run->task, .codec = run->task->codec,
+        .state = state, .run = run, .task = run->task, .codec = run->task->codec,
         .nworkers = run->workers, .parent = getpid(), .pstatus = run->status,
         .bell = {-1, -1},
     };
@@ -152,14 +151,18 @@ static int fork_open(void **state, const struct mh_config *config)
     if (fd < 0)
         return mh__sys_error(errno);
     close(fd);
-    *state = NULL; /* each map's state is its own (struct fork_map) */
+    struct fork_state *st = mh__calloc(1, sizeof *st);
+    if (!st)
+        return MH_ENOMEM;
+    *state = st;
     return MH_OK;
 }
 
 static void fork_close(void *state, bool owner)
 {
-    (void)state;
     (void)owner; /* no child outlives a map: nothing to stop or wait for */
+    fork_region_drop(state);
+    mh__free(state);
 }
 
 const struct mh_backend_ops mh__backend_fork = {

@@ -2,15 +2,47 @@
  * The shared region of one map: counters, one slot per child, n statuses,
  * then n fixed-size outputs (no codec) or two arena halves per child
  * (codec); and what the status array says about an item.
-
+ *
+ * A region of FORK_KEEP_BYTES or more stays mapped for the pool's next
+ * map (until mh_pool_close, or a map it does not fit): the kernel then
+ * allocates, zeroes and frees its pages once, not per map — for small
+ * items the larger part of an item's cost. A reused region's statuses are
+ * cleared by the caller and each chunk's outputs by the child that runs
+ * it, so a map sees what it would in a fresh one.
  */
+#include <string.h>
 #include <sys/mman.h>
 
 #include "fork.h"
 
+#define FORK_KEEP_BYTES ((size_t)1 << 20)
+
 static size_t fork_round64(size_t x)
 {
     return (x + 63) & ~(size_t)63;
+}
+
+/* The pool's kept region, or a fresh mapping of size bytes; NULL when
+ * mmap fails. */
+static void *fork_region_get(struct fork_map *m, size_t size)
+{
+    struct fork_state *st = m->state;
+    m->reused = st->region && st->size >= size && st->size / 4 <= size;
+    if (m->reused) {
+        m->region_size = st->size;
+        return st->region;
+    }
+    fork_region_drop(st);
+    void *region = mh__mmap(NULL, size, PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (region == MAP_FAILED)
+        return NULL;
+    m->region_size = size;
+    if (size >= FORK_KEEP_BYTES) {
+        st->region = region;
+        st->size = size;
+    }
+    return region;
 }
 
 /* Lay out and map the shared region. 0 or MH_ENOMEM. */
@@ -29,13 +61,11 @@ int fork_region_map(struct fork_map *m)
     if (__builtin_add_overflow(off_out, fork_round64(out_bytes), &off_arena) ||
         __builtin_add_overflow(off_arena, arena_bytes, &total))
         return MH_ENOMEM;
-    void *region = mh__mmap(NULL, total, PROT_READ | PROT_WRITE,
-                            MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (region == MAP_FAILED)
+    void *region = fork_region_get(m, total);
+    if (!region)
         return MH_ENOMEM;
     unsigned char *base = region;
     m->region = region;
-    m->region_size = total;
     m->sh = region;
     m->slots = (struct fork_slot *)(base + off_slots);
     m->sstatus = base + off_status;
@@ -44,12 +74,46 @@ int fork_region_map(struct fork_map *m)
     atomic_init(&m->sh->next, 0);
     atomic_init(&m->sh->stop, 0);
     atomic_init(&m->sh->codec_failed, 0);
+    if (m->reused)
+        memset(m->sstatus, MH_ITEM_NOT_RUN, n);
     return MH_OK;
 }
 
+/* The end of a map: unmap its region unless the pool keeps it. */
 void fork_region_unmap(struct fork_map *m)
 {
-    mh__munmap(m->region, m->region_size);
+    if (m->region != m->state->region)
+        mh__munmap(m->region, m->region_size);
+}
+
+/* Unmap the pool's kept region, if any. */
+void fork_region_drop(struct fork_state *st)
+{
+    if (st->region)
+        mh__munmap(st->region, st->size);
+    st->region = NULL;
+    st->size = 0;
+}
+
+/* Read one byte per page of [p, p + len): a read fault maps the pages
+ * around it too (fault-around), a write fault on a shared mapping only
+ * its own, so that reading first saves most of a child's page faults. */
+static void fork_region_touch(const unsigned char *p, size_t len)
+{
+    for (size_t off = 0; off < len; off += 4096)
+        (void)*(const volatile unsigned char *)(p + off);
+}
+
+/* In a child, before it runs items [lo, hi) without a codec: map their
+ * statuses and outputs; a reused region's outputs are zeroed, as a fresh
+ * one's are. */
+void fork_region_clear_out(const struct fork_map *m, size_t lo, size_t hi)
+{
+    size_t size = m->task->out_size;
+    fork_region_touch(m->sstatus + lo, hi - lo);
+    fork_region_touch(m->sout + lo * size, (hi - lo) * size);
+    if (m->reused)
+        memset(m->sout + lo * size, 0, (hi - lo) * size);
 }
 
 /* Clear a slot for a fresh child (relaxed: the fork orders them). */
@@ -82,7 +146,13 @@ bool fork_item_settled(const struct fork_map *m, size_t i)
 /* The first item in [lo, hi) that is not settled, or MH_NO_ITEM. */
 size_t fork_first_open(const struct fork_map *m, size_t lo, size_t hi)
 {
-    for (size_t i = lo; i < hi && i < m->task->n; i++)
+    if (hi > m->task->n)
+        hi = m->task->n;
+    if (!m->codec && lo < hi) { /* settled: not NOT_RUN (0) */
+        const uint8_t *at = memchr(m->sstatus + lo, MH_ITEM_NOT_RUN, hi - lo);
+        return at ? (size_t)(at - m->sstatus) : MH_NO_ITEM;
+    }
+    for (size_t i = lo; i < hi; i++)
         if (!fork_item_settled(m, i))
             return i;
     return MH_NO_ITEM;
