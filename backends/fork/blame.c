@@ -1,10 +1,7 @@
 /*
- * What a failure means for the map. A child that ends without its
- * `finished` flag died: the item it was in is blamed (crashed, or timed
- * out when the caller killed it for that); then under MH_STOP the others
- * are stopped (SIGTERM, the grace, SIGKILL), and under MH_CONTINUE a fresh
- * child reruns what the dead one left of its chunk, then claims chunks
- * like the others.
+ * What a failure means for the map (docs/backends.md, fork, "Failures"):
+ * the item a dead child was in is blamed; then under MH_STOP the others
+ * are stopped, under MH_CONTINUE a fresh child takes over.
  */
 #include <signal.h>
 #include <sys/wait.h>

@@ -1,9 +1,7 @@
 /*
- * fork: a process pool, forked per map. The design — why per map (a pool
- * kept across maps would run callbacks on memory as it was when the pool
- * opened: inputs, ctx and globals written since would be stale in its
- * children), the shared region, the record arenas, how a death is found
- * and blamed — is docs/backends.md, "fork". The files:
+ * fork: a process pool, forked per map. The design — why per map, the
+ * shared region, the record arenas, how a death is found and blamed — is
+ * docs/backends.md, "fork"; this comment only says where each part is:
  *
  *   ops.c          the map from start to end, open, close, the ops table
  *   fork.h         the shared region's layout, a child's life, the calls

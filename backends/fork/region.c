@@ -1,14 +1,10 @@
 /*
  * The shared region of one map: counters, one slot per child, n statuses,
  * then n fixed-size outputs (no codec) or two arena halves per child
- * (codec); and what the status array says about an item.
- *
- * A region of FORK_KEEP_BYTES or more stays mapped for the pool's next
- * map (until mh_pool_close, or a map it does not fit): the kernel then
- * allocates, zeroes and frees its pages once, not per map — for small
- * items the larger part of an item's cost. A reused region's statuses are
- * cleared by the caller and each chunk's outputs by the child that runs
- * it, so a map sees what it would in a fresh one.
+ * (codec); and what the status array says about an item. A region of
+ * FORK_KEEP_BYTES or more is kept for the pool's next map
+ * (docs/backends.md, fork): the caller clears its statuses, each child
+ * zeroes the outputs of the chunk it runs.
  */
 #include <string.h>
 #include <sys/mman.h>
