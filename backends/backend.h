@@ -43,9 +43,12 @@ struct mh__failure {
  * Chunk c covers items [c * chunk, min((c + 1) * chunk, n)).
  */
 struct mh__run {
-    const struct mh_task *task; /* validated; n > 0 */
+    /* Validated; n > 0, except that a MH__CAP_COLLECTIVE backend is
+     * called for n = 0 too (nchunks 0, workers 0): its peers must learn
+     * this process's shape, which may differ from theirs. */
+    const struct mh_task *task;
     size_t chunk;               /* items per chunk, >= 1 */
-    size_t nchunks;             /* ceil(n / chunk), >= 1 */
+    size_t nchunks;             /* ceil(n / chunk) */
     int workers;                /* workers to use: min(pool's, nchunks) */
     enum mh_on_error on_error;
     double timeout_s;           /* 0: none */
@@ -66,6 +69,9 @@ struct mh__run {
      * its lock (failures are rare, so a mutex costs nothing that shows). */
     struct mh__failure failure;
     void *fail_lock; /* pthread_mutex_t *, owned by the core */
+    /* Set (relaxed, read after the map) by mh__run_codec_fail: the
+     * codec could not carry some item. */
+    atomic_int codec_failed;
 };
 
 struct mh_backend_ops {
@@ -94,6 +100,12 @@ struct mh_backend_ops {
     int (*rank)(void *state);
 };
 
+/* Set up run for task in chunks of chunk items (>= 1), statuses at status
+ * (or NULL), failures recorded under fail_lock (a pthread_mutex_t *):
+ * no failure, nothing done, one worker, no timeout, no error. */
+void mh__run_init(struct mh__run *run, const struct mh_task *task, size_t chunk,
+                  enum mh_on_error on_error, uint8_t *status, void *fail_lock);
+
 /*
  * Run items [begin, end) in order, writing outputs at out (the base of an
  * array laid out like task->out) and statuses at status (base of n
@@ -110,6 +122,17 @@ size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
 /* Record a failure into run (keeps the lowest index, counts, and sets
  * run->stop under MH_STOP). Thread-safe. */
 void mh__run_fail(struct mh__run *run, const struct mh__failure *fail);
+
+/* Item i could not travel through the codec (encode or decode failed,
+ * or size() asked for more than can be allocated): mark it
+ * MH_ITEM_FAILED with callback_code MH_ECODEC and record it as
+ * mh__run_fail does. Whoever counted it done must uncount it. */
+void mh__run_codec_fail(struct mh__run *run, size_t i);
+
+/* The code a map returns for run's recorded failure: MH_ECODEC when it
+ * is an item the codec could not carry, else its status's code (MH_OK
+ * when nothing failed). */
+int mh__run_failure_code(const struct mh__run *run);
 
 /* Run chunk c in this process on task->out and run->status, count it and
  * record its failure. Returns 0, or the MH_E* code of its failure. */

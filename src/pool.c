@@ -110,8 +110,6 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
 {
     double start = mh__now();
     mh__report_init(report, pool, MH_OK);
-    if (task->n == 0)
-        return MH_OK;
 
     /* Inside a callback, or in a child forked after open, the pool's
      * workers are not ours to wait on: run inline, on this thread. */
@@ -119,33 +117,25 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
     const struct mh_backend_ops *ops = inline_run ? &mh__backend_seq : pool->ops;
     void *state = inline_run ? NULL : pool->state;
     int workers = inline_run ? 1 : pool->config.workers;
+    /* n = 0 runs nothing, except on a collective backend: its peers may
+     * map items, and only the backend can tell them the shapes differ. */
+    if (task->n == 0 && !(ops->caps & MH__CAP_COLLECTIVE))
+        return MH_OK;
 
     if (!chunk)
         chunk = mh__chunk_auto(task->n, workers);
-    size_t nchunks = task->n / chunk + (task->n % chunk != 0);
-
     pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
-    struct mh__run run = {
-        .task = task,
-        .chunk = chunk,
-        .nchunks = nchunks,
-        .workers = (size_t)workers < nchunks ? workers : (int)nchunks,
-        .on_error = pool->config.on_error,
-        .timeout_s = pool->config.timeout_s,
-        .status = task->status,
-        .failure = {.index = MH_NO_ITEM},
-        .fail_lock = &fail_lock,
-    };
-    atomic_init(&run.stop, 0);
-    atomic_init(&run.items_done, 0);
-    atomic_init(&run.items_failed, 0);
+    struct mh__run run;
+    mh__run_init(&run, task, chunk, pool->config.on_error, task->status, &fail_lock);
+    run.workers = (size_t)workers < run.nchunks ? workers : (int)run.nchunks;
+    run.timeout_s = pool->config.timeout_s;
 
     /* With a codec and no status array we still need to know which items
      * own memory, to release them if the map fails. */
     uint8_t *own_status = NULL;
     if (run.status) {
         memset(run.status, MH_ITEM_NOT_RUN, task->n);
-    } else if (task->codec) {
+    } else if (task->codec && task->n > 0) {
         own_status = mh__calloc(task->n, 1);
         if (!own_status && !(ops->caps & MH__CAP_COLLECTIVE)) {
             mh__report_init(report, pool, MH_ENOMEM);
@@ -165,9 +155,9 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
     if (!inline_run)
         pthread_mutex_unlock(&pool->map_lock);
 
-    if (rc == MH_OK && run.failure.index != MH_NO_ITEM)
-        rc = mh__status_code(run.failure.status);
     if (rc == MH_OK)
+        rc = mh__run_failure_code(&run);
+    if (rc == MH_OK && task->n > 0)
         mh__run_progress(&run);
     if (rc != MH_OK && own_status)
         pool_clear_results(task, own_status);

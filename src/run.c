@@ -8,6 +8,25 @@
 
 _Thread_local int mh__callback_depth;
 
+void mh__run_init(struct mh__run *run, const struct mh_task *task, size_t chunk,
+                  enum mh_on_error on_error, uint8_t *status, void *fail_lock)
+{
+    *run = (struct mh__run){
+        .task = task,
+        .chunk = chunk,
+        .nchunks = task->n / chunk + (task->n % chunk != 0),
+        .workers = 1,
+        .on_error = on_error,
+        .status = status,
+        .failure = {.index = MH_NO_ITEM},
+        .fail_lock = fail_lock,
+    };
+    atomic_init(&run->stop, 0);
+    atomic_init(&run->items_done, 0);
+    atomic_init(&run->items_failed, 0);
+    atomic_init(&run->codec_failed, 0);
+}
+
 size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
                      void *out, uint8_t *status, atomic_int *stop,
                      struct mh__failure *fail)
@@ -59,6 +78,29 @@ void mh__run_fail(struct mh__run *run, const struct mh__failure *fail)
                               memory_order_relaxed);
     if (run->on_error == MH_STOP)
         atomic_store_explicit(&run->stop, 1, memory_order_relaxed);
+}
+
+void mh__run_codec_fail(struct mh__run *run, size_t i)
+{
+    if (run->status)
+        run->status[i] = MH_ITEM_FAILED;
+    struct mh__failure fail = {
+        .index = i, .status = MH_ITEM_FAILED, .callback_code = MH_ECODEC,
+        .exit_status = -1, .count = 1,
+    };
+    atomic_store_explicit(&run->codec_failed, 1, memory_order_relaxed);
+    mh__run_fail(run, &fail);
+}
+
+int mh__run_failure_code(const struct mh__run *run)
+{
+    const struct mh__failure *fail = &run->failure;
+    if (fail->index == MH_NO_ITEM)
+        return MH_OK;
+    if (fail->status == MH_ITEM_FAILED && fail->callback_code == MH_ECODEC &&
+        atomic_load_explicit(&run->codec_failed, memory_order_relaxed))
+        return MH_ECODEC;
+    return mh__status_code(fail->status);
 }
 
 int mh__run_chunk(struct mh__run *run, size_t c)
