@@ -132,11 +132,40 @@ int mh_test_threads_settle(int baseline)
     return now;
 }
 
+/* Whether test applies to backend: `on` unset, or backend one of its
+ * comma-separated names. */
+static int test_applies(const struct mh_test *test, const char *backend)
+{
+    if (!test->on)
+        return 1;
+    size_t len = strlen(backend);
+    for (const char *at = test->on; at; at = strchr(at, ',')) {
+        at += *at == ',';
+        if (strncmp(at, backend, len) == 0 && (at[len] == ',' || at[len] == '\0'))
+            return 1;
+    }
+    return 0;
+}
+
+/* `--list`: a line per test, "NAME KIND BACKENDS [PATTERN]", KIND each,
+ * once or dies, BACKENDS those of this build it runs on, comma-separated
+ * ("-": none). tests/discover.cmake makes CTest's entries from it. */
+static void test_list(const struct mh_test *tests)
+{
+    for (const struct mh_test *t = tests; t->name; t++) {
+        printf("%s %s ", t->name, t->dies ? "dies" : t->once ? "once" : "each");
+        int listed = 0;
+        for (const char *const *b = mh_backends(); *b; b++)
+            if (test_applies(t, *b))
+                printf("%s%s", listed++ ? "," : "", *b);
+        printf("%s%s%s\n", listed ? "" : "-", t->dies ? " " : "", t->dies ? t->dies : "");
+    }
+}
+
 int mh_test_main(int argc, char **argv, const struct mh_test *tests)
 {
     if (argc == 2 && strcmp(argv[1], "--list") == 0) {
-        for (const struct mh_test *t = tests; t->name; t++)
-            printf("%s\n", t->name);
+        test_list(tests);
         return 0;
     }
     if (argc != 3 && argc != 4) {
@@ -153,6 +182,10 @@ int mh_test_main(int argc, char **argv, const struct mh_test *tests)
     const char *backend = argv[2];
     if (!mh_test_have_backend(backend)) {
         fprintf(stderr, "backend %s is not in this build: skipped\n", backend);
+        return MH_SKIP;
+    }
+    if (!test_applies(test, backend)) {
+        fprintf(stderr, "%s runs on %s, not %s: skipped\n", test->name, test->on, backend);
         return MH_SKIP;
     }
     /* The environment must not choose for the tests. */

@@ -386,7 +386,6 @@ static int test_starts_nothing(const char *backend)
     return 0;
 }
 
-#define MH_TEST(name) {#name, test_##name},
 static const struct mh_test tests[] = {
     MH_TEST(alloc_open)
     MH_TEST(alloc_map)

@@ -5,7 +5,8 @@
  * waitpid(-1), running other threads; results larger than any buffer;
  * the record stream fed garbage; the seed's million GMP factorials.
  *
- * `fork_faults TEST fork`: one CTest entry per MH_TEST line (label fault),
+ * `fork_faults TEST fork`: one CTest entry per MH_TEST line of the table,
+ * named fork_faults.<test> (labels fault, fork),
  * each under tests/check.c's runner (watchdog; no child, descriptor or
  * thread left).
  */
@@ -1154,7 +1155,10 @@ static int test_factorial_million(const char *backend)
 
 /* --------------------------------------------------------------- table */
 
-#define MH_TEST(name) {#name, test_##name},
+/* Every test here is of the fork backend alone: one entry each,
+ * fork_faults.<name>. */
+#undef MH_TEST
+#define MH_TEST(name) MH_TEST_ONCE_ON(name, "fork")
 static const struct mh_test tests[] = {
     MH_TEST(kill_worker_1)
     MH_TEST(kill_worker_2)

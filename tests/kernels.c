@@ -504,8 +504,6 @@ static int test_bad_knobs(const char *backend)
 
 /* ---------------------------------------------------------------- table */
 
-#define MH_TEST(name) {#name, test_##name},
-#define MH_TEST_ONCE(name) {#name, test_##name},
 static const struct mh_test tests[] = {
     MH_TEST(factorial)
     MH_TEST(factorial_gmp)

@@ -391,7 +391,9 @@ static int test_worker_rank_exits(const char *backend)
     return rank_dies(backend, -(world_size() - 1));
 }
 
-#define MH_TEST(name) {#name, test_##name},
+/* Every test here is of the mpi backend alone. */
+#undef MH_TEST
+#define MH_TEST(name) MH_TEST_ON(name, "mpi")
 static const struct mh_test tests[] = {
     MH_TEST(ranks)
     MH_TEST(caller_initialised)
@@ -399,9 +401,9 @@ static const struct mh_test tests[] = {
     MH_TEST(callback_error_off_root)
     MH_TEST(shape_mismatch)
     MH_TEST(alloc_failures)
-    {"worker_rank_dies", test_worker_rank_dies}, /* run by mpi_rank_dies.sh */
-    {"root_rank_dies", test_root_rank_dies},
-    {"worker_rank_exits", test_worker_rank_exits},
+    MH_TEST_DIES(worker_rank_dies, "exited on signal 9")
+    MH_TEST_DIES(root_rank_dies, "exited on signal 9")
+    MH_TEST_DIES(worker_rank_exits, "exiting improperly")
     {NULL, NULL},
 };
 
