@@ -2,11 +2,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef MH_TEST_GMP
+#include <gmp.h>
+#endif
 
 #include "check.h"
 
@@ -86,6 +90,21 @@ int mh_test_count_threads(void)
     return count_dir("/proc/self/task");
 }
 
+double mh_test_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void mh_test_sleep_ms(double ms)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct timespec ts = {s, (long)((ms - (double)s * 1000) * 1e6)};
+    while (nanosleep(&ts, &ts) && errno == EINTR)
+        ;
+}
+
 static void watchdog_fired(int sig)
 {
     (void)sig;
@@ -94,6 +113,88 @@ static void watchdog_fired(int sig)
     (void)ignored;
     _exit(2);
 }
+
+void mh_test_watchdog(const char *env, unsigned seconds)
+{
+    const char *limit = getenv(env);
+    signal(SIGALRM, watchdog_fired);
+    alarm(limit ? (unsigned)atoi(limit) : seconds);
+}
+
+bool mh_test_no_child(void)
+{
+    errno = 0;
+    return waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD;
+}
+
+static atomic_long bytes_live;
+
+char *mh_test_bytes_alloc(size_t len)
+{
+    char *p = malloc(len);
+    if (p)
+        atomic_fetch_add_explicit(&bytes_live, 1, memory_order_relaxed);
+    return p;
+}
+
+long mh_test_bytes_live(void)
+{
+    return atomic_load(&bytes_live);
+}
+
+static size_t bytes_size(const void *item, void *ctx)
+{
+    (void)ctx;
+    return ((const struct mh_test_bytes *)item)->len;
+}
+
+static int bytes_encode(const void *item, void *buf, size_t len, void *ctx)
+{
+    (void)ctx;
+    memcpy(buf, ((const struct mh_test_bytes *)item)->p, len);
+    return 0;
+}
+
+static int bytes_decode(void *item, const void *buf, size_t len, void *ctx)
+{
+    (void)ctx;
+    struct mh_test_bytes *b = item;
+    b->p = mh_test_bytes_alloc(len ? len : 1);
+    if (!b->p)
+        return 1;
+    memcpy(b->p, buf, len);
+    b->len = len;
+    return 0;
+}
+
+static void bytes_clear(void *item, void *ctx)
+{
+    (void)ctx;
+    struct mh_test_bytes *b = item;
+    if (b->p)
+        atomic_fetch_sub_explicit(&bytes_live, 1, memory_order_relaxed);
+    free(b->p);
+    b->p = NULL;
+    b->len = 0;
+}
+
+const struct mh_codec mh_test_bytes_codec = {
+    .size = bytes_size, .encode = bytes_encode, .decode = bytes_decode,
+    .clear = bytes_clear,
+};
+
+#ifdef MH_TEST_GMP
+int mh_test_factorial(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    unsigned long n = (unsigned long)*(const int *)in;
+    mpz_ptr result = out;
+    mpz_init_set_ui(result, 1);
+    for (unsigned long k = 2; k <= n; k++)
+        mpz_mul_ui(result, result, k);
+    return 0;
+}
+#endif
 
 /* A warm-up map, so that runtime threads a backend keeps for the life of
  * the process (libgomp's team, MPI's progress threads) are in the baseline
@@ -125,8 +226,7 @@ int mh_test_threads_settle(int baseline)
 {
     int now = mh_test_count_threads();
     for (int i = 0; i < 2000 && now != baseline; i++) {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
+        mh_test_sleep_ms(1);
         now = mh_test_count_threads();
     }
     return now;
@@ -192,9 +292,7 @@ int mh_test_main(int argc, char **argv, const struct mh_test *tests)
     unsetenv("MANYHANDS_BACKEND");
     unsetenv("MANYHANDS_WORKERS");
 
-    const char *limit = getenv("MH_TEST_WATCHDOG");
-    signal(SIGALRM, watchdog_fired);
-    alarm(limit ? (unsigned)atoi(limit) : 120);
+    mh_test_watchdog("MH_TEST_WATCHDOG", 120);
 
     int workers = 0;
     if (warm_up(backend, &workers)) {
@@ -215,11 +313,8 @@ int mh_test_main(int argc, char **argv, const struct mh_test *tests)
         return MH_SKIP;
 
     /* The global invariants, whatever the test's verdict. */
-    errno = 0;
-    pid_t child = waitpid(-1, NULL, WNOHANG);
-    if (child != -1 || errno != ECHILD) {
-        fprintf(stderr, "invariant: a child process is left (waitpid gave %ld)\n",
-                (long)child);
+    if (!mh_test_no_child()) {
+        fprintf(stderr, "invariant: a child process is left\n");
         rc = 1;
     }
     int fds_after = mh_test_count_fds();

@@ -106,6 +106,36 @@ int mh_test_holds_results(const char *backend);
  * (clamped to MH_WORKERS_MAX; mpi: the job's ranks, whatever was asked). */
 int mh_test_workers(const char *backend, int asked);
 
+/* Seconds on CLOCK_MONOTONIC; a sleep that resumes after signals. */
+double mh_test_now_s(void);
+void mh_test_sleep_ms(double ms);
+
+/* Arm the watchdog: SIGALRM after seconds (or $env where set) ends the
+ * process with status 2 and a line saying it hung. */
+void mh_test_watchdog(const char *env, unsigned seconds);
+
+/* Whether this process has no child left, reaped or not. */
+bool mh_test_no_child(void);
+
+/*
+ * An output item that owns heap memory, so that a map's codec path
+ * (encode in a worker process, decode in the caller, clear on failure) is
+ * exercised: mh_test_bytes_codec carries len bytes of p. Every p from
+ * mh_test_bytes_alloc (fn in-process, decode) is counted until clear, so
+ * a result the library forgets to clear shows in mh_test_bytes_live().
+ */
+struct mh_test_bytes {
+    char *p;
+    size_t len;
+};
+extern const struct mh_codec mh_test_bytes_codec;
+char *mh_test_bytes_alloc(size_t len);
+long mh_test_bytes_live(void);
+
+/* fn: out (an mpz_t) = n! for the int n at in, as the seed computes it;
+ * kernels' mhk_mpz_codec carries it between processes. GMP builds. */
+int mh_test_factorial(const void *in, void *out, void *ctx);
+
 /* `prog TEST BACKEND [RANKS]`: with RANKS, the pool's worker count must
  * equal it (mpi: a mismatched mpiexec gives N one-rank jobs). */
 int mh_test_main(int argc, char **argv, const struct mh_test *tests);

@@ -29,6 +29,9 @@
 
 #include "check.h"
 #include "fork_records.h"
+#ifdef MH_TEST_GMP
+#include "kernels.h"
+#endif
 
 /* fork_records.c is compiled into this binary (the library hides its
  * internals); these are the allocation calls it uses. */
@@ -51,20 +54,6 @@ void mh__free(void *p)
 #define FAULTS_ASAN 1
 #endif
 #endif
-
-static void sleep_ms(double ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)((ms - (double)(time_t)(ms / 1000) * 1000) * 1e6)};
-    while (nanosleep(&ts, &ts) && errno == EINTR)
-        ;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void *shared_alloc(size_t size)
 {
@@ -126,13 +115,13 @@ static void fault_act(struct fault_ctx *ctx, size_t i)
     if (i == ctx->killer) {
         long pid;
         while (!(pid = atomic_load(&ctx->victim_pid)))
-            sleep_ms(0.5);
-        sleep_ms(5);
+            mh_test_sleep_ms(0.5);
+        mh_test_sleep_ms(5);
         kill((pid_t)pid, SIGKILL);
     }
     if (i != ctx->victim || ctx->kind == FAULT_NONE) {
         if (ctx->item_ms > 0)
-            sleep_ms(ctx->item_ms);
+            mh_test_sleep_ms(ctx->item_ms);
         return;
     }
     atomic_store(&ctx->victim_pid, (long)getpid());
@@ -153,7 +142,7 @@ static void fault_act(struct fault_ctx *ctx, size_t i)
         /* fall through */
     case FAULT_HANG:
         for (;;)
-            sleep_ms(1000);
+            mh_test_sleep_ms(1000);
     case FAULT_NONE:
         break;
     }
@@ -300,11 +289,11 @@ static void *killer_main(void *varg)
     for (int i = 0; i < 20000; i++) {
         long pid = atomic_load(&arg->ctx->victim_pid);
         if (pid) {
-            sleep_ms(5); /* let it settle into the item */
+            mh_test_sleep_ms(5); /* let it settle into the item */
             arg->sent = kill((pid_t)pid, SIGKILL) == 0;
             return NULL;
         }
-        sleep_ms(0.5);
+        mh_test_sleep_ms(0.5);
     }
     return NULL;
 }
@@ -335,9 +324,9 @@ static int fault_run(const char *backend, const struct fault_map *fm, int want_r
     if (fm->kill_victim)
         CHECK(pthread_create(&killer, NULL, killer_main, &karg) == 0);
     struct mh_report report;
-    double start = now_s();
+    double start = mh_test_now_s();
     int rc = mh_map(pool, &task, &report);
-    double wall = now_s() - start;
+    double wall = mh_test_now_s() - start;
     if (fm->kill_victim)
         pthread_join(killer, NULL);
     mh_pool_close(pool);
@@ -524,9 +513,9 @@ static int test_timeout(const char *backend)
                 .n = 200, .workers = 2, .chunk = 1, .policy = (enum mh_on_error)policy,
                 .timeout_s = 0.3, .codec = policy == MH_CONTINUE, .ctx = ctx,
             };
-            double start = now_s();
+            double start = mh_test_now_s();
             CHECK_OK(fault_run(backend, &fm, MH_ETIMEDOUT, MH_ITEM_TIMED_OUT, sigs[k], -1));
-            CHECK(now_s() - start < 20);
+            CHECK(mh_test_now_s() - start < 20);
             munmap(ctx, sizeof *ctx);
         }
     return 0;
@@ -671,7 +660,7 @@ static int parent_killed(const char *backend, int sig)
     /* Wait until all three workers run, then kill their caller. */
     int seen = 0;
     for (int i = 0; i < 10000 && seen < 3; i++) {
-        sleep_ms(1);
+        mh_test_sleep_ms(1);
         seen = 0;
         while (seen < 64 && atomic_load(&ctx->pids[seen]))
             seen++;
@@ -683,7 +672,7 @@ static int parent_killed(const char *backend, int sig)
     CHECK(WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == sig);
     /* A second later no worker is alive (a zombie waiting for init to
      * reap it is dead). */
-    sleep_ms(1000);
+    mh_test_sleep_ms(1000);
     for (int i = 0; i < seen; i++) {
         char path[64], state = 'X';
         snprintf(path, sizeof path, "/proc/%ld/stat", atomic_load(&ctx->pids[i]));
@@ -799,7 +788,7 @@ static void *storm_main(void *varg)
     while (!atomic_load(&arg->stop)) {
         pthread_kill(arg->target, SIGUSR1);
         arg->sent++;
-        sleep_ms(0.05);
+        mh_test_sleep_ms(0.05);
     }
     return NULL;
 }
@@ -838,7 +827,7 @@ static void *thief_main(void *varg)
     atomic_int *stop = varg;
     while (!atomic_load(stop)) {
         waitpid(-1, NULL, WNOHANG);
-        sleep_ms(0.02);
+        mh_test_sleep_ms(0.02);
     }
     return NULL;
 }
@@ -1062,49 +1051,6 @@ static int test_records_roundtrip(const char *backend)
 /* ------------------------------------------- the seed's workload, GMP */
 
 #ifdef MH_TEST_GMP
-static int fn_factorial(const void *in, void *out, void *ctx)
-{
-    (void)ctx;
-    unsigned long n = (unsigned long)*(const int *)in;
-    mpz_ptr result = out;
-    mpz_init_set_ui(result, 1);
-    for (unsigned long k = 2; k <= n; k++)
-        mpz_mul_ui(result, result, k);
-    return 0;
-}
-
-static size_t mpz_bytes(const void *item, void *ctx)
-{
-    (void)ctx;
-    return (mpz_sizeinbase(item, 2) + 7) / 8;
-}
-
-static int mpz_enc(const void *item, void *buf, size_t len, void *ctx)
-{
-    (void)ctx;
-    memset(buf, 0, len);
-    mpz_export(buf, NULL, 1, 1, 1, 0, item);
-    return 0;
-}
-
-static int mpz_dec(void *item, const void *buf, size_t len, void *ctx)
-{
-    (void)ctx;
-    mpz_init(item);
-    mpz_import(item, len, 1, 1, 1, 0, buf);
-    return 0;
-}
-
-static void mpz_clr(void *item, void *ctx)
-{
-    (void)ctx;
-    mpz_clear(item);
-}
-
-static const struct mh_codec mpz_codec = {
-    .size = mpz_bytes, .encode = mpz_enc, .decode = mpz_dec, .clear = mpz_clr,
-};
-
 static int factorials_on(const char *backend, int workers, const int *in, size_t n,
                          mpz_t *out)
 {
@@ -1112,7 +1058,7 @@ static int factorials_on(const char *backend, int workers, const int *in, size_t
     CHECK(pool);
     struct mh_task task = {
         .n = n, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
-        .fn = fn_factorial, .codec = &mpz_codec,
+        .fn = mh_test_factorial, .codec = &mhk_mpz_codec,
     };
     struct mh_report report;
     CHECK_RC(mh_map(pool, &task, &report), MH_OK);

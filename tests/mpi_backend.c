@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "kernels.h"
 #ifdef MH_TEST_FAULTS
 #include "fault.h"
 #endif
@@ -88,51 +89,6 @@ static int test_caller_initialised(const char *backend)
 
 /* ----------------------------------------------- the seed, in GMP */
 
-static int fn_factorial(const void *in, void *out, void *ctx)
-{
-    (void)ctx;
-    unsigned long n = *(const int *)in;
-    mpz_ptr result = out;
-    mpz_init_set_ui(result, 1);
-    for (unsigned long k = 2; k <= n; k++)
-        mpz_mul_ui(result, result, k);
-    return 0;
-}
-
-/* Sign-free magnitude bytes: factorials are positive. */
-static size_t mpz_codec_size(const void *item, void *ctx)
-{
-    (void)ctx;
-    return (mpz_sizeinbase(item, 2) + 7) / 8;
-}
-
-static int mpz_codec_encode(const void *item, void *buf, size_t len, void *ctx)
-{
-    (void)ctx;
-    size_t written = 0;
-    mpz_export(buf, &written, 1, 1, 1, 0, item);
-    return written == len ? 0 : 1;
-}
-
-static int mpz_codec_decode(void *item, const void *buf, size_t len, void *ctx)
-{
-    (void)ctx;
-    mpz_init(item);
-    mpz_import(item, len, 1, 1, 1, 0, buf);
-    return 0;
-}
-
-static void mpz_codec_clear(void *item, void *ctx)
-{
-    (void)ctx;
-    mpz_clear(item);
-}
-
-static const struct mh_codec mpz_codec = {
-    .size = mpz_codec_size, .encode = mpz_codec_encode,
-    .decode = mpz_codec_decode, .clear = mpz_codec_clear,
-};
-
 static int test_gmp_factorial_million(const char *backend)
 {
     enum { N = 1000000 };
@@ -147,7 +103,7 @@ static int test_gmp_factorial_million(const char *backend)
     }
     struct mh_task task = {
         .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
-        .fn = fn_factorial, .codec = &mpz_codec,
+        .fn = mh_test_factorial, .codec = &mhk_mpz_codec,
     };
     struct mh_report report;
     mh_pool *pool = mh_test_pool(backend, 0, 0, MH_STOP);
@@ -305,7 +261,7 @@ static int test_alloc_failures(const char *backend)
             CHECK(pool);
             struct mh_task task = {
                 .n = N, .in = in, .in_size = sizeof *in, .out = out,
-                .out_size = sizeof *out, .fn = fn_factorial, .codec = &mpz_codec,
+                .out_size = sizeof *out, .fn = mh_test_factorial, .codec = &mhk_mpz_codec,
             };
             int armed = world_rank() == victims[v];
             if (armed)
