@@ -194,6 +194,29 @@ int mh_test_factorial(const void *in, void *out, void *ctx)
         mpz_mul_ui(result, result, k);
     return 0;
 }
+
+size_t mh_test_factorials_differ(const int *in, size_t n, void *got)
+{
+    mpz_t *have = got, *want = malloc(n * sizeof *want + 1);
+    mh_pool *seq = mh_test_pool("seq", 1, 0, MH_STOP);
+    struct mh_task task = {
+        .n = n, .in = in, .in_size = sizeof *in, .out = want, .out_size = sizeof *want,
+        .fn = mh_test_factorial,
+    };
+    int rc = want && seq ? mh_map(seq, &task, NULL) : -1;
+    mh_pool_close(seq);
+    size_t wrong = rc == MH_OK ? 0 : n;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == MH_OK) {
+            if (mpz_cmp(have[i], want[i]) != 0 && wrong++ == 0)
+                fprintf(stderr, "item %zu: %d! differs from seq\n", i, in[i]);
+            mpz_clear(want[i]);
+        }
+        mpz_clear(have[i]);
+    }
+    free(want);
+    return wrong;
+}
 #endif
 
 /* A warm-up map, so that runtime threads a backend keeps for the life of

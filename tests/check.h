@@ -136,6 +136,11 @@ long mh_test_bytes_live(void);
  * kernels' mhk_mpz_codec carries it between processes. GMP builds. */
 int mh_test_factorial(const void *in, void *out, void *ctx);
 
+/* How many of the n mpz outputs in got (a map of mh_test_factorial over
+ * in) differ from seq's, the first one named; got's values are cleared.
+ * n when seq's own map fails. GMP builds. */
+size_t mh_test_factorials_differ(const int *in, size_t n, void *got);
+
 /* `prog TEST BACKEND [RANKS]`: with RANKS, the pool's worker count must
  * equal it (mpi: a mismatched mpiexec gives N one-rank jobs). */
 int mh_test_main(int argc, char **argv, const struct mh_test *tests);

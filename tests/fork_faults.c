@@ -1071,22 +1071,15 @@ static int test_factorial_million(const char *backend)
 {
     enum { N = 1000000 };
     int *in = malloc(N * sizeof *in);
-    mpz_t *got = malloc(N * sizeof *got), *want = malloc(N * sizeof *want);
-    CHECK(in && got && want);
+    mpz_t *got = malloc(N * sizeof *got);
+    CHECK(in && got);
     srand(2017);
     for (size_t i = 0; i < N; i++)
         in[i] = 1 + rand() % 99;
     CHECK_OK(factorials_on(backend, 2, in, N, got));
-    CHECK_OK(factorials_on("seq", 1, in, N, want));
-    size_t wrong = 0;
-    for (size_t i = 0; i < N; i++) {
-        wrong += mpz_cmp(got[i], want[i]) != 0;
-        mpz_clear(got[i]);
-        mpz_clear(want[i]);
-    }
+    size_t wrong = mh_test_factorials_differ(in, N, got);
     free(in);
     free(got);
-    free(want);
     CHECK(wrong == 0);
     return 0;
 }
