@@ -55,6 +55,17 @@ void mh__free(void *p)
 #endif
 #endif
 
+/* The kit's clock and sleep, by this file's short names. */
+static inline double now_s(void)
+{
+    return mh_test_now_s();
+}
+
+static inline void sleep_ms(double ms)
+{
+    mh_test_sleep_ms(ms);
+}
+
 static void *shared_alloc(size_t size)
 {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -115,13 +126,13 @@ static void fault_act(struct fault_ctx *ctx, size_t i)
     if (i == ctx->killer) {
         long pid;
         while (!(pid = atomic_load(&ctx->victim_pid)))
-            mh_test_sleep_ms(0.5);
-        mh_test_sleep_ms(5);
+            sleep_ms(0.5);
+        sleep_ms(5);
         kill((pid_t)pid, SIGKILL);
     }
     if (i != ctx->victim || ctx->kind == FAULT_NONE) {
         if (ctx->item_ms > 0)
-            mh_test_sleep_ms(ctx->item_ms);
+            sleep_ms(ctx->item_ms);
         return;
     }
     atomic_store(&ctx->victim_pid, (long)getpid());
@@ -142,7 +153,7 @@ static void fault_act(struct fault_ctx *ctx, size_t i)
         /* fall through */
     case FAULT_HANG:
         for (;;)
-            mh_test_sleep_ms(1000);
+            sleep_ms(1000);
     case FAULT_NONE:
         break;
     }
@@ -289,11 +300,11 @@ static void *killer_main(void *varg)
     for (int i = 0; i < 20000; i++) {
         long pid = atomic_load(&arg->ctx->victim_pid);
         if (pid) {
-            mh_test_sleep_ms(5); /* let it settle into the item */
+            sleep_ms(5); /* let it settle into the item */
             arg->sent = kill((pid_t)pid, SIGKILL) == 0;
             return NULL;
         }
-        mh_test_sleep_ms(0.5);
+        sleep_ms(0.5);
     }
     return NULL;
 }
@@ -324,9 +335,9 @@ static int fault_run(const char *backend, const struct fault_map *fm, int want_r
     if (fm->kill_victim)
         CHECK(pthread_create(&killer, NULL, killer_main, &karg) == 0);
     struct mh_report report;
-    double start = mh_test_now_s();
+    double start = now_s();
     int rc = mh_map(pool, &task, &report);
-    double wall = mh_test_now_s() - start;
+    double wall = now_s() - start;
     if (fm->kill_victim)
         pthread_join(killer, NULL);
     mh_pool_close(pool);
@@ -513,9 +524,9 @@ static int test_timeout(const char *backend)
                 .n = 200, .workers = 2, .chunk = 1, .policy = (enum mh_on_error)policy,
                 .timeout_s = 0.3, .codec = policy == MH_CONTINUE, .ctx = ctx,
             };
-            double start = mh_test_now_s();
+            double start = now_s();
             CHECK_OK(fault_run(backend, &fm, MH_ETIMEDOUT, MH_ITEM_TIMED_OUT, sigs[k], -1));
-            CHECK(mh_test_now_s() - start < 20);
+            CHECK(now_s() - start < 20);
             munmap(ctx, sizeof *ctx);
         }
     return 0;
@@ -660,7 +671,7 @@ static int parent_killed(const char *backend, int sig)
     /* Wait until all three workers run, then kill their caller. */
     int seen = 0;
     for (int i = 0; i < 10000 && seen < 3; i++) {
-        mh_test_sleep_ms(1);
+        sleep_ms(1);
         seen = 0;
         while (seen < 64 && atomic_load(&ctx->pids[seen]))
             seen++;
@@ -672,7 +683,7 @@ static int parent_killed(const char *backend, int sig)
     CHECK(WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == sig);
     /* A second later no worker is alive (a zombie waiting for init to
      * reap it is dead). */
-    mh_test_sleep_ms(1000);
+    sleep_ms(1000);
     for (int i = 0; i < seen; i++) {
         char path[64], state = 'X';
         snprintf(path, sizeof path, "/proc/%ld/stat", atomic_load(&ctx->pids[i]));
@@ -788,7 +799,7 @@ static void *storm_main(void *varg)
     while (!atomic_load(&arg->stop)) {
         pthread_kill(arg->target, SIGUSR1);
         arg->sent++;
-        mh_test_sleep_ms(0.05);
+        sleep_ms(0.05);
     }
     return NULL;
 }
@@ -827,7 +838,7 @@ static void *thief_main(void *varg)
     atomic_int *stop = varg;
     while (!atomic_load(stop)) {
         waitpid(-1, NULL, WNOHANG);
-        mh_test_sleep_ms(0.02);
+        sleep_ms(0.02);
     }
     return NULL;
 }
