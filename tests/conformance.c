@@ -1,7 +1,7 @@
 /*
  * The conformance suite: every backend must pass every test here, and its
- * results must equal seq's byte for byte. tests/CMakeLists.txt makes one
- * CTest entry per MH_TEST line and backend.
+ * results must equal seq's byte for byte. One CTest entry per MH_TEST
+ * line of the table and backend (from `conformance --list`).
  */
 #include <math.h>
 #include <pthread.h>
@@ -1242,7 +1242,6 @@ static int test_reduce_bad_args(const char *backend)
 
 /* --------------------------------------------------------------- table */
 
-#define MH_TEST(name) {#name, test_##name},
 static const struct mh_test tests[] = {
     MH_TEST(map_n0)
     MH_TEST(map_n1)

@@ -36,25 +36,6 @@ static const char *const faults_kind_names[] = {"alloc", "mmap", "fork", "thread
 
 /* ------------------------------------------------------ the user's side */
 
-/* An output item that owns heap memory, so that the codec path (encode in
- * a worker process, decode in the caller, clear on failure) is exercised
- * and any result the library forgets to clear is counted. */
-struct faults_str {
-    char *p;
-    size_t len;
-};
-
-/* Strings allocated and not freed by this process (fn in-process, decode). */
-static atomic_long faults_user_live;
-
-static char *faults_str_alloc(size_t len)
-{
-    char *p = malloc(len);
-    if (p)
-        atomic_fetch_add_explicit(&faults_user_live, 1, memory_order_relaxed);
-    return p;
-}
-
 static size_t faults_str_len(int x)
 {
     return 1 + (size_t)x % 37;
@@ -64,57 +45,15 @@ static int faults_fn_str(const void *in, void *out, void *ctx)
 {
     (void)ctx;
     int x = *(const int *)in;
-    struct faults_str *s = out;
+    struct mh_test_bytes *s = out;
     s->len = faults_str_len(x);
-    s->p = faults_str_alloc(s->len);
+    s->p = mh_test_bytes_alloc(s->len);
     if (!s->p)
         return 1;
     for (size_t i = 0; i < s->len; i++)
         s->p[i] = (char)('a' + (x + (int)i) % 26);
     return 0;
 }
-
-static size_t faults_codec_size(const void *item, void *ctx)
-{
-    (void)ctx;
-    return ((const struct faults_str *)item)->len;
-}
-
-static int faults_codec_encode(const void *item, void *buf, size_t len, void *ctx)
-{
-    (void)ctx;
-    memcpy(buf, ((const struct faults_str *)item)->p, len);
-    return 0;
-}
-
-static int faults_codec_decode(void *item, const void *buf, size_t len, void *ctx)
-{
-    (void)ctx;
-    struct faults_str *s = item;
-    s->p = faults_str_alloc(len ? len : 1);
-    if (!s->p)
-        return 1;
-    memcpy(s->p, buf, len);
-    s->len = len;
-    return 0;
-}
-
-static void faults_codec_clear(void *item, void *ctx)
-{
-    (void)ctx;
-    struct faults_str *s = item;
-    if (s->p)
-        atomic_fetch_sub_explicit(&faults_user_live, 1, memory_order_relaxed);
-    free(s->p);
-    s->p = NULL;
-}
-
-static const struct mh_codec faults_codec = {
-    .size = faults_codec_size,
-    .encode = faults_codec_encode,
-    .decode = faults_codec_decode,
-    .clear = faults_codec_clear,
-};
 
 static int faults_fn_double(const void *in, void *out, void *ctx)
 {
@@ -147,11 +86,11 @@ struct faults_outcome {
  * for it) and a reduce. Results are checked whenever a call succeeds. */
 static void faults_map_phase(mh_pool *pool, const int *in, struct faults_outcome *o)
 {
-    static struct faults_str out[FAULTS_ITEMS];
+    static struct mh_test_bytes out[FAULTS_ITEMS];
     memset(out, 0, sizeof out);
     struct mh_task task = {
         .n = FAULTS_ITEMS, .in = in, .in_size = sizeof *in, .out = out,
-        .out_size = sizeof *out, .fn = faults_fn_str, .codec = &faults_codec,
+        .out_size = sizeof *out, .fn = faults_fn_str, .codec = &mh_test_bytes_codec,
     };
     o->rc[1] = mh_map(pool, &task, NULL);
     if (o->rc[1] == MH_OK) {
@@ -160,7 +99,7 @@ static void faults_map_phase(mh_pool *pool, const int *in, struct faults_outcome
             if (!out[i].p || out[i].len != len ||
                 out[i].p[len - 1] != (char)('a' + (in[i] + (int)len - 1) % 26))
                 o->wrong = 1;
-            faults_codec_clear(&out[i], NULL);
+            mh_test_bytes_codec.clear(&out[i], NULL);
         }
     }
 
@@ -243,11 +182,9 @@ static int faults_torture(const char *backend, int kind, enum faults_phase phase
             return 1;
         }
         /* Nothing left behind, whatever failed. */
-        errno = 0;
-        pid_t child = waitpid(-1, NULL, WNOHANG);
-        CHECK(child == -1 && errno == ECHILD);
+        CHECK(mh_test_no_child());
         CHECK(mh__fault_live_allocs() == live);
-        CHECK(atomic_load(&faults_user_live) == 0);
+        CHECK(mh_test_bytes_live() == 0);
         CHECK(mh_test_count_fds() == fds);
         CHECK(mh_test_threads_settle(threads) == threads);
         if (!hit)
@@ -386,7 +323,6 @@ static int test_starts_nothing(const char *backend)
     return 0;
 }
 
-#define MH_TEST(name) {#name, test_##name},
 static const struct mh_test tests[] = {
     MH_TEST(alloc_open)
     MH_TEST(alloc_map)

@@ -18,24 +18,6 @@
 
 #define WORKERS 3 /* more than this machine's cores: items really interleave */
 
-/* Whether this process receives a map's outputs: always, except on mpi
- * ranks other than 0 (maps there are collective; only rank 0 gets
- * results, every rank the same code and report). From the launcher's
- * environment, as tests/check.c's mh_test_holds_results will say. */
-static int holds_results(const char *backend)
-{
-    static const char *const names[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK",
-                                        "PMI_RANK", NULL};
-    if (strcmp(backend, "mpi") != 0)
-        return 1;
-    for (const char *const *name = names; *name; name++) {
-        const char *value = getenv(*name);
-        if (value && *value)
-            return atoi(value) == 0;
-    }
-    return 1;
-}
-
 /* Small knobs for every kernel: fast, and stream's array wraps. */
 static void small_knobs(void)
 {
@@ -111,7 +93,7 @@ static int check_kernel(const char *backend, const char *name, size_t n)
             failed = 1;
             break;
         }
-        if (!holds_results(backend))
+        if (!mh_test_holds_results(backend))
             continue; /* mpi, rank > 0: rank 0 verifies */
         size_t wrong = cell.kernel->verify(cell.in, cell.out, n, cell.ctx);
         if (wrong)
@@ -171,7 +153,7 @@ static int test_tcp_server_stopped(const char *backend)
     struct mh_task task = cell_task(&cell);
     struct mh_report report;
     CHECK_RC(mh_map(pool, &task, &report), MH_OK);
-    if (holds_results(backend))
+    if (mh_test_holds_results(backend))
         CHECK(cell.kernel->verify(cell.in, cell.out, cell.n, cell.ctx) == 0);
 
     CHECK_RC(mhk_tcp_stop_server(cell.ctx), MH_OK);
@@ -504,8 +486,6 @@ static int test_bad_knobs(const char *backend)
 
 /* ---------------------------------------------------------------- table */
 
-#define MH_TEST(name) {#name, test_##name},
-#define MH_TEST_ONCE(name) {#name, test_##name},
 static const struct mh_test tests[] = {
     MH_TEST(factorial)
     MH_TEST(factorial_gmp)

@@ -106,9 +106,7 @@ static int test_nproc_limit(const char *backend)
 }
 
 static const struct mh_test tests[] = {
-#define MH_TEST(name) {#name, test_##name},
-    MH_TEST(nproc_limit)
-#undef MH_TEST
+    MH_TEST_ONCE_ON(nproc_limit, "openmp")
     {NULL, NULL},
 };
 
