@@ -10,9 +10,8 @@
  * ranks, the point-to-point messages and bytes sent and writes them at
  * MPI_Finalize to one file per rank: summed, they are what the map sent
  * (the pool's open adds a few small messages of MPI_Comm_dup, counted
- * too). Rows go to <date>-cluster.csv (the schema of docs/csv.md) and the
- * network figures of the mpi rows to <date>-cluster-net.csv (docs/csv.md,
- * "The cluster experiment's network CSV"), with a summary on stdout.
+ * too). Rows go to <date>-cluster.csv, the mpi rows' network figures to
+ * <date>-cluster-net.csv (both in docs/csv.md), a summary to stdout.
  */
 #include <errno.h>
 #include <math.h>
@@ -28,9 +27,6 @@
 #include "kernels.h"
 #include "manyhands.h"
 
-#ifndef MHB_SOURCE_DIR
-#define MHB_SOURCE_DIR "."
-#endif
 #ifndef MHB_MPIEXEC
 #define MHB_MPIEXEC "mpirun"
 #endif
@@ -74,6 +70,52 @@ static int cluster_read_net(const char *dir, int ranks, struct cluster_net *net)
     return rc;
 }
 
+/* A row of the cluster experiment, before its run. */
+static void cluster_row_init(struct mhb_row *row, const struct mhk_kernel *k, size_t items,
+                             const char *backend, int workers, int repeat)
+{
+    memset(row, 0, sizeof *row);
+    row->experiment = "cluster";
+    snprintf(row->backend, sizeof row->backend, "%s", backend);
+    snprintf(row->kernel, sizeof row->kernel, "%s", k->name);
+    row->bound = k->bound == MHK_IO ? "io" : "cpu";
+    row->items = items;
+    row->workers = workers;
+    row->repeat = repeat;
+    row->wall_s = row->pool_s = row->speedup = row->efficiency = row->items_per_s = NAN;
+    row->verified = MHB_WRONG;
+}
+
+/* Fill row from what the cell process p did and printed. */
+static void cluster_parse(const struct mhb_proc *p, const struct mhk_kernel *k, int hosts,
+                          struct mhb_row *row)
+{
+    row->user_s = p->user_s;
+    row->sys_s = p->sys_s;
+    row->peak_rss_kib = p->maxrss_kib;
+    const char *line = mhb_find_line(p->out, MHB_CELL_TAG);
+    int ranks = 0, verified = 0;
+    char err[128] = "";
+    if (!line || sscanf(line, MHB_CELL_TAG "backend=%*s kernel=%*s items=%*s workers=%d "
+                        "chunk=%zu wall=%lf pool=%lf verified=%d error=%127s",
+                        &ranks, &row->chunk, &row->wall_s, &row->pool_s, &verified, err) < 5) {
+        const char *tail = p->out + (strlen(p->out) > 300 ? strlen(p->out) - 300 : 0);
+        snprintf(row->error, sizeof row->error, "%s",
+                 WIFEXITED(p->status) && WEXITSTATUS(p->status) == 77 ? "skipped (not root?)"
+                                                                      : "no result line");
+        fprintf(stderr, "manyhands-bench cluster: %s %s hosts=%d: %s; its output ends:\n%s\n",
+                k->name, row->backend, hosts, row->error, tail);
+        return;
+    }
+    row->verified = verified == 1 ? MHB_VERIFIED : MHB_WRONG;
+    snprintf(row->error, sizeof row->error, "%s", err);
+    if (!row->error[0] && !(WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0))
+        snprintf(row->error, sizeof row->error, "wait status %d", p->status);
+    if (!row->error[0] && ranks != row->workers)
+        snprintf(row->error, sizeof row->error, "the pool had %d workers, not %d", ranks,
+                 row->workers);
+}
+
 /* One run of a cell: backend on `hosts` simulated hosts (0: plainly, on
  * this one) with `workers` workers; fills row and, for hosts > 0, net. */
 static void cluster_run(const struct mhb_options *o, const char *self,
@@ -90,17 +132,8 @@ static void cluster_run(const struct mhb_options *o, const char *self,
     snprintf(rep_s, sizeof rep_s, "%d", repeat);
     snprintf(script, sizeof script, "%s/scripts/cluster", MHB_SOURCE_DIR);
 
-    memset(row, 0, sizeof *row);
     memset(net, 0, sizeof *net);
-    row->experiment = "cluster";
-    snprintf(row->backend, sizeof row->backend, "%s", backend);
-    snprintf(row->kernel, sizeof row->kernel, "%s", k->name);
-    row->bound = k->bound == MHK_IO ? "io" : "cpu";
-    row->items = items;
-    row->workers = workers;
-    row->repeat = repeat;
-    row->wall_s = row->pool_s = row->speedup = row->efficiency = row->items_per_s = NAN;
-    row->verified = MHB_WRONG;
+    cluster_row_init(row, k, items, backend, workers, repeat);
 
     char *argv[24];
     int a = 0;
@@ -132,30 +165,7 @@ static void cluster_run(const struct mhb_options *o, const char *self,
         snprintf(row->error, sizeof row->error, "could not start %s", argv[0]);
         goto out_free;
     }
-    row->user_s = p->user_s;
-    row->sys_s = p->sys_s;
-    row->peak_rss_kib = p->maxrss_kib;
-    const char *line = mhb_find_line(p->out, MHB_CELL_TAG);
-    int ranks = 0, verified = 0;
-    char err[128] = "";
-    if (!line || sscanf(line, MHB_CELL_TAG "backend=%*s kernel=%*s items=%*s workers=%d "
-                        "chunk=%zu wall=%lf pool=%lf verified=%d error=%127s",
-                        &ranks, &row->chunk, &row->wall_s, &row->pool_s, &verified, err) < 5) {
-        const char *tail = p->out + (strlen(p->out) > 300 ? strlen(p->out) - 300 : 0);
-        snprintf(row->error, sizeof row->error, "%s",
-                 WIFEXITED(p->status) && WEXITSTATUS(p->status) == 77 ? "skipped (not root?)"
-                                                                      : "no result line");
-        fprintf(stderr, "manyhands-bench cluster: %s %s hosts=%d: %s; its output ends:\n%s\n",
-                k->name, backend, hosts, row->error, tail);
-        goto out_free;
-    }
-    row->verified = verified == 1 ? MHB_VERIFIED : MHB_WRONG;
-    snprintf(row->error, sizeof row->error, "%s", err);
-    if (!row->error[0] && p->status)
-        snprintf(row->error, sizeof row->error, "exit status %d", p->status);
-    if (!row->error[0] && ranks != workers)
-        snprintf(row->error, sizeof row->error, "the pool had %d workers, not %d", ranks,
-                 workers);
+    cluster_parse(p, k, hosts, row);
 out_free:
     free(p);
 out_net:
@@ -175,40 +185,25 @@ struct cluster_cell {
     int workers;
 };
 
-/* A cell's successful runs: their walls, and their network counts
- * summed (averaged when reported: the work is the same each run, only
- * which rank ran which chunk varies). */
+/* A cell's successful runs: how many, and their network counts summed
+ * (averaged when reported: the work is the same each run, only which rank
+ * ran which chunk varies). Their walls are in the table. */
 struct cluster_result {
     struct cluster_cell cell;
     const struct mhk_kernel *kernel;
     size_t items, chunk;
-    double wall[MHB_LIST_MAX];
     struct cluster_net net;
     int runs;
 };
 
-static int cluster_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double cluster_median(struct cluster_result *r)
-{
-    if (r->runs == 0)
-        return NAN;
-    qsort(r->wall, (size_t)r->runs, sizeof r->wall[0], cluster_cmp);
-    return r->runs % 2 ? r->wall[r->runs / 2]
-                       : (r->wall[r->runs / 2 - 1] + r->wall[r->runs / 2]) / 2;
-}
-
 /* Print the summary and write the network CSV of the mpi cells. */
-static void cluster_report(FILE *out, FILE *netcsv, struct cluster_result *res, size_t n)
+static void cluster_report(FILE *out, FILE *netcsv, const struct mhb_table *t,
+                           const struct cluster_result *res, size_t n)
 {
     const char *kernel = NULL;
     double seq = NAN;
     for (size_t i = 0; i < n; i++) {
-        struct cluster_result *r = &res[i];
+        const struct cluster_result *r = &res[i];
         if (r->kernel->name != kernel) {
             kernel = r->kernel->name;
             fprintf(out, "\ncluster: %s, %zu items (median wall of each cell)\n", kernel,
@@ -216,7 +211,7 @@ static void cluster_report(FILE *out, FILE *netcsv, struct cluster_result *res, 
             fprintf(out, "  %-8s %5s %7s %10s %8s %10s %10s %11s\n", "backend", "hosts",
                     "workers", "wall_s", "speedup", "messages", "bytes/item", "bytes/chunk");
         }
-        double wall = cluster_median(r);
+        double wall = mhb_median_wall(t, r->cell.backend, kernel, r->cell.workers, SIZE_MAX);
         if (!strcmp(r->cell.backend, "seq"))
             seq = wall;
         size_t chunks = r->chunk ? (r->items + r->chunk - 1) / r->chunk : 0;
@@ -299,7 +294,7 @@ static int cluster_kernel(const struct mhb_options *o, const char *self,
                         row.verified == MHB_VERIFIED ? "verified " : "NOT VERIFIED ",
                         row.error);
                 if (!row.error[0] && row.verified == MHB_VERIFIED) {
-                    cr->wall[cr->runs++] = row.wall_s;
+                    cr->runs++;
                     cr->chunk = row.chunk;
                     cr->net.messages += net.messages;
                     cr->net.bytes += net.bytes;
@@ -312,6 +307,40 @@ static int cluster_kernel(const struct mhb_options *o, const char *self,
     return 0;
 }
 
+/* base = DIR/LABEL/<date>-cluster; write base.csv with every row, their
+ * speedups against seq's median first. 0 or -1 (said on stderr). */
+static int cluster_write_rows(const struct mhb_options *o, const struct mhb_machine *machine,
+                              struct mhb_table *t, char *base, size_t size, size_t *failed)
+{
+    char dir[MHB_PATH_MAX + MHB_NAME_MAX + 2], path[MHB_PATH_MAX + MHB_NAME_MAX + 64];
+    snprintf(dir, sizeof dir, "%s/%s", o->out, o->label[0] ? o->label : machine->host);
+    char date[16];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%Y-%m-%d", &tm);
+    snprintf(base, size, "%s/%s-cluster", dir, date);
+    snprintf(path, sizeof path, "%s.csv", base);
+    FILE *csv = mhb_mkdirs(dir) ? NULL : mhb_csv_open(path);
+    if (!csv) {
+        fprintf(stderr, "manyhands-bench cluster: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    *failed = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        struct mhb_row *row = &t->rows[i];
+        double seq = mhb_median_wall(t, "seq", row->kernel, 1, SIZE_MAX);
+        if (!row->error[0] && row->wall_s > 0) {
+            row->items_per_s = (double)row->items / row->wall_s;
+            row->speedup = seq / row->wall_s;
+            row->efficiency = row->speedup / row->workers;
+        }
+        *failed += row->error[0] || row->verified != MHB_VERIFIED;
+        mhb_csv_row(csv, machine, row);
+    }
+    return fclose(csv) ? -1 : 0;
+}
+
 int mhb_cluster_main(const struct mhb_options *o)
 {
     char self[MHB_PATH_MAX];
@@ -320,8 +349,6 @@ int mhb_cluster_main(const struct mhb_options *o)
     struct mhb_machine machine;
     mhb_machine_probe(&machine);
     int repeat = o->repeat ? o->repeat : o->quick ? 1 : 3;
-    if (repeat > MHB_LIST_MAX)
-        repeat = MHB_LIST_MAX;
     static const char *const dflt[] = {"factorial", "stream"};
     int nk = o->n_kernels ? o->n_kernels : 2;
     for (int i = 0; i < o->n_workers; i++)
@@ -342,33 +369,10 @@ int mhb_cluster_main(const struct mhb_options *o)
             goto out_free;
     }
 
-    char dir[MHB_PATH_MAX + MHB_NAME_MAX + 2], base[sizeof dir + 32], path[sizeof base + 16];
-    snprintf(dir, sizeof dir, "%s/%s", o->out, o->label[0] ? o->label : machine.host);
-    char date[16];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof date, "%Y-%m-%d", &tm);
-    snprintf(base, sizeof base, "%s/%s-cluster", dir, date);
-    snprintf(path, sizeof path, "%s.csv", base);
-    FILE *csv = mhb_mkdirs(dir) ? NULL : mhb_csv_open(path);
-    if (!csv) {
-        fprintf(stderr, "manyhands-bench cluster: cannot write %s: %s\n", path, strerror(errno));
+    char base[MHB_PATH_MAX + MHB_NAME_MAX + 48], path[sizeof base + 16];
+    size_t failed;
+    if (cluster_write_rows(o, &machine, &t, base, sizeof base, &failed))
         goto out_free;
-    }
-    size_t failed = 0;
-    for (size_t i = 0; i < t.n; i++) {
-        struct mhb_row *row = &t.rows[i];
-        double seq = mhb_median_wall(&t, "seq", row->kernel, 1, SIZE_MAX);
-        if (!row->error[0] && row->wall_s > 0) {
-            row->items_per_s = (double)row->items / row->wall_s;
-            row->speedup = seq / row->wall_s;
-            row->efficiency = row->speedup / row->workers;
-        }
-        failed += row->error[0] || row->verified != MHB_VERIFIED;
-        mhb_csv_row(csv, &machine, row);
-    }
-    fclose(csv);
     snprintf(path, sizeof path, "%s-net.csv", base);
     FILE *net = fopen(path, "w");
     if (net)
@@ -379,9 +383,9 @@ int mhb_cluster_main(const struct mhb_options *o)
     if (sf)
         fprintf(sf, "manyhands-bench cluster, %s, git %s, %s (%d logical cores)\n", machine.host,
                 machine.git_rev, machine.cpu_model, machine.logical_cores);
-    cluster_report(stdout, net, res, nres);
+    cluster_report(stdout, net, &t, res, nres);
     if (sf) {
-        cluster_report(sf, NULL, res, nres);
+        cluster_report(sf, NULL, &t, res, nres);
         fclose(sf);
     }
     if (net)
