@@ -48,6 +48,10 @@ double mhb_now(void);
 /* Run one measured cell in this process (the `cell` command). */
 int mhb_cell_main(const struct mhb_options *o);
 
+/* The `cluster` experiment (harness/cluster.c). 0, or 1 when a run
+ * failed. */
+int mhb_cluster_main(const struct mhb_options *o);
+
 /* ---------------------------------------------------------------- results */
 
 enum mhb_verified { MHB_UNCHECKED = -1, MHB_WRONG = 0, MHB_VERIFIED = 1 };

@@ -829,11 +829,12 @@ int main(int argc, char **argv)
         return mhb_cell_main(&o);
     case MHB_MATRIX:
     case MHB_SEED:
+    case MHB_CLUSTER:
         break;
     }
     struct sigaction sa = {.sa_handler = main_on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    return main_experiment(&o);
+    return o.command == MHB_CLUSTER ? mhb_cluster_main(&o) : main_experiment(&o);
 }

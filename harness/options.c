@@ -9,13 +9,16 @@
 #include <string.h>
 
 const char mhb_usage[] =
-    "usage: manyhands-bench [matrix|seed] [OPTIONS]\n"
+    "usage: manyhands-bench [matrix|seed|cluster] [OPTIONS]\n"
     "\n"
     "  matrix (default)  every backend x every kernel x worker counts x repeats,\n"
     "                    each run in its own process; CSV, plots and a summary\n"
     "  seed              the blog's experiment: factorial of 1,000,000 random ints\n"
     "                    in [1,100), workers 1..4, every backend, beside the blog's\n"
     "                    Python program (Pool and ThreadPool) and a raw OpenMP loop\n"
+    "  cluster           root only: mpi across 1, 2, 4 simulated hosts (--workers:\n"
+    "                    host counts) beside seq and threads, factorial (10^6) and\n"
+    "                    stream, with the messages and bytes each map sent\n"
     "\n"
     "options (LIST is comma separated; worker lists also take ranges: 1-4,8):\n"
     "  --backends LIST   backends to run (default: every one this build has, and\n"
@@ -328,10 +331,12 @@ const char *mhb_options_parse(struct mhb_options *o, int argc, char *const argv[
             o->command = MHB_SEED;
         else if (strcmp(argv[1], "cell") == 0)
             o->command = MHB_CELL;
+        else if (strcmp(argv[1], "cluster") == 0)
+            o->command = MHB_CLUSTER;
         else if (strcmp(argv[1], "help") == 0)
             o->command = MHB_HELP;
         else
-            return opt_fail(o, "unknown command '%.64s' (commands: matrix, seed)", argv[1]);
+            return opt_fail(o, "unknown command '%.64s' (commands: matrix, seed, cluster)", argv[1]);
         i = 2;
     }
     bool help = false;

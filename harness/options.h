@@ -19,6 +19,7 @@ enum mhb_command {
     MHB_MATRIX, /* the comparison matrix (default) */
     MHB_SEED,   /* the blog's experiment beside Python and raw OpenMP */
     MHB_CELL,   /* internal: one measured map in this process */
+    MHB_CLUSTER, /* mpi across simulated hosts (harness/cluster.c) */
     MHB_HELP,   /* --help */
 };
 

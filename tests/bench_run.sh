@@ -9,6 +9,9 @@
 #   smoke        `--quick` over every backend and kernel: schema, every row
 #                verified, plots drawn (when gnuplot is installed)
 #   bad_options  each bad command line exits 2 with a message, nothing run
+#   cluster      `cluster --quick` (root only: 77 otherwise): every row
+#                verified, and the network CSV counts messages and bytes
+#                on 2 and 4 hosts and none on 1
 set -u
 mode=$1 bench=$2 checker=$3 csv_md=$4 work=$5
 
@@ -69,6 +72,19 @@ smoke)
   else
     echo "gnuplot not installed: plots not checked"
   fi
+  ;;
+cluster)
+  [ "$(id -u)" -eq 0 ] || { echo "skipped: the cluster experiment needs root"; exit 77; }
+  "$bench" cluster --quick --out "$work" --label t > "$work/out" 2>&1
+  rc=$?
+  cat "$work/out"
+  [ $rc -eq 0 ] || fail "manyhands-bench cluster --quick exited $rc"
+  set -- "$work"/t/*-cluster.csv "$work"/t/*-cluster-net.csv
+  [ -f "$1" ] && [ -f "$2" ] || fail "CSV files missing: $*"
+  "$checker" --verified "$csv_md" "$1" || fail "schema or verification"
+  # kernel,hosts,...,messages (9),bytes (10): 2 kernels x hosts 1, 2, 4.
+  awk -F, 'NR > 1 { n++; if ($2 == 1 ? $9 != 0 : ($9 < 4 || $10 < $4)) bad++ }
+    END { exit !(n == 6 && !bad) }' "$2" || { cat "$2"; fail "network counts"; }
   ;;
 bad_options)
   check_bad() {
