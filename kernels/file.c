@@ -23,8 +23,7 @@
 
 #include "internal.h"
 
-#define FILE_BLOCK 4096u
-#define FILE_WORDS (FILE_BLOCK / sizeof(uint64_t))
+#define FILE_WORDS (MHK_FILE_BLOCK / sizeof(uint64_t))
 #define FILE_MIB ((uint64_t)1 << 20)
 
 struct file_ctx {
@@ -42,7 +41,7 @@ static void file_block(uint64_t *words, uint64_t b, uint64_t seed)
 }
 
 /* Order-sensitive checksum of one block (FNV-1a over words). */
-static uint64_t file_checksum(const uint64_t *words)
+uint64_t mhk_file_checksum(const uint64_t *words)
 {
     uint64_t h = 1469598103934665603u;
     for (size_t j = 0; j < FILE_WORDS; j++)
@@ -82,14 +81,14 @@ static int file_setup(void **ctxp, size_t n, uint64_t seed)
     if (snprintf(path, sizeof path, "%s/mhk-file-XXXXXX", dir) >= (int)sizeof path)
         return MH_EINVAL;
     struct file_ctx *ctx = malloc(sizeof *ctx);
-    uint64_t *block = malloc(FILE_BLOCK * 64); /* written 256 KiB at a time */
+    uint64_t *block = malloc(MHK_FILE_BLOCK * 64); /* written 256 KiB at a time */
     if (!ctx || !block) {
         rc = MH_ENOMEM;
         goto out_free;
     }
     /* A power of two, so that generate can permute block numbers. */
     ctx->blocks = 1;
-    while (ctx->blocks * 2 <= mib * FILE_MIB / FILE_BLOCK)
+    while (ctx->blocks * 2 <= mib * FILE_MIB / MHK_FILE_BLOCK)
         ctx->blocks *= 2;
     ctx->seed = seed;
     ctx->warm = warm != 0;
@@ -105,7 +104,7 @@ static int file_setup(void **ctxp, size_t n, uint64_t seed)
         uint64_t count = ctx->blocks - b < 64 ? ctx->blocks - b : 64;
         for (uint64_t k = 0; k < count; k++)
             file_block(block + k * FILE_WORDS, b + k, seed);
-        rc = file_write_all(ctx->fd, block, count * FILE_BLOCK);
+        rc = file_write_all(ctx->fd, block, count * MHK_FILE_BLOCK);
         if (rc)
             goto out_close;
     }
@@ -126,6 +125,12 @@ out_free:
     free(block);
     free(ctx);
     return rc;
+}
+
+int mhk_file_fd(void *vctx)
+{
+    const struct file_ctx *ctx = vctx;
+    return ctx->fd;
 }
 
 static void file_teardown(void *vctx)
@@ -174,9 +179,9 @@ static int file_fn(const void *in, void *out, void *vctx)
         return EINVAL;
     uint64_t words[FILE_WORDS];
     size_t got = 0;
-    while (got < FILE_BLOCK) {
-        ssize_t done = pread(ctx->fd, (char *)words + got, FILE_BLOCK - got,
-                             (off_t)(b * FILE_BLOCK + got));
+    while (got < MHK_FILE_BLOCK) {
+        ssize_t done = pread(ctx->fd, (char *)words + got, MHK_FILE_BLOCK - got,
+                             (off_t)(b * MHK_FILE_BLOCK + got));
         if (done < 0 && errno == EINTR)
             continue;
         if (done < 0)
@@ -185,7 +190,7 @@ static int file_fn(const void *in, void *out, void *vctx)
             return EIO; /* the file is shorter than it was written */
         got += (size_t)done;
     }
-    *(uint64_t *)out = file_checksum(words);
+    *(uint64_t *)out = mhk_file_checksum(words);
     return 0;
 }
 
@@ -198,7 +203,7 @@ static size_t file_verify(const void *in, const void *out, size_t n, void *vctx)
         if (items[i] >= ctx->blocks)
             return i + 1;
         file_block(words, items[i], ctx->seed);
-        if (sums[i] != file_checksum(words))
+        if (sums[i] != mhk_file_checksum(words))
             return i + 1;
     }
     return 0;

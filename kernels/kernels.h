@@ -137,6 +137,34 @@ int mhk_tcp_stop_server(void *ctx);
  * (each thread of each process holds one and reuses it). */
 uint64_t mhk_tcp_accepted(void *ctx);
 
+/*
+ * For a program that does an IO-bound kernel's waiting itself rather than
+ * through fn (harness/peers/evloop.c: an event loop) and hands the outputs
+ * to the kernel's own verify. Each takes the ctx of its kernel's setup.
+ */
+
+/* sleep: one output, as fn writes it and verify checks it. */
+struct mhk_sleep_out {
+    uint64_t echo;      /* the input */
+    uint64_t waited_ns; /* measured around the wait: at least the delay */
+};
+
+/* sleep: the latency per item, in nanoseconds (MHK_SLEEP_US). */
+uint64_t mhk_sleep_delay_ns(void *ctx);
+
+/* tcp: the server's port on 127.0.0.1 (host order) and its service delay
+ * in nanoseconds. The protocol: 8 bytes of input out, 8 bytes of output
+ * back, on a connection that serves one request at a time. */
+void mhk_tcp_server(void *ctx, uint16_t *port, uint64_t *delay_ns);
+
+/* file: each item reads the MHK_FILE_BLOCK bytes at offset
+ * input * MHK_FILE_BLOCK of the descriptor mhk_file_fd returns (the
+ * kernel's; not to be closed), and its output is mhk_file_checksum of
+ * them (block: MHK_FILE_BLOCK bytes, 8-byte aligned). */
+#define MHK_FILE_BLOCK 4096u
+int mhk_file_fd(void *ctx);
+uint64_t mhk_file_checksum(const uint64_t *block);
+
 #ifdef __cplusplus
 }
 #endif

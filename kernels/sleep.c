@@ -15,11 +15,6 @@ struct sleep_ctx {
     uint64_t delay_ns;
 };
 
-struct sleep_out {
-    uint64_t echo;      /* the input */
-    uint64_t waited_ns; /* measured around the sleep */
-};
-
 static int sleep_setup(void **ctxp, size_t n, uint64_t seed)
 {
     (void)n;
@@ -39,6 +34,12 @@ static int sleep_setup(void **ctxp, size_t n, uint64_t seed)
 static void sleep_teardown(void *ctx)
 {
     free(ctx);
+}
+
+uint64_t mhk_sleep_delay_ns(void *vctx)
+{
+    const struct sleep_ctx *ctx = vctx;
+    return ctx->delay_ns;
 }
 
 static void sleep_generate(void *in, size_t n, uint64_t seed, void *ctx)
@@ -61,7 +62,7 @@ static int sleep_fn(const void *in, void *out, void *vctx)
     while (nanosleep(&left, &left) != 0)
         if (errno != EINTR)
             return errno;
-    struct sleep_out *result = out;
+    struct mhk_sleep_out *result = out;
     result->echo = *(const uint64_t *)in;
     result->waited_ns = mhk__now_ns() - start;
     return 0;
@@ -71,7 +72,7 @@ static size_t sleep_verify(const void *in, const void *out, size_t n, void *vctx
 {
     const struct sleep_ctx *ctx = vctx;
     const uint64_t *items = in;
-    const struct sleep_out *results = out;
+    const struct mhk_sleep_out *results = out;
     for (size_t i = 0; i < n; i++)
         if (results[i].echo != items[i] || results[i].waited_ns < ctx->delay_ns)
             return i + 1;
@@ -84,7 +85,7 @@ const struct mhk_kernel mhk__sleep = {
                    "remote call waits",
     .bound = MHK_IO,
     .in_size = sizeof(uint64_t),
-    .out_size = sizeof(struct sleep_out),
+    .out_size = sizeof(struct mhk_sleep_out),
     .default_items = 512,
     .quick_items = 64,
     .setup = sleep_setup,

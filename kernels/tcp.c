@@ -303,6 +303,13 @@ uint64_t mhk_tcp_accepted(void *vctx)
     return ctx ? atomic_load_explicit(&ctx->accepted, memory_order_relaxed) : 0;
 }
 
+void mhk_tcp_server(void *vctx, uint16_t *port, uint64_t *delay_ns)
+{
+    const struct tcp_ctx *ctx = vctx;
+    *port = ctx->port;
+    *delay_ns = ctx->delay_ns;
+}
+
 static int tcp_setup(void **ctxp, size_t n, uint64_t seed)
 {
     (void)n;
