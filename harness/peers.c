@@ -54,11 +54,18 @@ static const char *const peers_joblib_batched[] = {
     "/usr/bin/python3", "$src/harness/peers/seed_joblib.py", "batched", SEED_ARGS, NULL};
 static const char *const peers_joblib_auto[] = {
     "/usr/bin/python3", "$src/harness/peers/seed_joblib.py", "auto", SEED_ARGS, NULL};
+static const char *const peers_evloop[] = {"$peers/evloop", "--kernel", "$kernel", "--items",
+                                           "$items", "--workers", "$workers", "--repeat", "1",
+                                           "--seed", "$seed", NULL};
+/* evloop exits 77 for a kernel this build of it lacks (file without liburing). */
+static const char *const peers_evloop_probe[] = {"$peers/evloop", "--kernel", "$kernel",
+                                                 "--items", "1", "--workers", "1", NULL};
 static const char *const peers_numpy[] = {"/usr/bin/python3", "-c", "import numpy", NULL};
 static const char *const peers_joblib[] = {"/usr/bin/python3", "-c", "import numpy, joblib",
                                            NULL};
 
 static bool peers_cpu(const struct mhk_kernel *k) { return k->bound == MHK_CPU; }
+static bool peers_io(const struct mhk_kernel *k) { return k->bound == MHK_IO; }
 static bool peers_raw_loop(const struct mhk_kernel *k) { return k->raw_loop != NULL; }
 static bool peers_seed(const struct mhk_kernel *k) { return k->seed_items != 0; }
 
@@ -91,6 +98,13 @@ static const struct mhb_runner peers_table[] = {
      .tag = "tbb ", .time_key = "seconds", .program = "$peers/tbb",
      .needs = "libtbb-dev when CMake configured the build (scripts/install-deps)",
      .color = "#e377c2", .dash = 4},
+    {.name = "evloop",
+     .what = "one thread, W requests in flight: timerfd+epoll, non-blocking sockets+epoll, "
+             "io_uring",
+     .experiments = MHB_IN_MATRIX, .does = peers_io, .argv = peers_evloop, .tag = "evloop ",
+     .time_key = "seconds", .program = "$peers/evloop", .probe = peers_evloop_probe,
+     .needs = "the kernels (GMP); liburing-dev for file (scripts/install-deps)",
+     .color = "#17becf", .dash = 4},
     {.name = "python-process", .what = "the blog's program: multiprocessing.Pool.map",
      PYTHON(.reference = true, .argv = peers_pool, .tag = "seed-pool ", .program = "$src/harness/peers/seed_pool.py",
             .probe = peers_numpy, .needs = "python3-numpy", .color = "#ff7f0e")},
@@ -115,7 +129,7 @@ static const struct mhb_runner peers_table[] = {
 
 #define PEERS_COUNT (sizeof peers_table / sizeof *peers_table)
 
-/* A backend of this build that the table does not know: drawn in grey-blue. */
+/* A backend of this build that the table does not know: drawn in light blue. */
 static struct mhb_runner peers_unknown[16];
 static const struct mhb_runner *peers_list[PEERS_COUNT + 17];
 
@@ -138,7 +152,7 @@ const struct mhb_runner *const *mhb_runners(void)
             if (!r && unknown < 16 && !baseline) {
                 peers_unknown[unknown] = (struct mhb_runner){
                     .name = *b, .what = "a library backend",
-                    LIBRARY(.argv = peers_cell, .color = "#17becf")};
+                    LIBRARY(.argv = peers_cell, .color = "#aec7e8")};
                 r = &peers_unknown[unknown++];
             }
             if (r && r->baseline == (baseline == 1))
@@ -236,9 +250,13 @@ bool mhb_runner_available(const struct mhb_runner *runner, const struct mhb_call
     }
     if (!runner->probe)
         return true;
+    struct mhb_runner probe = *runner;
+    probe.argv = runner->probe;
+    char *argv[16], args[2 * MHB_PATH_MAX];
     struct mhb_proc *p = malloc(sizeof *p);
-    bool ok = p && mhb_proc_run((char *const *)runner->probe, NULL, 60, p) == 0 &&
-              WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0;
+    bool ok = p && mhb_runner_argv(&probe, call, argv, 16, args, sizeof args) == 0 &&
+              mhb_proc_run(argv, NULL, 60, p) == 0 && WIFEXITED(p->status) &&
+              WEXITSTATUS(p->status) == 0;
     if (!ok)
         snprintf(why, size, "'%s %s %s' failed (needs %s)", runner->probe[0],
                  runner->probe[1], runner->probe[2] ? runner->probe[2] : "", runner->needs);

@@ -68,17 +68,22 @@ static bool plan_takes(struct mhb_run *run, const struct mhb_runner *r,
         return true;
     if (run->o->no_peers || run->o->n_chunks)
         return false;
-    const char *noted = strstr(run->skipped, r->name);
-    if (noted && (noted == run->skipped || noted[-1] == ' ') && noted[strlen(r->name)] == ':')
+    /* A probe may depend on the kernel: the note names it then. */
+    bool per_kernel = false;
+    for (const char *const *t = r->probe; t && *t && !per_kernel; t++)
+        per_kernel = strcmp(*t, "$kernel") == 0;
+    char key[2 * MHB_NAME_MAX + 8], why[512];
+    snprintf(key, sizeof key, per_kernel ? "%s (%s):" : "%s:", r->name, k->name);
+    const char *noted = strstr(run->skipped, key);
+    if (noted && (noted == run->skipped || noted[-1] == ' '))
         return false;
-    char why[512];
     struct mhb_plan plan = {r, k, 1, 1, 0};
     struct mhb_call call = mhb_plan_call(run, &plan, 0);
     if (mhb_runner_available(r, &call, why, sizeof why))
         return true;
     size_t used = strlen(run->skipped);
-    snprintf(run->skipped + used, sizeof run->skipped - used, "%s%s: %s", used ? "; " : "",
-             r->name, why);
+    snprintf(run->skipped + used, sizeof run->skipped - used, "%s%s %s", used ? "; " : "", key,
+             why);
     return false;
 }
 
