@@ -240,6 +240,10 @@ struct mhb_match {
 
 int mhb_table_add(struct mhb_table *t, const struct mhb_row *r);
 
+/* Room for item n in the array *v of *cap items of size bytes (doubling);
+ * 0, or -1 when out of memory (*v unchanged). */
+int mhb_reserve(void **v, size_t *cap, size_t n, size_t size);
+
 /* Median of field over the rows that match; NAN when none. */
 double mhb_stat(const struct mhb_table *t, struct mhb_match m, enum mhb_field field);
 

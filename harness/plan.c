@@ -23,14 +23,8 @@ static const size_t plan_sweep_chunks[] = {1, 16, 256, 4096};
 
 static int plan_add(struct mhb_plans *p, struct mhb_plan plan)
 {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? 2 * p->cap : 64;
-        struct mhb_plan *v = realloc(p->v, cap * sizeof *v);
-        if (!v)
-            return -1;
-        p->v = v;
-        p->cap = cap;
-    }
+    if (mhb_reserve((void **)&p->v, &p->cap, p->n, sizeof *p->v))
+        return -1;
     p->v[p->n++] = plan;
     return 0;
 }

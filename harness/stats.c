@@ -94,16 +94,23 @@ double mhb_baseline_wall(const struct mhb_table *t, const char *kernel)
     return mhb_stat(t, (struct mhb_match){base, kernel, 1, SIZE_MAX}, MHB_WALL);
 }
 
+int mhb_reserve(void **v, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    size_t grown = *cap ? 2 * *cap : 64;
+    void *p = realloc(*v, grown * size);
+    if (!p)
+        return -1;
+    *v = p;
+    *cap = grown;
+    return 0;
+}
+
 int mhb_table_add(struct mhb_table *t, const struct mhb_row *r)
 {
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 256;
-        struct mhb_row *rows = realloc(t->rows, cap * sizeof *rows);
-        if (!rows)
-            return -1;
-        t->rows = rows;
-        t->cap = cap;
-    }
+    if (mhb_reserve((void **)&t->rows, &t->cap, t->n, sizeof *t->rows))
+        return -1;
     t->rows[t->n++] = *r;
     return 0;
 }
