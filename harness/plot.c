@@ -329,8 +329,8 @@ int mhb_plot_seed(const char *base, const struct mhb_table *t, int cores, int re
     for (int term = 0; term < 2; term++) {
         fprintf(f, "\nreset\n%s\nset output '%s.%s'\n", plot_terms[term][0], name,
                 plot_terms[term][1]);
-        fprintf(f, "set title \"The seed's experiment: factorial of %zu random ints in [1,100), "
-                   "seconds (median of %d)\"\n", t->rows[0].items, repeat);
+        fprintf(f, "set title \"The seed's experiment: %s of %zu random ints in [1,100), "
+                   "seconds (median of %d)\"\n", t->rows[0].kernel, t->rows[0].items, repeat);
         fprintf(f, "set xlabel 'workers (processes, threads or ranks)'\nset ylabel 'seconds "
                    "(log scale)'\nset logscale y\nset grid\nset xrange [0.5:%g]\nset xtics 1\n"
                    "set key outside right top box\n", wmax + 0.5);

@@ -225,7 +225,10 @@ static void summary_in_flight(FILE *f, const struct mhb_table *t,
         fprintf(f, "\n");
         for (int b = 0; b < runners->n; b++) {
             const char *bn = runners->v[b];
-            if (isnan(mhb_stat(t, (struct mhb_match){bn, kn, 0, 0}, MHB_WALL)))
+            bool ran = false;
+            for (int i = from; i < nw && !ran; i++)
+                ran = !isnan(mhb_stat(t, (struct mhb_match){bn, kn, w[i], 0}, MHB_WALL));
+            if (!ran)
                 continue;
             fprintf(f, "%10s", bn);
             for (int i = from; i < nw; i++) {
