@@ -72,9 +72,15 @@ static bool peers_seed(const struct mhk_kernel *k) { return k->seed_items != 0; 
 /* A library backend, the same in both experiments. */
 #define LIBRARY(...) .library = true, .experiments = MHB_IN_MATRIX | MHB_IN_SEED, \
                      .tag = MHB_CELL_TAG, .time_key = "wall", .dash = 1, __VA_ARGS__
-/* One of the blog's Python programs (seed only). */
+/* A Python program on the seed's workload (seed only). */
 #define PYTHON(...) .experiments = MHB_IN_SEED, .does = peers_seed, .time_key = "seconds", \
                     .dash = 4, __VA_ARGS__
+/* The blog's program, seed_pool.py. */
+#define BLOG_POOL(...) PYTHON(.tag = "seed-pool ", .program = "$src/harness/peers/seed_pool.py", \
+                              .probe = peers_numpy, .needs = "python3-numpy", __VA_ARGS__)
+/* joblib, seed_joblib.py. */
+#define JOBLIB(...) PYTHON(.tag = "seed-joblib ", .program = "$src/harness/peers/seed_joblib.py", \
+                           .probe = peers_joblib, .needs = "python3-joblib", __VA_ARGS__)
 
 static const struct mhb_runner peers_table[] = {
     {.name = "seq", .what = "the library's sequential loop: the baseline and the oracle",
@@ -106,25 +112,17 @@ static const struct mhb_runner peers_table[] = {
      .needs = "the kernels (GMP); liburing-dev for file (scripts/install-deps)",
      .color = "#17becf", .dash = 4},
     {.name = "python-process", .what = "the blog's program: multiprocessing.Pool.map",
-     PYTHON(.reference = true, .argv = peers_pool, .tag = "seed-pool ", .program = "$src/harness/peers/seed_pool.py",
-            .probe = peers_numpy, .needs = "python3-numpy", .color = "#ff7f0e")},
+     BLOG_POOL(.reference = true, .argv = peers_pool, .color = "#ff7f0e")},
     {.name = "python-process-tuned",
      .what = "the same Pool.map with a tuned chunksize (seed_pool.py says which)",
-     PYTHON(.argv = peers_pool_tuned, .tag = "seed-pool ", .program = "$src/harness/peers/seed_pool.py",
-            .probe = peers_numpy, .needs = "python3-numpy", .color = "#ffbb78")},
+     BLOG_POOL(.argv = peers_pool_tuned, .color = "#ffbb78")},
     {.name = "python-thread", .what = "the blog's program with ThreadPool (the GIL)",
-     PYTHON(.argv = peers_thread, .tag = "seed-pool ", .program = "$src/harness/peers/seed_pool.py",
-            .probe = peers_numpy, .needs = "python3-numpy", .color = "#8c564b")},
+     BLOG_POOL(.argv = peers_thread, .color = "#8c564b")},
     {.name = "joblib-batched", .what = "joblib Parallel (loky), batches of n/(4W) items",
-     PYTHON(.argv = peers_joblib_batched, .tag = "seed-joblib ",
-            .program = "$src/harness/peers/seed_joblib.py", .probe = peers_joblib,
-            .needs = "python3-joblib", .color = "#bcbd22")},
+     JOBLIB(.argv = peers_joblib_batched, .color = "#bcbd22")},
     /* joblib's automatic batching at n_jobs=1 took 144 s by hand: one run. */
     {.name = "joblib-auto", .what = "joblib Parallel (loky), its automatic batching",
-     PYTHON(.argv = peers_joblib_auto, .tag = "seed-joblib ",
-            .program = "$src/harness/peers/seed_joblib.py", .probe = peers_joblib,
-            .needs = "python3-joblib", .repeat_max = 1, .timeout_s = 900,
-            .color = "#dbdb8d")},
+     JOBLIB(.argv = peers_joblib_auto, .repeat_max = 1, .timeout_s = 900, .color = "#dbdb8d")},
 };
 
 #define PEERS_COUNT (sizeof peers_table / sizeof *peers_table)
