@@ -1,8 +1,9 @@
 /*
- * manyhands-bench cluster: the mpi backend across 1, 2 and 4 simulated
- * hosts (scripts/cluster: network namespaces, one rank per host, TCP),
- * beside seq and threads on one host, for the seed workload (factorial,
- * 10^6 items) and stream; with the messages and bytes every map sent.
+ * manyhands-bench cluster: the runners of the cluster experiment (the
+ * runner table: seq, threads, and mpi across 1, 2 and 4 simulated hosts
+ * of scripts/cluster, one rank per host, TCP) on the seed workload and
+ * the CPU-bound kernel with the most bytes per item; with the messages
+ * and bytes every map sent.
  *
  * Each run is a `cell` in its own process, as in the matrix: for mpi,
  * `scripts/cluster H 1 <self> cell ...`. The mpi runs go with Open MPI's
@@ -20,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -86,34 +86,22 @@ static void cluster_row_init(struct mhb_row *row, const struct mhk_kernel *k, si
     row->verified = MHB_WRONG;
 }
 
-/* Fill row from what the cell process p did and printed. */
+/* Fill row from what the cell process p did and printed: its result line
+ * read as the runner table reads it (harness/peers.c). */
 static void cluster_parse(const struct mhb_proc *p, const struct mhk_kernel *k, int hosts,
                           struct mhb_row *row)
 {
     row->user_s = p->user_s;
     row->sys_s = p->sys_s;
     row->peak_rss_kib = p->maxrss_kib;
-    const char *line = mhb_find_line(p->out, MHB_CELL_TAG);
-    int ranks = 0, verified = 0;
-    char err[128] = "";
-    if (!line || sscanf(line, MHB_CELL_TAG "backend=%*s kernel=%*s items=%*s workers=%d "
-                        "chunk=%zu wall=%lf pool=%lf verified=%d error=%127s",
-                        &ranks, &row->chunk, &row->wall_s, &row->pool_s, &verified, err) < 5) {
-        const char *tail = p->out + (strlen(p->out) > 300 ? strlen(p->out) - 300 : 0);
-        snprintf(row->error, sizeof row->error, "%s",
-                 WIFEXITED(p->status) && WEXITSTATUS(p->status) == 77 ? "skipped (not root?)"
-                                                                      : "no result line");
-        fprintf(stderr, "manyhands-bench cluster: %s %s hosts=%d: %s; its output ends:\n%s\n",
-                k->name, row->backend, hosts, row->error, tail);
+    mhb_runner_parse(mhb_runner_find(row->backend), p, row->workers, row);
+    if (!row->error[0])
         return;
-    }
-    row->verified = verified == 1 ? MHB_VERIFIED : MHB_WRONG;
-    snprintf(row->error, sizeof row->error, "%s", err);
-    if (!row->error[0] && !(WIFEXITED(p->status) && WEXITSTATUS(p->status) == 0))
-        snprintf(row->error, sizeof row->error, "wait status %d", p->status);
-    if (!row->error[0] && ranks != row->workers)
-        snprintf(row->error, sizeof row->error, "the pool had %d workers, not %d", ranks,
-                 row->workers);
+    if (WIFEXITED(p->status) && WEXITSTATUS(p->status) == 77)
+        snprintf(row->error, sizeof row->error, "skipped (not root?)");
+    size_t len = strlen(p->out);
+    fprintf(stderr, "manyhands-bench cluster: %s %s hosts=%d: %s; its output ends:\n%s\n",
+            k->name, row->backend, hosts, row->error, p->out + (len > 300 ? len - 300 : 0));
 }
 
 /* One run of a cell: backend on `hosts` simulated hosts (0: plainly, on
@@ -171,10 +159,7 @@ out_free:
 out_net:
     if (hosts > 0 && cluster_read_net(dir, workers, net) && !row->error[0])
         snprintf(row->error, sizeof row->error, "no monitoring output (pml monitoring?)");
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(row->timestamp, sizeof row->timestamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    mhb_timestamp(row->timestamp, sizeof row->timestamp);
     row->load_1m = mhb_load_1m();
 }
 
@@ -201,7 +186,6 @@ static void cluster_report(FILE *out, FILE *netcsv, const struct mhb_table *t,
                            const struct cluster_result *res, size_t n)
 {
     const char *kernel = NULL;
-    double seq = NAN;
     for (size_t i = 0; i < n; i++) {
         const struct cluster_result *r = &res[i];
         if (r->kernel->name != kernel) {
@@ -211,14 +195,13 @@ static void cluster_report(FILE *out, FILE *netcsv, const struct mhb_table *t,
             fprintf(out, "  %-8s %5s %7s %10s %8s %10s %10s %11s\n", "backend", "hosts",
                     "workers", "wall_s", "speedup", "messages", "bytes/item", "bytes/chunk");
         }
-        double wall = mhb_median_wall(t, r->cell.backend, kernel, r->cell.workers, SIZE_MAX);
-        if (!strcmp(r->cell.backend, "seq"))
-            seq = wall;
+        struct mhb_match m = {r->cell.backend, kernel, r->cell.workers, SIZE_MAX};
+        double wall = mhb_stat(t, m, MHB_WALL);
         size_t chunks = r->chunk ? (r->items + r->chunk - 1) / r->chunk : 0;
         char hosts[16];
         snprintf(hosts, sizeof hosts, "%d", r->cell.hosts ? r->cell.hosts : 1);
         fprintf(out, "  %-8s %5s %7d %10.4f %8.2f", r->cell.backend, hosts, r->cell.workers,
-                wall, seq / wall);
+                wall, mhb_stat(t, m, MHB_SPEEDUP));
         if (r->cell.hosts == 0) {
             fprintf(out, "\n");
             continue;
@@ -236,21 +219,23 @@ static void cluster_report(FILE *out, FILE *netcsv, const struct mhb_table *t,
     }
 }
 
-/* The cells of one kernel: seq first (the baseline), then threads on
- * this host and mpi across simulated hosts, at each host count. */
+/* The cells of one kernel, from the runners in the cluster experiment:
+ * the baseline first, at one worker; a launched runner (its ranks) across
+ * each host count; the others on this host at that many workers. */
 static size_t cluster_plan(const struct mhb_options *o, struct cluster_cell *cells)
 {
     size_t n = 0;
     int nh = o->n_workers ? o->n_workers : (int)CLUSTER_NHOSTS;
-    cells[n++] = (struct cluster_cell){"seq", 0, 1};
-    for (int pass = 0; pass < 2; pass++) {
-        const char *backend = pass ? "mpi" : "threads";
-        bool built = false;
-        for (const char *const *b = mh_backends(); *b; b++)
-            built |= strcmp(*b, backend) == 0;
-        for (int i = 0; built && i < nh; i++) {
+    for (const struct mhb_runner *const *r = mhb_runners(); *r; r++) {
+        if (!((*r)->experiments & MHB_IN_CLUSTER))
+            continue;
+        if ((*r)->baseline) {
+            cells[n++] = (struct cluster_cell){(*r)->name, 0, 1};
+            continue;
+        }
+        for (int i = 0; i < nh; i++) {
             int h = o->n_workers ? o->workers[i] : cluster_hosts[i];
-            cells[n++] = (struct cluster_cell){backend, pass ? h : 0, h};
+            cells[n++] = (struct cluster_cell){(*r)->name, (*r)->launched ? h : 0, h};
         }
     }
     return n;
@@ -260,10 +245,30 @@ static size_t cluster_items(const struct mhb_options *o, const struct mhk_kernel
 {
     if (o->items)
         return o->items;
-    if (!strcmp(k->name, "factorial") && !o->quick)
-        return 1000000; /* the seed workload */
+    if (k->seed_items && !o->quick)
+        return k->seed_items; /* the seed workload */
     double n = (double)(o->quick ? k->quick_items : k->default_items) * o->scale;
     return n < 1 ? 1 : (size_t)n;
+}
+
+/* The default kernels: the seed's workload, and the CPU-bound kernel that
+ * carries the most bytes per item. Returns how many (at most 2). */
+static int cluster_default_kernels(const struct mhk_kernel *out[2])
+{
+    const struct mhk_kernel *seed = NULL, *bytes = NULL;
+    for (const struct mhk_kernel *const *k = mhk_kernels(); *k; k++) {
+        if ((*k)->seed_items && !seed)
+            seed = *k;
+        else if ((*k)->bound == MHK_CPU &&
+                 (!bytes || (*k)->in_size + (*k)->out_size > bytes->in_size + bytes->out_size))
+            bytes = *k;
+    }
+    int n = 0;
+    if (seed)
+        out[n++] = seed;
+    if (bytes)
+        out[n++] = bytes;
+    return n;
 }
 
 /* Run every cell of kernel k `repeat` times; rows into t, results. */
@@ -312,16 +317,11 @@ static int cluster_kernel(const struct mhb_options *o, const char *self,
 static int cluster_write_rows(const struct mhb_options *o, const struct mhb_machine *machine,
                               struct mhb_table *t, char *base, size_t size, size_t *failed)
 {
-    char dir[MHB_PATH_MAX + MHB_NAME_MAX + 2], path[MHB_PATH_MAX + MHB_NAME_MAX + 64];
-    snprintf(dir, sizeof dir, "%s/%s", o->out, o->label[0] ? o->label : machine->host);
-    char date[16];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof date, "%Y-%m-%d", &tm);
-    snprintf(base, size, "%s/%s-cluster", dir, date);
+    char path[MHB_PATH_MAX + MHB_NAME_MAX + 64];
+    if (mhb_results_base(o, machine->host, "cluster", base, size))
+        return -1;
     snprintf(path, sizeof path, "%s.csv", base);
-    FILE *csv = mhb_mkdirs(dir) ? NULL : mhb_csv_open(path);
+    FILE *csv = mhb_csv_open(path);
     if (!csv) {
         fprintf(stderr, "manyhands-bench cluster: cannot write %s: %s\n", path, strerror(errno));
         return -1;
@@ -329,12 +329,7 @@ static int cluster_write_rows(const struct mhb_options *o, const struct mhb_mach
     *failed = 0;
     for (size_t i = 0; i < t->n; i++) {
         struct mhb_row *row = &t->rows[i];
-        double seq = mhb_median_wall(t, "seq", row->kernel, 1, SIZE_MAX);
-        if (!row->error[0] && row->wall_s > 0) {
-            row->items_per_s = (double)row->items / row->wall_s;
-            row->speedup = seq / row->wall_s;
-            row->efficiency = row->speedup / row->workers;
-        }
+        mhb_row_rates(row, mhb_baseline_wall(t, row->kernel));
         *failed += row->error[0] || row->verified != MHB_VERIFIED;
         mhb_csv_row(csv, machine, row);
     }
@@ -349,8 +344,8 @@ int mhb_cluster_main(const struct mhb_options *o)
     struct mhb_machine machine;
     mhb_machine_probe(&machine);
     int repeat = o->repeat ? o->repeat : o->quick ? 1 : 3;
-    static const char *const dflt[] = {"factorial", "stream"};
-    int nk = o->n_kernels ? o->n_kernels : 2;
+    const struct mhk_kernel *dflt[2];
+    int nk = o->n_kernels ? o->n_kernels : cluster_default_kernels(dflt);
     for (int i = 0; i < o->n_workers; i++)
         if (o->workers[i] > 8) {
             fprintf(stderr, "manyhands-bench cluster: --workers are host counts, 1..8\n");
@@ -364,7 +359,7 @@ int mhb_cluster_main(const struct mhb_options *o)
     if (!res)
         return 1;
     for (int i = 0; i < nk; i++) {
-        const struct mhk_kernel *k = mhk_find(o->n_kernels ? o->kernels[i] : dflt[i]);
+        const struct mhk_kernel *k = o->n_kernels ? mhk_find(o->kernels[i]) : dflt[i];
         if (!k || cluster_kernel(o, self, k, repeat, &t, res, &nres))
             goto out_free;
     }

@@ -39,7 +39,7 @@ struct mhb_options {
     int repeat;       /* runs per cell; 0: default (3, or 1 with --quick) */
     bool quick;
     bool no_plot;     /* skip gnuplot */
-    bool no_peers;    /* seed: skip Python and raw-openmp */
+    bool no_peers;    /* run the library's backends only, no peer program */
     uint64_t seed;    /* input generator seed */
     double timeout_s; /* per cell process; killed past it */
     char out[MHB_PATH_MAX];  /* results directory */
