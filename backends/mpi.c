@@ -287,7 +287,8 @@ static int mpi_room(unsigned char **buf, size_t *cap, size_t used, size_t need)
         bigger = mh__malloc(want = need);
     if (!bigger)
         return MH_ENOMEM;
-    memcpy(bigger, *buf, used);
+    if (used) /* *buf may still be NULL */
+        memcpy(bigger, *buf, used);
     mh__free(*buf);
     *buf = bigger;
     *cap = want;
