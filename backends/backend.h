@@ -37,15 +37,50 @@ struct mh__failure {
     size_t count;      /* failures this record stands for (>= 1) */
 };
 
+/* No failure: index MH_NO_ITEM. */
+static inline struct mh__failure mh__failure_none(void)
+{
+    return (struct mh__failure){.index = MH_NO_ITEM, .exit_status = -1};
+}
+
+/* Item index failed in this process: fn returned code (or the codec
+ * failed: MH_ECODEC). */
+static inline struct mh__failure mh__failure_callback(size_t index, int code)
+{
+    return (struct mh__failure){
+        .index = index, .status = MH_ITEM_FAILED, .callback_code = code,
+        .exit_status = -1, .count = 1,
+    };
+}
+
+/* Item index was running when its worker process ended: status is
+ * MH_ITEM_CRASHED or MH_ITEM_TIMED_OUT; sig the signal or 0, exit_status
+ * the exit status or -1. */
+static inline struct mh__failure mh__failure_worker(size_t index, int status, int sig,
+                                                    int exit_status, long pid)
+{
+    return (struct mh__failure){
+        .index = index, .status = status, .signal = sig,
+        .exit_status = exit_status, .pid = pid, .count = 1,
+    };
+}
+
 /*
  * One map in flight. The core fills everything before calling the
  * backend's map and reads the failure and counters after it returns.
- * Chunk c covers items [c * chunk, min((c + 1) * chunk, n)).
+ * Chunk c's items are mh__chunk_bounds(run, c): the only rule for where a
+ * chunk starts and ends, so that every process of a map agrees.
  */
 struct mh__run {
     const struct mh_task *task; /* validated; n > 0 */
-    size_t chunk;               /* items per chunk, >= 1 */
-    size_t nchunks;             /* ceil(n / chunk), >= 1 */
+    size_t chunk;               /* items per chunk before the tail, >= 1;
+                                 * no chunk is larger */
+    size_t nchunks;             /* chunks in all, >= 1 */
+    /* The shrinking tail of an adaptive map (mh__chunk_plan): chunks from
+     * tail_chunk on start at item tail_begin and come in levels of
+     * tail_width chunks of tail_top, tail_top / 2, ..., 1 items. No tail:
+     * tail_chunk == nchunks and tail_begin == n. */
+    size_t tail_chunk, tail_begin, tail_top, tail_width;
     int workers;                /* workers to use: min(pool's, nchunks) */
     enum mh_on_error on_error;
     double timeout_s;           /* 0: none */
@@ -115,6 +150,35 @@ void mh__run_fail(struct mh__run *run, const struct mh__failure *fail);
  * record its failure. Returns 0, or the MH_E* code of its failure. */
 int mh__run_chunk(struct mh__run *run, size_t c);
 
+/* Cut run->task->n items into chunks of `chunk` items, followed when
+ * tail_width > 0 by a tail of chunks that halve down to one item, tail_width
+ * of each size: sets chunk, nchunks and the tail fields of run. */
+void mh__chunk_plan(struct mh__run *run, size_t chunk, size_t tail_width);
+
+/* Chunk c's items, [*begin, *end), for c < run->nchunks. */
+static inline void mh__chunk_bounds(const struct mh__run *run, size_t c, size_t *begin,
+                                    size_t *end)
+{
+    if (c < run->tail_chunk) {
+        *begin = c * run->chunk;
+        *end = run->tail_begin - *begin < run->chunk ? run->tail_begin : *begin + run->chunk;
+        return;
+    }
+    /* Level k of the tail has chunks of tail_top >> k items; the levels
+     * before it hold tail_width * (2 * tail_top - 2 * size) items. */
+    size_t t = c - run->tail_chunk, size = run->tail_top >> (t / run->tail_width);
+    *begin = run->tail_begin + run->tail_width * (2 * run->tail_top - 2 * size) +
+             (t % run->tail_width) * size;
+    *end = *begin + size;
+}
+
+/* Items per chunk that cut n items into about `chunks` chunks, at most
+ * MH__CHUNK_MAX: the adaptive chunk size of mh_map and mh_reduce. */
+size_t mh__chunk_auto(size_t n, size_t chunks);
+
+/* Past this many items a chunk's claim costs nothing per item. */
+#define MH__CHUNK_MAX 4096
+
 /* Report progress to the task's progress callback, if any. Call only from
  * the thread that called mh_map. */
 void mh__run_progress(struct mh__run *run);
@@ -142,8 +206,10 @@ pid_t mh__fork(void);
 int mh__pthread_create(pthread_t *thread, const pthread_attr_t *attr,
                        void *(*start)(void *), void *arg);
 
-/* Monotonic clock, seconds. */
+/* The monotonic clock, in seconds and in nanoseconds: the only clock for
+ * deadlines and spins. */
 double mh__now(void);
+uint64_t mh__now_ns(void);
 
 /* The built backends. */
 extern const struct mh_backend_ops mh__backend_seq;

@@ -166,13 +166,6 @@ static int fork_reap(pid_t pid)
     }
 }
 
-static uint64_t fork_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static size_t fork_round64(size_t x)
 {
     return (x + 63) & ~(size_t)63;
@@ -298,7 +291,7 @@ static void fork_child_range(const struct fork_map *m, int s, struct fork_out *o
         if (redo && fork_item_settled(m, i))
             continue;
         if (timed)
-            atomic_store_explicit(&slot->started_ns, fork_now_ns(), memory_order_relaxed);
+            atomic_store_explicit(&slot->started_ns, mh__now_ns(), memory_order_relaxed);
         atomic_store_explicit(&slot->busy, i, memory_order_release);
 
         struct mh__failure fail;
@@ -312,10 +305,7 @@ static void fork_child_range(const struct fork_map *m, int s, struct fork_out *o
             m->codec->clear(item, task->ctx);
             if (bad) {
                 m->sstatus[i] = MH_ITEM_FAILED;
-                fail = (struct mh__failure){
-                    .index = i, .status = MH_ITEM_FAILED, .callback_code = MH_ECODEC,
-                    .exit_status = -1, .count = 1,
-                };
+                fail = mh__failure_callback(i, MH_ECODEC);
                 fork_child_fail(slot, &fail);
                 atomic_store_explicit(&m->sh->codec_failed, 1, memory_order_relaxed);
                 if (run->on_error == MH_STOP)
@@ -344,15 +334,14 @@ static _Noreturn void fork_child(const struct fork_map *m, int s)
     struct fork_out o = {0, 0};
     if (w->redo_hi > w->redo_lo)
         fork_child_range(m, s, &o, w->redo_lo, w->redo_hi, true);
-    size_t n = run->task->n;
     for (;;) {
         if (atomic_load_explicit(&m->sh->stop, memory_order_relaxed))
             break;
         size_t c = atomic_fetch_add_explicit(&m->sh->next, 1, memory_order_relaxed);
         if (c >= run->nchunks)
             break;
-        size_t begin = c * run->chunk;
-        size_t end = n - begin < run->chunk ? n : begin + run->chunk;
+        size_t begin, end;
+        mh__chunk_bounds(run, c, &begin, &end);
         fork_child_range(m, s, &o, begin, end, false);
     }
     if (m->codec) {
@@ -374,10 +363,7 @@ static void fork_fail(struct fork_map *m, size_t index, int status, int sig,
     m->sstatus[index] = (uint8_t)status;
     if (m->codec)
         m->pstatus[index] = (uint8_t)status;
-    struct mh__failure fail = {
-        .index = index, .status = status, .callback_code = 0, .signal = sig,
-        .exit_status = exit_status, .pid = (long)pid, .count = 1,
-    };
+    struct mh__failure fail = mh__failure_worker(index, status, sig, exit_status, (long)pid);
     mh__run_fail(m->run, &fail);
 }
 
@@ -435,10 +421,7 @@ static int fork_emit(size_t index, const void *payload, size_t len, void *vm)
     void *item = (unsigned char *)m->task->out + index * m->task->out_size;
     if (m->codec->decode(item, payload, len, m->task->ctx)) {
         m->sstatus[index] = m->pstatus[index] = MH_ITEM_FAILED;
-        struct mh__failure fail = {
-            .index = index, .status = MH_ITEM_FAILED, .callback_code = MH_ECODEC,
-            .exit_status = -1, .count = 1,
-        };
+        struct mh__failure fail = mh__failure_callback(index, MH_ECODEC);
         mh__run_fail(m->run, &fail);
         if (m->run->on_error == MH_STOP)
             atomic_store_explicit(&m->sh->stop, 1, memory_order_relaxed);
@@ -583,7 +566,7 @@ static int fork_poll_ms(struct fork_map *m, double now)
 #define FORK_SOONER_(t) do { double t_ = (t); if (wait < 0 || t_ < wait) wait = t_; } while (0)
     if (m->task->progress)
         FORK_SOONER_(FORK_TICK_S);
-    uint64_t now_ns = fork_now_ns();
+    uint64_t now_ns = mh__now_ns();
     for (int s = 0; s < m->nworkers; s++) {
         struct fork_worker *w = &m->workers[s];
         if (!w->live || w->killed)
@@ -613,7 +596,7 @@ static int fork_poll_ms(struct fork_map *m, double now)
 static void fork_enforce(struct fork_map *m, double now)
 {
     const struct mh__run *run = m->run;
-    uint64_t now_ns = fork_now_ns();
+    uint64_t now_ns = mh__now_ns();
     for (int s = 0; s < m->nworkers; s++) {
         struct fork_worker *w = &m->workers[s];
         if (!w->live || w->killed)

@@ -66,7 +66,7 @@ enum { MPI_CTRL_WORK = 1, MPI_CTRL_STOP = 2 };
 struct mpi_ctrl {
     uint64_t kind;
     uint64_t chunk;
-    uint64_t n, in_size, out_size, chunk_items, has_codec, on_error;
+    uint64_t n, in_size, out_size, chunk_items, tail_width, has_codec, on_error;
     /* STOP only: */
     int64_t code; /* the backend's own error, or 0 */
     uint64_t items_done, items_failed;
@@ -240,13 +240,6 @@ static int mpi_recv_bytes(const struct mpi_pool *mp, void *buf, size_t len, int 
     return MH_OK;
 }
 
-/* Items of chunk c. */
-static size_t mpi_chunk_items(const struct mh__run *run, size_t c)
-{
-    size_t begin = c * run->chunk;
-    return run->task->n - begin < run->chunk ? run->task->n - begin : run->chunk;
-}
-
 /* The task's shape, as every control record carries it. */
 static void mpi_ctrl_shape(struct mpi_ctrl *ctrl, const struct mh__run *run)
 {
@@ -255,6 +248,7 @@ static void mpi_ctrl_shape(struct mpi_ctrl *ctrl, const struct mh__run *run)
     ctrl->in_size = task->in_size;
     ctrl->out_size = task->out_size;
     ctrl->chunk_items = run->chunk;
+    ctrl->tail_width = run->tail_width;
     ctrl->has_codec = task->codec != NULL;
     ctrl->on_error = (uint64_t)run->on_error;
 }
@@ -317,9 +311,13 @@ static int mpi_worker_chunk(const struct mpi_pool *mp, struct mh__run *run,
                             struct mpi_worker *w, const struct mpi_ctrl *ctrl, int shape_ok)
 {
     const struct mh_task *task = run->task;
-    size_t count = ctrl->n - ctrl->chunk * ctrl->chunk_items < ctrl->chunk_items
-                       ? ctrl->n - ctrl->chunk * ctrl->chunk_items
-                       : ctrl->chunk_items;
+    /* The chunk's place in rank 0's task, which may differ from ours. */
+    struct mh_task shape_task = {.n = ctrl->n};
+    struct mh__run shape = {.task = &shape_task};
+    mh__chunk_plan(&shape, ctrl->chunk_items, ctrl->tail_width);
+    size_t begin, end;
+    mh__chunk_bounds(&shape, ctrl->chunk, &begin, &end);
+    size_t count = end - begin;
     struct mpi_result res = {.chunk = ctrl->chunk, .fail_index = MH_NO_ITEM};
     int rc = mpi_recv_bytes(mp, shape_ok && w->in ? w->in : NULL, count * ctrl->in_size, 0,
                             MPI_TAG_INPUT);
@@ -333,7 +331,6 @@ static int mpi_worker_chunk(const struct mpi_pool *mp, struct mh__run *run,
 
     /* The chunk's items, run against local buffers laid out from item 0:
      * shift the task so that item `begin` lands at index 0 of them. */
-    size_t begin = ctrl->chunk * ctrl->chunk_items;
     struct mh_task local = *task;
     local.in = w->in;
     local.n = count;
@@ -430,6 +427,7 @@ static int mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run)
         mpi_ctrl_shape(&mine, run);
         int shape_ok = mine.n == ctrl.n && mine.in_size == ctrl.in_size &&
                        mine.out_size == ctrl.out_size && mine.chunk_items == ctrl.chunk_items &&
+                       mine.tail_width == ctrl.tail_width &&
                        mine.has_codec == ctrl.has_codec && mine.on_error == ctrl.on_error;
         rc = mpi_worker_chunk(mp, run, &w, &ctrl, shape_ok);
         if (rc)
@@ -487,12 +485,14 @@ static int mpi_root_assign(struct mpi_root *r, int dest)
     slot->ctrl.kind = MPI_CTRL_WORK;
     slot->ctrl.chunk = c;
     mpi_ctrl_shape(&slot->ctrl, r->run);
-    const unsigned char *in = (const unsigned char *)task->in + c * r->run->chunk * task->in_size;
+    size_t begin, end;
+    mh__chunk_bounds(r->run, c, &begin, &end);
+    const unsigned char *in = (const unsigned char *)task->in + begin * task->in_size;
     if (MPI_Isend(&slot->ctrl, sizeof slot->ctrl, MPI_BYTE, dest, MPI_TAG_CTRL, r->mp->comm,
                   &slot->req[0]) != MPI_SUCCESS)
         return MH_EMPI;
     r->outstanding++;
-    return mpi_isend_bytes(r->mp, in, mpi_chunk_items(r->run, c) * task->in_size, dest,
+    return mpi_isend_bytes(r->mp, in, (end - begin) * task->in_size, dest,
                            MPI_TAG_INPUT, &slot->req[1]);
 }
 
@@ -519,7 +519,9 @@ static int mpi_root_merge(struct mpi_root *r, const struct mpi_result *res,
     size_t c = res->chunk;
     if (c >= run->nchunks)
         return MH_EMPI;
-    size_t begin = c * run->chunk, count = mpi_chunk_items(run, c);
+    size_t begin, last;
+    mh__chunk_bounds(run, c, &begin, &last);
+    size_t count = last - begin;
     unsigned char *out = (unsigned char *)task->out + begin * task->out_size;
     if (len < count || (!task->codec && len != count + count * task->out_size))
         return MH_EMPI;
@@ -554,11 +556,9 @@ static int mpi_root_merge(struct mpi_root *r, const struct mpi_result *res,
     }
     atomic_fetch_add_explicit(&run->items_done, ok, memory_order_relaxed);
     if (res->fail_index != MH_NO_ITEM) {
-        struct mh__failure fail = {
-            .index = res->fail_index, .status = (int)res->fail_status,
-            .callback_code = (int)res->fail_callback, .exit_status = -1,
-            .count = res->fail_count,
-        };
+        struct mh__failure fail = mh__failure_callback(res->fail_index, (int)res->fail_callback);
+        fail.status = (int)res->fail_status;
+        fail.count = res->fail_count;
         mh__run_fail(run, &fail);
     }
     return rc;

@@ -36,9 +36,6 @@ int mh__config_resolve(const struct mh_config *config,
 /* CPUs this process may run on (sched_getaffinity), at least 1. */
 int mh__usable_cpus(void);
 
-/* Adaptive chunk for n items over workers. */
-size_t mh__chunk_auto(size_t n, int workers);
-
 /* Run task on pool with the given chunk size (0: adaptive). The shared
  * path of mh_map and mh_reduce; validation is the caller's. */
 int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,

@@ -120,22 +120,21 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
     void *state = inline_run ? NULL : pool->state;
     int workers = inline_run ? 1 : pool->config.workers;
 
-    if (!chunk)
-        chunk = mh__chunk_auto(task->n, workers);
-    size_t nchunks = task->n / chunk + (task->n % chunk != 0);
-
     pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
     struct mh__run run = {
         .task = task,
-        .chunk = chunk,
-        .nchunks = nchunks,
-        .workers = (size_t)workers < nchunks ? workers : (int)nchunks,
         .on_error = pool->config.on_error,
         .timeout_s = pool->config.timeout_s,
         .status = task->status,
-        .failure = {.index = MH_NO_ITEM},
+        .failure = mh__failure_none(),
         .fail_lock = &fail_lock,
     };
+    /* About 64 chunks per worker balance irregular items. */
+    if (chunk)
+        mh__chunk_plan(&run, chunk, 0);
+    else
+        mh__chunk_plan(&run, mh__chunk_auto(task->n, (size_t)workers * 64), 0);
+    run.workers = (size_t)workers < run.nchunks ? workers : (int)run.nchunks;
     atomic_init(&run.stop, 0);
     atomic_init(&run.items_done, 0);
     atomic_init(&run.items_failed, 0);
@@ -177,7 +176,7 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
         report->code = rc;
         report->backend = ops->name;
         report->workers = run.workers;
-        report->chunk = chunk;
+        report->chunk = run.chunk;
         report->items_done = atomic_load(&run.items_done);
         report->items_failed = atomic_load(&run.items_failed);
         if (run.failure.index != MH_NO_ITEM) {

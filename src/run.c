@@ -17,8 +17,7 @@ size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
     unsigned char *dst = (unsigned char *)out + begin * task->out_size;
     size_t ok = 0;
 
-    fail->index = MH_NO_ITEM;
-    fail->count = 0;
+    *fail = mh__failure_none();
     for (size_t i = begin; i < end; i++, in += task->in_size, dst += task->out_size) {
         /* Relaxed: the flag only says "stop soon"; it guards no data. */
         if (atomic_load_explicit(stop, memory_order_relaxed))
@@ -30,20 +29,36 @@ size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
             ok++;
             continue;
         }
-        if (fail->count++ == 0) {
-            fail->index = i;
-            fail->status = MH_ITEM_FAILED;
-            fail->callback_code = rc;
-            fail->signal = 0;
-            fail->exit_status = -1;
-            fail->pid = 0;
-        }
+        if (fail->count == 0)
+            *fail = mh__failure_callback(i, rc);
+        else
+            fail->count++;
         if (run->on_error == MH_STOP) {
             atomic_store_explicit(stop, 1, memory_order_relaxed);
             break;
         }
     }
     return ok;
+}
+
+void mh__chunk_plan(struct mh__run *run, size_t chunk, size_t tail_width)
+{
+    size_t n = run->task->n;
+    /* The tail's first level: the largest power of two below chunk whose
+     * levels, tail_width chunks each, fit in n items. */
+    size_t top = 0;
+    if (tail_width > 0 && chunk > 1 && n >= tail_width) {
+        top = (size_t)1 << (63 - __builtin_clzll((unsigned long long)(chunk - 1)));
+        while (top > 1 && tail_width * (2 * top - 1) > n)
+            top /= 2;
+    }
+    size_t levels = top ? (size_t)__builtin_ctzll((unsigned long long)top) + 1 : 0;
+    run->chunk = chunk;
+    run->tail_width = top ? tail_width : 0;
+    run->tail_top = top;
+    run->tail_begin = n - run->tail_width * (2 * top - (top != 0));
+    run->tail_chunk = run->tail_begin / chunk + (run->tail_begin % chunk != 0);
+    run->nchunks = run->tail_chunk + run->tail_width * levels;
 }
 
 void mh__run_fail(struct mh__run *run, const struct mh__failure *fail)
@@ -63,8 +78,8 @@ void mh__run_fail(struct mh__run *run, const struct mh__failure *fail)
 
 int mh__run_chunk(struct mh__run *run, size_t c)
 {
-    size_t begin = c * run->chunk;
-    size_t end = run->task->n - begin < run->chunk ? run->task->n : begin + run->chunk;
+    size_t begin, end;
+    mh__chunk_bounds(run, c, &begin, &end);
     struct mh__failure fail;
     size_t ok = mh__run_range(run, begin, end, run->task->out, run->status,
                               &run->stop, &fail);

@@ -141,9 +141,14 @@ int mh__pthread_create(pthread_t *thread, const pthread_attr_t *attr,
     return pthread_create(thread, attr, start, arg);
 }
 
-double mh__now(void)
+uint64_t mh__now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+double mh__now(void)
+{
+    return (double)mh__now_ns() * 1e-9;
 }
