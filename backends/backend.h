@@ -179,6 +179,11 @@ size_t mh__chunk_auto(size_t n, size_t chunks);
 /* Past this many items a chunk's claim costs nothing per item. */
 #define MH__CHUNK_MAX 4096
 
+/* Call fn(in, out, ctx) as a callback outside any map's item loop: with
+ * the callback depth raised, as mh__run_range runs items. */
+int mh__run_callback(int (*fn)(const void *in, void *out, void *ctx), const void *in,
+                     void *out, void *ctx);
+
 /* Report progress to the task's progress callback, if any. Call only from
  * the thread that called mh_map. */
 void mh__run_progress(struct mh__run *run);
@@ -187,11 +192,13 @@ void mh__run_progress(struct mh__run *run);
 int mh__status_code(int item_status);
 
 /*
- * Nesting depth of callbacks on this thread. A worker thread or process
- * raises it while it runs callbacks, so that a map called from inside a
- * callback runs inline instead of waiting on the workers it occupies.
+ * Nesting: a map called from inside any callback (fn, progress, codec)
+ * runs inline instead of waiting on workers it may occupy. The core sees
+ * to it — mh__run_range marks every item loop, on any thread or process,
+ * and the core marks the calling thread for the whole of a backend's map
+ * — so a backend that runs items through mh__run_range or mh__run_chunk
+ * has nothing to do for it.
  */
-extern _Thread_local int mh__callback_depth;
 
 /*
  * Allocation and the OS calls that start workers go through these, in the

@@ -327,7 +327,6 @@ static _Noreturn void fork_child(const struct fork_map *m, int s)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != m->parent)
         _exit(FORK_EXIT_ORPHAN);
-    mh__callback_depth = 1; /* a map inside a callback runs inline */
 
     const struct mh__run *run = m->run;
     const struct fork_worker *w = &m->workers[s];

@@ -95,7 +95,6 @@ static void *threads_helper_main(void *arg)
 {
     struct threads_helper *self = arg;
     struct threads_pool *tp = self->pool;
-    mh__callback_depth = 1; /* everything this thread runs is a callback */
 
     /* Not the current ticket: a helper that starts late must still take
      * part in a map published before it ran. Tickets are never 0. */

@@ -21,6 +21,15 @@ struct mh_pool {
     pthread_mutex_t map_lock; /* serialises maps from several threads */
 };
 
+/*
+ * Nesting depth of callbacks on this thread; a map called at depth > 0
+ * runs inline. Raised by mh__run_range around every item loop, by
+ * mh__run_callback, and by mh__map_run around a backend's whole map on
+ * the calling thread (its progress and codec callbacks run there). In a
+ * process forked after open a map runs inline anyway (pool->owner).
+ */
+extern _Thread_local int mh__callback_depth;
+
 /* The built backends, best first, NULL-terminated (src/registry.c). */
 extern const struct mh_backend_ops *const mh__registry[];
 

@@ -158,18 +158,21 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
 
     if (!inline_run)
         pthread_mutex_lock(&pool->map_lock);
+    /* Progress and codec callbacks run on this thread, inside the backend
+     * and after it: a map they call runs inline, never waiting for
+     * map_lock or for our workers (nor, on mpi, for ranks that are not
+     * calling it). */
     mh__callback_depth++;
     int rc = ops->map(state, &run);
-    mh__callback_depth--;
-    if (!inline_run)
-        pthread_mutex_unlock(&pool->map_lock);
-
     if (rc == MH_OK && run.failure.index != MH_NO_ITEM)
         rc = mh__status_code(run.failure.status);
     if (rc == MH_OK)
         mh__run_progress(&run);
     if (rc != MH_OK && own_status)
         pool_clear_results(task, own_status);
+    mh__callback_depth--;
+    if (!inline_run)
+        pthread_mutex_unlock(&pool->map_lock);
     mh__free(own_status);
 
     if (report) {

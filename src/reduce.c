@@ -141,9 +141,9 @@ int mh_reduce(mh_pool *pool, const struct mh_task *task,
     if (!rc && tail) {
         unsigned char *last = partials + full * record;
         const unsigned char *in = (const unsigned char *)task->in + full * chunk * task->in_size;
-        mh__callback_depth++;
-        int ret = reduce_items(&ctx, in, tail, last);
-        mh__callback_depth--;
+        struct reduce_ctx tail_ctx = ctx;
+        tail_ctx.chunk = tail;
+        int ret = mh__run_callback(reduce_chunk_fn, in, last, &tail_ctx);
         if (ret) {
             const struct reduce_header *header = (const void *)last;
             rc = MH_ECALLBACK;

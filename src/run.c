@@ -18,6 +18,10 @@ size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
     size_t ok = 0;
 
     *fail = mh__failure_none();
+    /* Everything fn runs is a callback: a map it calls runs inline. Once
+     * per range, not per item: a thread-local costs a call in a shared
+     * library. */
+    mh__callback_depth++;
     for (size_t i = begin; i < end; i++, in += task->in_size, dst += task->out_size) {
         /* Relaxed: the flag only says "stop soon"; it guards no data. */
         if (atomic_load_explicit(stop, memory_order_relaxed))
@@ -38,7 +42,17 @@ size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
             break;
         }
     }
+    mh__callback_depth--;
     return ok;
+}
+
+int mh__run_callback(int (*fn)(const void *in, void *out, void *ctx), const void *in,
+                     void *out, void *ctx)
+{
+    mh__callback_depth++;
+    int rc = fn(in, out, ctx);
+    mh__callback_depth--;
+    return rc;
 }
 
 void mh__chunk_plan(struct mh__run *run, size_t chunk, size_t tail_width)
