@@ -129,11 +129,14 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
         .failure = mh__failure_none(),
         .fail_lock = &fail_lock,
     };
-    /* About 64 chunks per worker balance irregular items. */
+    /* Adaptive: about 64 chunks per worker, then a tail that halves down
+     * to single items, two chunks of each size per worker, so that costly
+     * items near the end cannot leave workers idle (docs/design.md). */
     if (chunk)
         mh__chunk_plan(&run, chunk, 0);
     else
-        mh__chunk_plan(&run, mh__chunk_auto(task->n, (size_t)workers * 64), 0);
+        mh__chunk_plan(&run, mh__chunk_auto(task->n, (size_t)workers * 64),
+                       2 * (size_t)workers);
     run.workers = (size_t)workers < run.nchunks ? workers : (int)run.nchunks;
     atomic_init(&run.stop, 0);
     atomic_init(&run.items_done, 0);

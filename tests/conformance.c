@@ -202,6 +202,18 @@ static int test_map_chunk_larger_than_n(const char *backend)
     return 0;
 }
 
+/* Adaptive chunks (a body, then a tail that halves to single items) cover
+ * every item exactly once, for n around each tail's edges. */
+static int test_map_chunk_adaptive(const char *backend)
+{
+    static const size_t ns[] = {1, 2, 3, 5, 8, 13, 31, 64, 100, 127, 128, 129, 255,
+                                257, 1000, 4095, 4097, 65537, 300001};
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++)
+        for (int workers = 1; workers <= 4; workers += 3)
+            CHECK_OK(check_mix(backend, ns[k], 3, 5, workers, 0));
+    return 0;
+}
+
 static int test_map_workers_more_than_items(const char *backend)
 {
     CHECK_OK(check_mix(backend, 5, 8, 8, 32, 0));
@@ -1322,6 +1334,7 @@ static const struct mh_test tests[] = {
     MH_TEST(map_elem_sizes)
     MH_TEST(map_chunk_one)
     MH_TEST(map_chunk_larger_than_n)
+    MH_TEST(map_chunk_adaptive)
     MH_TEST(map_workers_more_than_items)
     MH_TEST(map_workers_clamped)
     MH_TEST(map_workers_auto)
