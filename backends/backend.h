@@ -11,6 +11,7 @@
 #ifndef MH_BACKEND_H
 #define MH_BACKEND_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -201,17 +202,34 @@ int mh__status_code(int item_status);
  */
 
 /*
- * Allocation and the OS calls that start workers go through these, in the
- * library and every backend, so that a fault-injection build can make any
- * one of them fail (src/sys.c). They behave exactly like the calls named.
+ * The syscall table (src/sys.c, src/fault.h): allocation and every OS call
+ * of a map go through these, in the core and every backend, so that a
+ * fault-injection build can make any one of them fail. Each behaves
+ * exactly like the call it names (mh__pidfd_open: pidfd_open(pid, 0);
+ * mh__prctl: prctl(option, arg, 0, 0, 0)). A call a backend makes
+ * directly is one whose failure no test can reach: add its entry to
+ * MH__SYSCALLS and a wrapper here instead.
  */
 void *mh__malloc(size_t size);
 void *mh__calloc(size_t count, size_t size);
 void mh__free(void *p);
 void *mh__mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset);
+int mh__munmap(void *addr, size_t length);
 pid_t mh__fork(void);
 int mh__pthread_create(pthread_t *thread, const pthread_attr_t *attr,
                        void *(*start)(void *), void *arg);
+int mh__pipe2(int fds[2], int flags);
+int mh__pidfd_open(pid_t pid);
+int mh__poll(struct pollfd *fds, nfds_t nfds, int timeout_ms);
+pid_t mh__waitpid(pid_t pid, int *wstatus, int options);
+ssize_t mh__read(int fd, void *buf, size_t count);
+ssize_t mh__write(int fd, const void *buf, size_t count);
+int mh__kill(pid_t pid, int sig);
+int mh__prctl(int option, unsigned long arg);
+
+/* The MH_E* code for a failed OS call's errno: MH_ENOMEM (ENOMEM, EMFILE,
+ * ENFILE), MH_EAGAIN, else MH_ESYS. */
+int mh__errno_code(int err);
 
 /* The monotonic clock, in seconds and in nanoseconds: the only clock for
  * deadlines and spins. */

@@ -406,7 +406,7 @@ static int fork_spawn(struct fork_map *m, int s)
         fork_reap(pid);
         w->live = false;
         m->live--;
-        return err == EMFILE || err == ENFILE ? MH_ENOMEM : MH_ESYS;
+        return mh__errno_code(err);
     }
     return MH_OK;
 }
@@ -792,7 +792,7 @@ static int fork_map_run(void *state, struct mh__run *run)
         m.workers[s].stream.n = run->task->n;
     }
     if (m.codec && pipe2(m.bell, O_CLOEXEC)) {
-        rc = errno == EMFILE || errno == ENFILE ? MH_ENOMEM : MH_ESYS;
+        rc = mh__errno_code(errno);
         goto out_free;
     }
     if (m.codec)

@@ -1,42 +1,78 @@
 /*
- * The library's allocation, worker-starting OS calls and clock. Every
- * allocation, mmap, fork and pthread_create in src/ and backends/ goes
- * through these so that a fault-injection build (MH_FAULT_INJECTION) can
- * fail any one of them.
+ * The syscall table (src/fault.h): the library's allocation, the OS calls
+ * of a map, and the clock. Every such call in src/ and backends/ goes
+ * through a wrapper here, so that a fault-injection build
+ * (MH_FAULT_INJECTION) can fail any one of them.
  */
+#define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "internal.h"
+
+int mh__errno_code(int err)
+{
+    if (err == ENOMEM || err == EMFILE || err == ENFILE)
+        return MH_ENOMEM;
+    return err == EAGAIN ? MH_EAGAIN : MH_ESYS;
+}
 
 #ifdef MH_FAULT_INJECTION
 #include <stdatomic.h>
 
-#include "fault.h"
+/* The table: each entry's name and the errno its failed call sets. */
+static const struct sys_call {
+    const char *name;
+    int err;
+} sys_calls[MH__FAULT_KINDS] = {
+#define SYS_CALL_(kind, name, err) [MH__FAULT_##kind] = {#name, err},
+    MH__SYSCALLS(SYS_CALL_)
+#undef SYS_CALL_
+};
 
 /*
- * Per kind: calls since armed, the call number to fail (0: none) and the
- * process that armed it. All relaxed: each is an independent counter or
- * setting, and a test arms before it starts the calls it counts (thread
- * creation and fork order everything after the arm).
+ * Per kind: calls since armed, the call number to fail (0: none), the
+ * process that armed it and whether the fault is for its children. All
+ * relaxed: each is an independent counter or setting, and a test arms
+ * before it starts the calls it counts (thread creation and fork order
+ * everything after the arm).
  */
 static atomic_ulong sys_fault_calls[MH__FAULT_KINDS];
 static atomic_ulong sys_fault_nth[MH__FAULT_KINDS];
 static atomic_long sys_fault_pid[MH__FAULT_KINDS];
+static atomic_bool sys_fault_children[MH__FAULT_KINDS];
 static atomic_ulong sys_fault_injected[MH__FAULT_KINDS];
 static atomic_long sys_fault_live; /* allocations not yet freed */
 
-void mh__fault_arm(int kind, unsigned long nth)
+static void sys_fault_set(int kind, unsigned long nth, bool children)
 {
     if (kind < 0 || kind >= MH__FAULT_KINDS)
         return;
     atomic_store_explicit(&sys_fault_nth[kind], 0, memory_order_relaxed);
     atomic_store_explicit(&sys_fault_calls[kind], 0, memory_order_relaxed);
     atomic_store_explicit(&sys_fault_pid[kind], (long)getpid(), memory_order_relaxed);
+    atomic_store_explicit(&sys_fault_children[kind], children, memory_order_relaxed);
     atomic_store_explicit(&sys_fault_nth[kind], nth, memory_order_relaxed);
+}
+
+void mh__fault_arm(int kind, unsigned long nth)
+{
+    sys_fault_set(kind, nth, false);
+}
+
+void mh__fault_arm_children(int kind, unsigned long nth)
+{
+    sys_fault_set(kind, nth, true);
 }
 
 unsigned long mh__fault_calls(int kind)
@@ -53,22 +89,43 @@ unsigned long mh__fault_injected(int kind)
     return atomic_load_explicit(&sys_fault_injected[kind], memory_order_relaxed);
 }
 
+const char *mh__fault_name(int kind)
+{
+    return kind < 0 || kind >= MH__FAULT_KINDS ? NULL : sys_calls[kind].name;
+}
+
+int mh__fault_code(int kind)
+{
+    return kind < 0 || kind >= MH__FAULT_KINDS ? MH_EINVAL
+                                               : mh__errno_code(sys_calls[kind].err);
+}
+
 long mh__fault_live_allocs(void)
 {
     return atomic_load_explicit(&sys_fault_live, memory_order_relaxed);
 }
 
-/* Count a call of kind; true when this one must fail. */
+/* Count a call of kind; true (errno set) when this one must fail. */
 static bool sys_fault_hit(int kind)
 {
     unsigned long call =
         atomic_fetch_add_explicit(&sys_fault_calls[kind], 1, memory_order_relaxed) + 1;
     unsigned long nth = atomic_load_explicit(&sys_fault_nth[kind], memory_order_relaxed);
+    bool armer = atomic_load_explicit(&sys_fault_pid[kind], memory_order_relaxed) ==
+                 (long)getpid();
     if (nth == 0 || call != nth ||
-        atomic_load_explicit(&sys_fault_pid[kind], memory_order_relaxed) != (long)getpid())
+        armer == atomic_load_explicit(&sys_fault_children[kind], memory_order_relaxed))
         return false;
     atomic_fetch_add_explicit(&sys_fault_injected[kind], 1, memory_order_relaxed);
+    errno = sys_calls[kind].err;
     return true;
+}
+
+/* In a worker process just forked: its calls count from its fork. */
+static void sys_fault_forked(void)
+{
+    for (int kind = 0; kind < MH__FAULT_KINDS; kind++)
+        atomic_store_explicit(&sys_fault_calls[kind], 0, memory_order_relaxed);
 }
 
 /* Count a successful allocation as live. */
@@ -78,7 +135,8 @@ static void *sys_fault_alloced(void *p)
         atomic_fetch_add_explicit(&sys_fault_live, 1, memory_order_relaxed);
     return p;
 }
-#define SYS_FAULT(kind) sys_fault_hit(kind)
+#define SYS_FAILS(kind) sys_fault_hit(MH__FAULT_##kind)
+#define SYS_FORKED() sys_fault_forked()
 #define SYS_ALLOCED(p) sys_fault_alloced(p)
 #define SYS_FREED(p)                                                          \
     do {                                                                      \
@@ -86,27 +144,20 @@ static void *sys_fault_alloced(void *p)
             atomic_fetch_sub_explicit(&sys_fault_live, 1, memory_order_relaxed); \
     } while (0)
 #else
-#define SYS_FAULT(kind) false
+#define SYS_FAILS(kind) false
+#define SYS_FORKED() ((void)0)
 #define SYS_ALLOCED(p) (p)
 #define SYS_FREED(p) ((void)(p))
 #endif
 
 void *mh__malloc(size_t size)
 {
-    if (SYS_FAULT(MH__FAULT_ALLOC)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return SYS_ALLOCED(malloc(size));
+    return SYS_FAILS(ALLOC) ? NULL : SYS_ALLOCED(malloc(size));
 }
 
 void *mh__calloc(size_t count, size_t size)
 {
-    if (SYS_FAULT(MH__FAULT_ALLOC)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return SYS_ALLOCED(calloc(count, size));
+    return SYS_FAILS(ALLOC) ? NULL : SYS_ALLOCED(calloc(count, size));
 }
 
 void mh__free(void *p)
@@ -117,28 +168,68 @@ void mh__free(void *p)
 
 void *mh__mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)
 {
-    if (SYS_FAULT(MH__FAULT_MMAP)) {
-        errno = ENOMEM;
-        return MAP_FAILED;
-    }
-    return mmap(addr, length, prot, flags, fd, offset);
+    return SYS_FAILS(MMAP) ? MAP_FAILED : mmap(addr, length, prot, flags, fd, offset);
+}
+
+int mh__munmap(void *addr, size_t length)
+{
+    return SYS_FAILS(MUNMAP) ? -1 : munmap(addr, length);
 }
 
 pid_t mh__fork(void)
 {
-    if (SYS_FAULT(MH__FAULT_FORK)) {
-        errno = EAGAIN;
+    if (SYS_FAILS(FORK))
         return -1;
-    }
-    return fork();
+    pid_t pid = fork();
+    if (pid == 0)
+        SYS_FORKED();
+    return pid;
 }
 
 int mh__pthread_create(pthread_t *thread, const pthread_attr_t *attr,
                        void *(*start)(void *), void *arg)
 {
-    if (SYS_FAULT(MH__FAULT_THREAD))
-        return EAGAIN;
-    return pthread_create(thread, attr, start, arg);
+    return SYS_FAILS(THREAD) ? EAGAIN : pthread_create(thread, attr, start, arg);
+}
+
+int mh__pipe2(int fds[2], int flags)
+{
+    return SYS_FAILS(PIPE2) ? -1 : pipe2(fds, flags);
+}
+
+int mh__pidfd_open(pid_t pid)
+{
+    return SYS_FAILS(PIDFD_OPEN) ? -1 : (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+int mh__poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
+{
+    return SYS_FAILS(POLL) ? -1 : poll(fds, nfds, timeout_ms);
+}
+
+pid_t mh__waitpid(pid_t pid, int *wstatus, int options)
+{
+    return SYS_FAILS(WAITPID) ? -1 : waitpid(pid, wstatus, options);
+}
+
+ssize_t mh__read(int fd, void *buf, size_t count)
+{
+    return SYS_FAILS(READ) ? -1 : read(fd, buf, count);
+}
+
+ssize_t mh__write(int fd, const void *buf, size_t count)
+{
+    return SYS_FAILS(WRITE) ? -1 : write(fd, buf, count);
+}
+
+int mh__kill(pid_t pid, int sig)
+{
+    return SYS_FAILS(KILL) ? -1 : kill(pid, sig);
+}
+
+int mh__prctl(int option, unsigned long arg)
+{
+    return SYS_FAILS(PRCTL) ? -1 : prctl(option, arg, 0UL, 0UL, 0UL);
 }
 
 uint64_t mh__now_ns(void)
