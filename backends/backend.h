@@ -236,11 +236,9 @@ int mh__errno_code(int err);
 double mh__now(void);
 uint64_t mh__now_ns(void);
 
-/* The built backends. */
+/* The backend every build has, and the inline path (openmp uses it for a
+ * one-thread team). A backend's own table is mh__backend_<name>, defined
+ * in its file; src/registry.c declares the built ones from mh_config.h. */
 extern const struct mh_backend_ops mh__backend_seq;
-extern const struct mh_backend_ops mh__backend_threads;
-extern const struct mh_backend_ops mh__backend_openmp;
-extern const struct mh_backend_ops mh__backend_fork;
-extern const struct mh_backend_ops mh__backend_mpi;
 
 #endif /* MH_BACKEND_H */
