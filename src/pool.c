@@ -105,6 +105,27 @@ static void pool_clear_results(const struct mh_task *task, const uint8_t *status
             task->codec->clear(out + i * task->out_size, task->ctx);
 }
 
+/* What a map did, from its run (report was initialised at its start). */
+static void pool_report(struct mh_report *report, struct mh__run *run,
+                        const struct mh_backend_ops *ops, int rc, double start)
+{
+    report->code = rc;
+    report->backend = ops->name;
+    report->workers = run->workers;
+    report->chunk = run->chunk;
+    report->items_done = atomic_load(&run->items_done);
+    report->items_failed = atomic_load(&run->items_failed);
+    if (run->failure.index != MH_NO_ITEM) {
+        report->failed_index = run->failure.index;
+        report->failed_status = run->failure.status;
+        report->callback_code = run->failure.callback_code;
+        report->worker_signal = run->failure.signal;
+        report->worker_exit = run->failure.exit_status;
+        report->worker_pid = run->failure.pid;
+    }
+    report->wall_s = mh__now() - start;
+}
+
 int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
                 struct mh_report *report)
 {
@@ -178,23 +199,8 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
         pthread_mutex_unlock(&pool->map_lock);
     mh__free(own_status);
 
-    if (report) {
-        report->code = rc;
-        report->backend = ops->name;
-        report->workers = run.workers;
-        report->chunk = run.chunk;
-        report->items_done = atomic_load(&run.items_done);
-        report->items_failed = atomic_load(&run.items_failed);
-        if (run.failure.index != MH_NO_ITEM) {
-            report->failed_index = run.failure.index;
-            report->failed_status = run.failure.status;
-            report->callback_code = run.failure.callback_code;
-            report->worker_signal = run.failure.signal;
-            report->worker_exit = run.failure.exit_status;
-            report->worker_pid = run.failure.pid;
-        }
-        report->wall_s = mh__now() - start;
-    }
+    if (report)
+        pool_report(report, &run, ops, rc, start);
     return rc;
 }
 
