@@ -28,7 +28,10 @@ struct mh_pool {
  * the calling thread (its progress and codec callbacks run there). In a
  * process forked after open a map runs inline anyway (pool->owner).
  */
-extern _Thread_local int mh__callback_depth;
+/* initial-exec: one %fs-relative access (a shared library's default
+ * model calls __tls_get_addr, and this is read around every item loop). */
+#define MH__TLS_FAST __attribute__((tls_model("initial-exec")))
+extern MH__TLS_FAST _Thread_local int mh__callback_depth;
 
 /* The built backends, best first, NULL-terminated (src/registry.c). */
 extern const struct mh_backend_ops *const mh__registry[];

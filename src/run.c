@@ -6,7 +6,7 @@
 
 #include "internal.h"
 
-_Thread_local int mh__callback_depth;
+MH__TLS_FAST _Thread_local int mh__callback_depth;
 
 size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
                      void *out, uint8_t *status, atomic_int *stop,
@@ -17,10 +17,11 @@ size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
     unsigned char *dst = (unsigned char *)out + begin * task->out_size;
     size_t ok = 0;
 
-    *fail = mh__failure_none();
-    /* Everything fn runs is a callback: a map it calls runs inline. Once
-     * per range, not per item: a thread-local costs a call in a shared
-     * library. */
+    /* Only these two until a failure fills the rest: this runs per item
+     * on fork. */
+    fail->index = MH_NO_ITEM;
+    fail->count = 0;
+    /* Everything fn runs is a callback: a map it calls runs inline. */
     mh__callback_depth++;
     for (size_t i = begin; i < end; i++, in += task->in_size, dst += task->out_size) {
         /* Relaxed: the flag only says "stop soon"; it guards no data. */
