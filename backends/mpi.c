@@ -68,7 +68,7 @@ enum { MPI_CTRL_WORK = 1, MPI_CTRL_STOP = 2 };
  * architecture (docs/backends.md), so records travel as raw bytes.
  */
 struct mpi_shape {
-    uint64_t n, in_size, out_size, chunk_items, has_codec, on_error;
+    uint64_t n, in_size, out_size, chunk_items, tail_width, has_codec, on_error;
 };
 
 struct mpi_ctrl {
@@ -248,21 +248,14 @@ static int mpi_recv_bytes(const struct mpi_pool *mp, void *buf, size_t len, int 
     return MH_OK;
 }
 
-/* Items of chunk c. */
-static size_t mpi_chunk_items(const struct mh__run *run, size_t c)
-{
-    size_t begin = c * run->chunk;
-    return run->task->n - begin < run->chunk ? run->task->n - begin : run->chunk;
-}
-
 /* The task's shape, as every control record carries it. */
 static struct mpi_shape mpi_shape_of(const struct mh__run *run)
 {
     const struct mh_task *task = run->task;
     return (struct mpi_shape){
         .n = task->n, .in_size = task->in_size, .out_size = task->out_size,
-        .chunk_items = run->chunk, .has_codec = task->codec != NULL,
-        .on_error = (uint64_t)run->on_error,
+        .chunk_items = run->chunk, .tail_width = run->tail_width,
+        .has_codec = task->codec != NULL, .on_error = (uint64_t)run->on_error,
     };
 }
 
@@ -331,9 +324,14 @@ static int mpi_worker_chunk(const struct mpi_pool *mp, struct mh__run *run,
 {
     const struct mh_task *task = run->task;
     const struct mpi_shape *shape = &ctrl->shape;
-    size_t begin = ctrl->chunk * shape->chunk_items;
-    size_t count = shape->n - begin < shape->chunk_items ? shape->n - begin : shape->chunk_items;
-    struct mpi_result res = {.chunk = ctrl->chunk, .fail = {.index = MH_NO_ITEM}};
+    /* The chunk's place in rank 0's task, which may differ from ours. */
+    struct mh_task shape_task = {.n = shape->n};
+    struct mh__run plan = {.task = &shape_task};
+    mh__chunk_plan(&plan, shape->chunk_items, shape->tail_width);
+    size_t begin, end;
+    mh__chunk_bounds(&plan, ctrl->chunk, &begin, &end);
+    size_t count = end - begin;
+    struct mpi_result res = {.chunk = ctrl->chunk, .fail = mh__failure_none()};
     int rc = mpi_recv_bytes(mp, shape_ok && w->in ? w->in : NULL, count * shape->in_size, 0,
                             MPI_TAG_INPUT);
     if (rc)
@@ -492,12 +490,14 @@ static int mpi_root_assign(struct mpi_root *r, int dest)
     slot->ctrl.kind = MPI_CTRL_WORK;
     slot->ctrl.chunk = c;
     slot->ctrl.shape = mpi_shape_of(r->run);
-    const unsigned char *in = (const unsigned char *)task->in + c * r->run->chunk * task->in_size;
+    size_t begin, end;
+    mh__chunk_bounds(r->run, c, &begin, &end);
+    const unsigned char *in = (const unsigned char *)task->in + begin * task->in_size;
     if (MPI_Isend(&slot->ctrl, sizeof slot->ctrl, MPI_BYTE, dest, MPI_TAG_CTRL, r->mp->comm,
                   &slot->req[0]) != MPI_SUCCESS)
         return MH_EMPI;
     r->outstanding++;
-    return mpi_isend_bytes(r->mp, in, mpi_chunk_items(r->run, c) * task->in_size, dest,
+    return mpi_isend_bytes(r->mp, in, (end - begin) * task->in_size, dest,
                            MPI_TAG_INPUT, &slot->req[1]);
 }
 
@@ -524,7 +524,9 @@ static int mpi_root_merge(struct mpi_root *r, const struct mpi_result *res,
     size_t c = res->chunk;
     if (c >= run->nchunks)
         return MH_EMPI;
-    size_t begin = c * run->chunk, count = mpi_chunk_items(run, c);
+    size_t begin, last;
+    mh__chunk_bounds(run, c, &begin, &last);
+    size_t count = last - begin;
     unsigned char *out = (unsigned char *)task->out + begin * task->out_size;
     if (len < count || (!task->codec && len != count + count * task->out_size))
         return MH_EMPI;
