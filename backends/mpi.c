@@ -16,11 +16,14 @@
  * rank 0 when an item failed and there is no codec (so mh_reduce reports
  * the same failing item everywhere).
  *
- * Messages of one map, per other rank: per chunk, rank 0 sends a control
- * record and the chunk's input bytes and gets back a result record and
- * its payload (statuses, then output bytes or encoded items); at the end
- * one control record says stop and carries the outcome. No collective
- * call in a map: a small map costs a few point-to-point messages.
+ * Messages of one map, per other rank: first its task's shape (checked
+ * by rank 0 against its own: a rank given no chunk, n = 0 included, is
+ * checked too); per chunk, rank 0 sends a control record and the chunk's
+ * input bytes and gets back a result record and its payload (statuses,
+ * then output bytes or encoded items); at the end one control record
+ * says stop and carries the outcome. No collective call in a map: a small
+ * map costs a few point-to-point messages. An item the codec cannot
+ * carry fails alone (MH_ITEM_FAILED, MH_ECODEC), as on fork.
  *
  * MPI is initialised (MPI_THREAD_MULTIPLE asked) by the first pool open
  * if the caller has not done it, and then finalised at exit (atexit):
@@ -45,6 +48,7 @@ enum {
     MPI_TAG_RESULT = 3, /* worker -> rank 0: struct mpi_result */
     MPI_TAG_OUTPUT = 4, /* worker -> rank 0: a result's payload;
                          * rank 0 -> worker: out[failed_index] at the end */
+    MPI_TAG_SHAPE = 5,  /* worker -> rank 0: its task's shape, first */
 };
 
 /* Chunks a worker holds at once: it runs one while the next arrives. */
@@ -63,26 +67,30 @@ enum { MPI_CTRL_WORK = 1, MPI_CTRL_STOP = 2 };
  * instead of computing garbage. All ranks run the same binary on the same
  * architecture (docs/backends.md), so records travel as raw bytes.
  */
+struct mpi_shape {
+    uint64_t n, in_size, out_size, chunk_items, tail_width, has_codec, on_error;
+};
+
 struct mpi_ctrl {
     uint64_t kind;
     uint64_t chunk;
-    uint64_t n, in_size, out_size, chunk_items, has_codec, on_error;
+    struct mpi_shape shape;
     /* STOP only: */
     int64_t code; /* the backend's own error, or 0 */
     uint64_t items_done, items_failed;
-    uint64_t fail_index, fail_count;
-    int64_t fail_status, fail_callback, fail_signal, fail_exit, fail_pid;
-    uint64_t out_bytes; /* bytes of out[fail_index] that follow, or 0 */
+    struct mh__failure fail; /* run->failure */
+    uint64_t out_bytes; /* bytes of out[fail.index] that follow, or 0 */
+    uint64_t codec_failed; /* run->codec_failed */
 };
 
 /* worker -> rank 0: what chunk `chunk` gave; `payload` bytes follow. */
 struct mpi_result {
     uint64_t chunk;
-    int64_t code; /* MH_EINVAL (task differs), MH_ENOMEM, MH_ECODEC, or 0 */
+    int64_t code; /* MH_EINVAL (task differs), MH_ENOMEM, or 0 */
     uint64_t ok;
-    uint64_t fail_index, fail_count;
-    int64_t fail_status, fail_callback;
+    struct mh__failure fail; /* its lowest; count: all of the chunk's */
     uint64_t payload; /* statuses (one byte per item), then outputs */
+    uint64_t codec_failed; /* the codec could not carry an item of it */
 };
 
 struct mpi_pool {
@@ -240,23 +248,15 @@ static int mpi_recv_bytes(const struct mpi_pool *mp, void *buf, size_t len, int 
     return MH_OK;
 }
 
-/* Items of chunk c. */
-static size_t mpi_chunk_items(const struct mh__run *run, size_t c)
-{
-    size_t begin = c * run->chunk;
-    return run->task->n - begin < run->chunk ? run->task->n - begin : run->chunk;
-}
-
 /* The task's shape, as every control record carries it. */
-static void mpi_ctrl_shape(struct mpi_ctrl *ctrl, const struct mh__run *run)
+static struct mpi_shape mpi_shape_of(const struct mh__run *run)
 {
     const struct mh_task *task = run->task;
-    ctrl->n = task->n;
-    ctrl->in_size = task->in_size;
-    ctrl->out_size = task->out_size;
-    ctrl->chunk_items = run->chunk;
-    ctrl->has_codec = task->codec != NULL;
-    ctrl->on_error = (uint64_t)run->on_error;
+    return (struct mpi_shape){
+        .n = task->n, .in_size = task->in_size, .out_size = task->out_size,
+        .chunk_items = run->chunk, .tail_width = run->tail_width,
+        .has_codec = task->codec != NULL, .on_error = (uint64_t)run->on_error,
+    };
 }
 
 /* --------------------------------------------------------------- worker */
@@ -268,48 +268,54 @@ struct mpi_worker {
     int error; /* what to answer with when in is NULL */
 };
 
-/* Encode chunk outputs after their statuses into w->payload; release
- * what each encoded item owns. Returns 0, MH_ENOMEM or MH_ECODEC. */
-static int mpi_worker_encode(struct mpi_worker *w, const struct mh_task *task,
-                             size_t count, size_t *len)
+/* Grow *buf (of *cap bytes) to hold need, keeping its first `used`
+ * bytes. 0 or MH_ENOMEM (then *buf is as it was). */
+static int mpi_room(unsigned char **buf, size_t *cap, size_t used, size_t need)
 {
-    const struct mh_codec *codec = task->codec;
-    size_t need = count;
-    int rc = MH_OK;
-    for (size_t i = 0; i < count; i++)
-        if (w->status[i] == MH_ITEM_OK)
-            need += sizeof(uint64_t) + codec->size(w->out + i * task->out_size, task->ctx);
-    if (need > w->payload_cap) {
-        unsigned char *bigger = mh__malloc(need);
-        if (!bigger) {
-            rc = MH_ENOMEM;
-            goto out_clear;
-        }
-        mh__free(w->payload);
-        w->payload = bigger;
-        w->payload_cap = need;
-    }
-    memcpy(w->payload, w->status, count);
-    unsigned char *p = w->payload + count;
-    for (size_t i = 0; i < count; i++) {
-        if (w->status[i] != MH_ITEM_OK)
+    if (need <= *cap)
+        return MH_OK;
+    size_t want = need / 2 < *cap ? *cap * 2 : need;
+    unsigned char *bigger = mh__malloc(want);
+    if (!bigger && want > need)
+        bigger = mh__malloc(want = need);
+    if (!bigger)
+        return MH_ENOMEM;
+    if (used) /* *buf may still be NULL */
+        memcpy(bigger, *buf, used);
+    mh__free(*buf);
+    *buf = bigger;
+    *cap = want;
+    return MH_OK;
+}
+
+/* Encode sub's successful outputs after its statuses into w->payload,
+ * releasing what each owns, and return the payload's length. An item the
+ * codec cannot carry (encode fails, or size() asks for more than can be
+ * allocated) fails alone, as on fork: MH_ITEM_FAILED, MH_ECODEC. */
+static size_t mpi_worker_encode(struct mpi_worker *w, struct mh__run *sub)
+{
+    const struct mh_task *task = sub->task;
+    size_t len = task->n; /* the statuses, written last (payload_cap >= n) */
+    for (size_t i = 0; i < task->n; i++) {
+        if (sub->status[i] != MH_ITEM_OK)
             continue;
-        const void *item = w->out + i * task->out_size;
-        uint64_t size = codec->size(item, task->ctx);
-        memcpy(p, &size, sizeof size);
-        p += sizeof size;
-        if (codec->encode(item, p, size, task->ctx) != 0) {
-            rc = MH_ECODEC;
-            goto out_clear;
+        void *item = (unsigned char *)task->out + i * task->out_size;
+        uint64_t size = task->codec->size(item, task->ctx);
+        size_t end;
+        int bad = __builtin_add_overflow(len, sizeof size, &end) ||
+                  __builtin_add_overflow(end, size, &end) || mpi_room(&w->payload, &w->payload_cap, len, end) ||
+                  task->codec->encode(item, w->payload + len + sizeof size, size, task->ctx);
+        task->codec->clear(item, task->ctx);
+        if (bad) {
+            atomic_fetch_sub_explicit(&sub->items_done, 1, memory_order_relaxed);
+            mh__run_codec_fail(sub, i);
+            continue;
         }
-        p += size;
+        memcpy(w->payload + len, &size, sizeof size);
+        len = end;
     }
-    *len = need;
-out_clear:
-    for (size_t i = 0; i < count; i++)
-        if (w->status[i] == MH_ITEM_OK)
-            codec->clear(w->out + i * task->out_size, task->ctx);
-    return rc;
+    memcpy(w->payload, sub->status, task->n);
+    return len;
 }
 
 /* Run one assigned chunk and send its result to rank 0. */
@@ -317,11 +323,16 @@ static int mpi_worker_chunk(const struct mpi_pool *mp, struct mh__run *run,
                             struct mpi_worker *w, const struct mpi_ctrl *ctrl, int shape_ok)
 {
     const struct mh_task *task = run->task;
-    size_t count = ctrl->n - ctrl->chunk * ctrl->chunk_items < ctrl->chunk_items
-                       ? ctrl->n - ctrl->chunk * ctrl->chunk_items
-                       : ctrl->chunk_items;
-    struct mpi_result res = {.chunk = ctrl->chunk, .fail_index = MH_NO_ITEM};
-    int rc = mpi_recv_bytes(mp, shape_ok && w->in ? w->in : NULL, count * ctrl->in_size, 0,
+    const struct mpi_shape *shape = &ctrl->shape;
+    /* The chunk's place in rank 0's task, which may differ from ours. */
+    struct mh_task shape_task = {.n = shape->n};
+    struct mh__run plan = {.task = &shape_task};
+    mh__chunk_plan(&plan, shape->chunk_items, shape->tail_width);
+    size_t begin, end;
+    mh__chunk_bounds(&plan, ctrl->chunk, &begin, &end);
+    size_t count = end - begin;
+    struct mpi_result res = {.chunk = ctrl->chunk, .fail = mh__failure_none()};
+    int rc = mpi_recv_bytes(mp, shape_ok && w->in ? w->in : NULL, count * shape->in_size, 0,
                             MPI_TAG_INPUT);
     if (rc)
         return rc;
@@ -333,42 +344,37 @@ static int mpi_worker_chunk(const struct mpi_pool *mp, struct mh__run *run,
 
     /* The chunk's items, run against local buffers laid out from item 0:
      * shift the task so that item `begin` lands at index 0 of them. */
-    size_t begin = ctrl->chunk * ctrl->chunk_items;
     struct mh_task local = *task;
     local.in = w->in;
+    local.out = w->out;
     local.n = count;
-    struct mh__run sub = {.task = &local, .chunk = run->chunk, .on_error = run->on_error};
-    atomic_int stop;
-    atomic_init(&stop, 0);
-    struct mh__failure fail;
+    pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
+    struct mh__run sub;
+    mh__run_init(&sub, &local, count, run->on_error, w->status, &fail_lock);
     memset(w->status, MH_ITEM_NOT_RUN, count);
-    res.ok = mh__run_range(&sub, 0, count, w->out, w->status, &stop, &fail);
-    if (fail.index != MH_NO_ITEM) {
-        res.fail_index = begin + fail.index;
-        res.fail_count = fail.count;
-        res.fail_status = fail.status;
-        res.fail_callback = fail.callback_code;
-    }
+    mh__run_chunk(&sub, 0);
 
-    const void *payload;
-    size_t len = 0;
+    size_t len;
     if (task->codec) {
-        res.code = mpi_worker_encode(w, task, count, &len);
-        payload = w->payload;
-        if (res.code)
-            len = 0;
+        len = mpi_worker_encode(w, &sub);
     } else {
         /* Statuses, then every output (a failed item's bytes too: a
          * reduce partial says where in its chunk the failure was). */
         memcpy(w->payload, w->status, count);
         memcpy(w->payload + count, w->out, count * task->out_size);
-        payload = w->payload;
         len = count + count * task->out_size;
+    }
+    res.ok = atomic_load_explicit(&sub.items_done, memory_order_relaxed);
+    res.codec_failed = (uint64_t)atomic_load_explicit(&sub.codec_failed, memory_order_relaxed);
+    if (sub.failure.index != MH_NO_ITEM) {
+        res.fail = sub.failure;
+        res.fail.index += begin;
+        res.fail.count = atomic_load_explicit(&sub.items_failed, memory_order_relaxed);
     }
     res.payload = len;
     if (MPI_Send(&res, sizeof res, MPI_BYTE, 0, MPI_TAG_RESULT, mp->comm) != MPI_SUCCESS)
         return MH_EMPI;
-    return mpi_send_bytes(mp, payload, len, 0, MPI_TAG_OUTPUT);
+    return mpi_send_bytes(mp, w->payload, len, 0, MPI_TAG_OUTPUT);
 }
 
 /* Take the outcome rank 0 sent with STOP as this rank's own. */
@@ -377,19 +383,15 @@ static int mpi_worker_outcome(const struct mpi_pool *mp, struct mh__run *run,
 {
     atomic_store_explicit(&run->items_done, ctrl->items_done, memory_order_relaxed);
     atomic_store_explicit(&run->items_failed, ctrl->items_failed, memory_order_relaxed);
-    if (ctrl->fail_index != MH_NO_ITEM) {
-        run->failure = (struct mh__failure){
-            .index = ctrl->fail_index, .status = (int)ctrl->fail_status,
-            .callback_code = (int)ctrl->fail_callback, .signal = (int)ctrl->fail_signal,
-            .exit_status = (int)ctrl->fail_exit, .pid = (long)ctrl->fail_pid,
-            .count = ctrl->fail_count,
-        };
+    atomic_store_explicit(&run->codec_failed, (int)ctrl->codec_failed, memory_order_relaxed);
+    if (ctrl->fail.index != MH_NO_ITEM) {
+        run->failure = ctrl->fail;
         atomic_store_explicit(&run->stop, 1, memory_order_relaxed);
     }
     if (ctrl->out_bytes) {
         const struct mh_task *task = run->task;
-        int same = ctrl->out_bytes == task->out_size && ctrl->fail_index < task->n;
-        void *dst = same ? (unsigned char *)task->out + ctrl->fail_index * task->out_size : NULL;
+        int same = ctrl->out_bytes == task->out_size && ctrl->fail.index < task->n;
+        void *dst = same ? (unsigned char *)task->out + ctrl->fail.index * task->out_size : NULL;
         int rc = mpi_recv_bytes(mp, dst, ctrl->out_bytes, 0, MPI_TAG_OUTPUT);
         if (rc)
             return rc;
@@ -414,8 +416,13 @@ static int mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run)
     }
     w.error = run->error ? run->error : MH_ENOMEM;
 
-    int rc;
-    for (;;) {
+    /* This rank's shape goes first, whatever follows: rank 0 checks every
+     * rank's, so one given no chunk (n = 0 here or there) is refused too. */
+    struct mpi_shape mine = mpi_shape_of(run);
+    MPI_Request shape_req = MPI_REQUEST_NULL;
+    int rc = MPI_Isend(&mine, sizeof mine, MPI_BYTE, 0, MPI_TAG_SHAPE, mp->comm, &shape_req) ==
+                     MPI_SUCCESS ? MH_OK : MH_EMPI;
+    while (!rc) {
         struct mpi_ctrl ctrl;
         if (MPI_Recv(&ctrl, sizeof ctrl, MPI_BYTE, 0, MPI_TAG_CTRL, mp->comm,
                      MPI_STATUS_IGNORE) != MPI_SUCCESS) {
@@ -426,15 +433,11 @@ static int mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run)
             rc = mpi_worker_outcome(mp, run, &ctrl);
             break;
         }
-        struct mpi_ctrl mine = {0};
-        mpi_ctrl_shape(&mine, run);
-        int shape_ok = mine.n == ctrl.n && mine.in_size == ctrl.in_size &&
-                       mine.out_size == ctrl.out_size && mine.chunk_items == ctrl.chunk_items &&
-                       mine.has_codec == ctrl.has_codec && mine.on_error == ctrl.on_error;
-        rc = mpi_worker_chunk(mp, run, &w, &ctrl, shape_ok);
-        if (rc)
-            break;
+        rc = mpi_worker_chunk(mp, run, &w, &ctrl, !memcmp(&mine, &ctrl.shape, sizeof mine));
     }
+    /* A small message: sent already, or as soon as rank 0 takes it. */
+    if (MPI_Wait(&shape_req, MPI_STATUS_IGNORE) != MPI_SUCCESS && !rc)
+        rc = MH_EMPI;
     mh__free(w.in);
     mh__free(w.out);
     mh__free(w.status);
@@ -486,13 +489,15 @@ static int mpi_root_assign(struct mpi_root *r, int dest)
     memset(&slot->ctrl, 0, sizeof slot->ctrl);
     slot->ctrl.kind = MPI_CTRL_WORK;
     slot->ctrl.chunk = c;
-    mpi_ctrl_shape(&slot->ctrl, r->run);
-    const unsigned char *in = (const unsigned char *)task->in + c * r->run->chunk * task->in_size;
+    slot->ctrl.shape = mpi_shape_of(r->run);
+    size_t begin, end;
+    mh__chunk_bounds(r->run, c, &begin, &end);
+    const unsigned char *in = (const unsigned char *)task->in + begin * task->in_size;
     if (MPI_Isend(&slot->ctrl, sizeof slot->ctrl, MPI_BYTE, dest, MPI_TAG_CTRL, r->mp->comm,
                   &slot->req[0]) != MPI_SUCCESS)
         return MH_EMPI;
     r->outstanding++;
-    return mpi_isend_bytes(r->mp, in, mpi_chunk_items(r->run, c) * task->in_size, dest,
+    return mpi_isend_bytes(r->mp, in, (end - begin) * task->in_size, dest,
                            MPI_TAG_INPUT, &slot->req[1]);
 }
 
@@ -519,7 +524,9 @@ static int mpi_root_merge(struct mpi_root *r, const struct mpi_result *res,
     size_t c = res->chunk;
     if (c >= run->nchunks)
         return MH_EMPI;
-    size_t begin = c * run->chunk, count = mpi_chunk_items(run, c);
+    size_t begin, last;
+    mh__chunk_bounds(run, c, &begin, &last);
+    size_t count = last - begin;
     unsigned char *out = (unsigned char *)task->out + begin * task->out_size;
     if (len < count || (!task->codec && len != count + count * task->out_size))
         return MH_EMPI;
@@ -532,19 +539,20 @@ static int mpi_root_merge(struct mpi_root *r, const struct mpi_result *res,
         if (st == MH_ITEM_NOT_RUN)
             continue;
         if (task->codec && st == MH_ITEM_OK) {
-            uint64_t size;
-            if ((size_t)(end - p) < sizeof size) {
-                rc = MH_ECODEC;
+            uint64_t size = 0;
+            if ((size_t)(end - p) >= sizeof size)
+                memcpy(&size, p, sizeof size);
+            if ((size_t)(end - p) < sizeof size || (size_t)(end - p) - sizeof size < size) {
+                rc = MH_ECODEC; /* corrupt: this item and the rest stay NOT_RUN */
                 break;
             }
-            memcpy(&size, p, sizeof size);
             p += sizeof size;
-            if ((size_t)(end - p) < size ||
-                task->codec->decode(out + i * task->out_size, p, size, task->ctx) != 0) {
-                rc = MH_ECODEC; /* this item and the rest stay NOT_RUN */
-                break;
-            }
+            int bad = task->codec->decode(out + i * task->out_size, p, size, task->ctx);
             p += size;
+            if (bad) {
+                mh__run_codec_fail(run, begin + i); /* as fork does */
+                continue;
+            }
         } else if (!task->codec) {
             memcpy(out + i * task->out_size, p + i * task->out_size, task->out_size);
         }
@@ -553,14 +561,9 @@ static int mpi_root_merge(struct mpi_root *r, const struct mpi_result *res,
         ok += st == MH_ITEM_OK;
     }
     atomic_fetch_add_explicit(&run->items_done, ok, memory_order_relaxed);
-    if (res->fail_index != MH_NO_ITEM) {
-        struct mh__failure fail = {
-            .index = res->fail_index, .status = (int)res->fail_status,
-            .callback_code = (int)res->fail_callback, .exit_status = -1,
-            .count = res->fail_count,
-        };
-        mh__run_fail(run, &fail);
-    }
+    if (res->codec_failed)
+        atomic_store_explicit(&run->codec_failed, 1, memory_order_relaxed);
+    mh__run_fail(run, &res->fail); /* nothing when none failed */
     return rc;
 }
 
@@ -571,15 +574,7 @@ static int mpi_root_take(struct mpi_root *r, const struct mpi_result *res, int s
     int rc = mpi_root_release(r, src, res->chunk);
     if (rc)
         return rc;
-    if (res->payload > r->payload_cap) {
-        unsigned char *bigger = mh__malloc(res->payload);
-        if (bigger) {
-            mh__free(r->payload);
-            r->payload = bigger;
-            r->payload_cap = res->payload;
-        }
-    }
-    int fits = res->payload <= r->payload_cap;
+    int fits = mpi_room(&r->payload, &r->payload_cap, 0, res->payload) == MH_OK;
     rc = mpi_recv_bytes(r->mp, fits ? r->payload : NULL, res->payload, src, MPI_TAG_OUTPUT);
     if (rc)
         return rc; /* MPI failed: the protocol cannot go on */
@@ -600,20 +595,25 @@ static int mpi_root_finish(struct mpi_root *r)
 {
     struct mh__run *run = r->run;
     const struct mh_task *task = run->task;
+    /* Every other rank's shape, sent as its map began: one that differs
+     * fails the map on every rank, whether chunks went to it or not. */
+    struct mpi_shape mine = mpi_shape_of(run), theirs;
+    for (int src = 1; src < r->mp->size; src++) {
+        if (MPI_Recv(&theirs, sizeof theirs, MPI_BYTE, src, MPI_TAG_SHAPE, r->mp->comm,
+                     MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return MH_EMPI;
+        if (memcmp(&mine, &theirs, sizeof mine) != 0)
+            mpi_root_error(r, MH_EINVAL);
+    }
     struct mpi_ctrl stop = {
         .kind = MPI_CTRL_STOP,
         .code = r->code,
         .items_done = atomic_load_explicit(&run->items_done, memory_order_relaxed),
         .items_failed = atomic_load_explicit(&run->items_failed, memory_order_relaxed),
-        .fail_index = run->failure.index,
-        .fail_count = run->failure.count,
-        .fail_status = run->failure.status,
-        .fail_callback = run->failure.callback_code,
-        .fail_signal = run->failure.signal,
-        .fail_exit = run->failure.exit_status,
-        .fail_pid = run->failure.pid,
+        .fail = run->failure,
+        .codec_failed = (uint64_t)atomic_load_explicit(&run->codec_failed, memory_order_relaxed),
+        .shape = mine,
     };
-    mpi_ctrl_shape(&stop, run);
     /* Without a codec the failing item's bytes go along (see the top). */
     if (run->failure.index != MH_NO_ITEM && !task->codec)
         stop.out_bytes = task->out_size;

@@ -13,8 +13,19 @@
  *
  * Nothing leaves the region early: C has no exceptions, and after a
  * failure under MH_STOP the remaining iterations only read run->stop.
+ *
+ * libgomp cannot fail to start a team: when pthread_create fails it
+ * prints "Thread creation failed" and calls exit(1). So before a region
+ * that would start threads, the backend starts as many itself (a probe)
+ * and returns MH_EAGAIN, having run nothing, when they cannot all be had.
+ * libgomp starts threads only when a team grows past the one this thread
+ * last had (it keeps that team's threads, and lets surplus ones exit when
+ * a smaller team follows), so a map of the last map's size probes nothing.
  */
+#define _GNU_SOURCE /* gettid */
 #include <omp.h>
+#include <sched.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -30,6 +41,70 @@
  * docs/backends.md.
  */
 static _Thread_local pid_t openmp_team_pid;
+/* The size of the team libgomp keeps for this thread after its last map
+ * here (0: none known). Teams the program's own OpenMP code starts on
+ * this thread are not seen: see docs/backends.md. */
+static _Thread_local int openmp_team_size;
+
+/* Probe threads, alive together until the probe ends. */
+struct openmp_probe {
+    pthread_mutex_t lock; /* guards done and tids */
+    pthread_cond_t go;
+    bool done;
+    size_t started;
+    pid_t *tids; /* kernel ids of the threads started, by start order */
+};
+
+static void *openmp_probe_thread(void *arg)
+{
+    struct openmp_probe *probe = arg;
+    pthread_mutex_lock(&probe->lock);
+    probe->tids[probe->started++] = gettid();
+    while (!probe->done)
+        pthread_cond_wait(&probe->go, &probe->lock);
+    pthread_mutex_unlock(&probe->lock);
+    return NULL;
+}
+
+/* Wait (a bounded while) until the kernel has let go of thread tid: a
+ * joined thread still counts against RLIMIT_NPROC until it is reaped,
+ * just after it leaves /proc. */
+static void openmp_probe_gone(pid_t tid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%ld", (long)tid);
+    for (int i = 0; i < 100000 && access(path, F_OK) == 0; i++)
+        sched_yield();
+}
+
+/* Whether `count` more threads can run at once: start them, end them,
+ * wait until they no longer count. 0, MH_EAGAIN or MH_ENOMEM. */
+static int openmp_probe(int count)
+{
+    pthread_t *threads = mh__calloc((size_t)count, sizeof *threads + sizeof(pid_t));
+    if (!threads)
+        return MH_ENOMEM;
+    struct openmp_probe probe = {
+        .lock = PTHREAD_MUTEX_INITIALIZER, .go = PTHREAD_COND_INITIALIZER,
+        .tids = (pid_t *)(threads + count),
+    };
+    int started = 0, rc = MH_OK;
+    while (started < count && !rc)
+        if (mh__pthread_create(&threads[started], NULL, openmp_probe_thread, &probe) == 0)
+            started++;
+        else
+            rc = MH_EAGAIN;
+    pthread_mutex_lock(&probe.lock);
+    probe.done = true;
+    pthread_cond_broadcast(&probe.go);
+    pthread_mutex_unlock(&probe.lock);
+    for (int t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
+    for (size_t t = 0; t < probe.started; t++)
+        openmp_probe_gone(probe.tids[t]);
+    mh__free(threads);
+    return rc;
+}
 
 static int openmp_open(void **state, const struct mh_config *config)
 {
@@ -48,16 +123,22 @@ static int openmp_map(void *state, struct mh__run *run)
     if (run->workers <= 1)
         return mh__backend_seq.map(NULL, run); /* a one-thread team costs a region for nothing */
 
+    /* Threads libgomp would start: past the team this thread keeps, or
+     * a whole team when nested (libgomp reuses no threads there). */
+    int known = omp_get_level() == 0 ? openmp_team_size : 0;
+    if (run->workers > known) {
+        int rc = openmp_probe(run->workers - (known > 1 ? known : 1));
+        if (rc)
+            return rc;
+    }
+
     openmp_team_pid = self;
+    int team = 0;
 #pragma omp parallel num_threads(run->workers)
     {
-        /* Every thread of the team runs callbacks: a map called from one
-         * of them must run inline, not open a region on this pool. The
-         * caller (thread 0) is already at depth >= 1; the others are
-         * runtime threads that may serve other regions later, so each
-         * thread restores its own depth. */
-        mh__callback_depth++;
         const bool caller = omp_get_thread_num() == 0;
+        if (caller)
+            team = omp_get_num_threads();
 #pragma omp for schedule(dynamic, 1) nowait
         for (size_t c = 0; c < nchunks; c++) {
             /* Relaxed: the flag only says "stop soon"; it guards no data.
@@ -69,10 +150,11 @@ static int openmp_map(void *state, struct mh__run *run)
             if (caller)
                 mh__run_progress(run); /* the calling thread only */
         }
-        mh__callback_depth--;
     }
     /* The region's closing barrier orders every thread's outputs,
      * statuses and counters before the core reads them. */
+    if (omp_get_level() == 0)
+        openmp_team_size = team;
     return MH_OK;
 }
 
@@ -84,8 +166,10 @@ static void openmp_close(void *state, bool owner)
      * process started: releasing one inherited through fork would wait
      * for threads that are not there. Inside an active parallel region
      * the call fails harmlessly (-1) and the team stays. */
-    if (owner && openmp_team_pid == getpid() && omp_pause_resource_all(omp_pause_soft) == 0)
+    if (owner && openmp_team_pid == getpid() && omp_pause_resource_all(omp_pause_soft) == 0) {
         openmp_team_pid = 0;
+        openmp_team_size = 0;
+    }
 }
 
 const struct mh_backend_ops mh__backend_openmp = {

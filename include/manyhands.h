@@ -99,7 +99,8 @@ struct mh_config {
      * MH_WORKERS_MAX: clamped. For "mpi" the rank count decides instead. */
     int workers;
     /* Items handed out at a time. 0: adaptive (about 64 chunks per worker,
-     * at most 4096 items each). */
+     * at most 4096 items each, then chunks that halve down to one item as
+     * the map nears its end; report.chunk gives the largest). */
     size_t chunk;
     /* Per-item time limit in seconds; 0 means none. Only backends that can
      * stop a running item (processes: "fork") accept it; the others fail
@@ -237,8 +238,17 @@ struct mh_report {
  * Run task on pool. Returns 0 when every item succeeded. Errors before any
  * item runs: MH_EINVAL (NULL pool, task or fn; NULL in/out with n > 0;
  * zero sizes; incomplete codec), MH_EOVERFLOW (n * size overflows),
- * MH_ENOMEM. Errors of items: MH_ECALLBACK, MH_EWORKER, MH_ETIMEDOUT
- * (report says which item and how); with MH_CONTINUE every other item ran.
+ * MH_ENOMEM, MH_EAGAIN (workers that start per map could not: "fork"'s
+ * processes, the threads of an "openmp" team; docs/backends.md says what
+ * openmp can and cannot check). Errors of items: MH_ECALLBACK, MH_EWORKER, MH_ETIMEDOUT,
+ * MH_ECODEC (report says which item and how); with MH_CONTINUE every other
+ * item ran. MH_ECODEC: the codec could not carry the item between
+ * processes (encode or decode failed, or size() asked for more than could
+ * be allocated); the item is MH_ITEM_FAILED with callback_code MH_ECODEC.
+ *
+ * On "mpi" a map is collective even with n = 0: a rank that maps n = 0
+ * while another maps items (any differing shape) gets MH_EINVAL, on
+ * every rank.
  *
  * Called from inside a callback (a map within a map) it runs inline on the
  * calling thread. Maps on one pool from several threads are serialised.

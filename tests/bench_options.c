@@ -2,7 +2,7 @@
  * manyhands-bench's command line parser (harness/options.c), on its own:
  * defaults, lists and ranges, every kind of bad value, the name checks,
  * and a seeded random-argv run that must never crash or accept garbage
- * silently. One CTest entry per MH_TEST line (bench_options.<name>).
+ * silently. One CTest entry per table line (bench.options.<name>).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -10,8 +10,6 @@
 
 #include "check.h"
 #include "options.h"
-
-#define MH_TEST(name) static int test_##name(const char *backend)
 
 static struct mhb_options opts;
 
@@ -39,7 +37,7 @@ static const char *parse(const char *const *args)
         }                                                                       \
     } while (0)
 
-MH_TEST(defaults)
+static int test_defaults(const char *backend)
 {
     (void)backend;
     CHECK(parse((const char *const[]){NULL}) == NULL);
@@ -53,7 +51,7 @@ MH_TEST(defaults)
     return 0;
 }
 
-MH_TEST(lists)
+static int test_lists(const char *backend)
 {
     (void)backend;
     CHECK(PARSE("--workers", "8,1-3", "--backends=threads,fork", "--kernels", "sleep") == NULL);
@@ -70,7 +68,7 @@ MH_TEST(lists)
     return 0;
 }
 
-MH_TEST(values)
+static int test_values(const char *backend)
 {
     (void)backend;
     CHECK(PARSE("seed", "--quick", "--repeat", "5", "--scale=0.25", "--items", "1000",
@@ -86,7 +84,7 @@ MH_TEST(values)
     return 0;
 }
 
-MH_TEST(bad_values)
+static int test_bad_values(const char *backend)
 {
     (void)backend;
     CHECK_BAD("not in 1..1024", "--workers", "0");
@@ -123,7 +121,7 @@ MH_TEST(bad_values)
     return 0;
 }
 
-MH_TEST(bad_syntax)
+static int test_bad_syntax(const char *backend)
 {
     (void)backend;
     CHECK_BAD("unknown option '--frob'", "--frob");
@@ -138,7 +136,7 @@ MH_TEST(bad_syntax)
     return 0;
 }
 
-MH_TEST(names_checked)
+static int test_names_checked(const char *backend)
 {
     (void)backend;
     const char *const backends[] = {"threads", "seq", NULL};
@@ -166,7 +164,7 @@ MH_TEST(names_checked)
 /* Random command lines from pieces of real ones: parse must return, with
  * either success or a NUL-terminated message; a success must hold values
  * in range. Seeded: the same lines every run. */
-MH_TEST(random_argv)
+static int test_random_argv(const char *backend)
 {
     (void)backend;
     static const char *const pieces[] = {
@@ -207,13 +205,13 @@ MH_TEST(random_argv)
 }
 
 static const struct mh_test tests[] = {
-    {"defaults", test_defaults},
-    {"lists", test_lists},
-    {"values", test_values},
-    {"bad_values", test_bad_values},
-    {"bad_syntax", test_bad_syntax},
-    {"names_checked", test_names_checked},
-    {"random_argv", test_random_argv},
+    MH_TEST_ONCE(defaults)
+    MH_TEST_ONCE(lists)
+    MH_TEST_ONCE(values)
+    MH_TEST_ONCE(bad_values)
+    MH_TEST_ONCE(bad_syntax)
+    MH_TEST_ONCE(names_checked)
+    MH_TEST_ONCE(random_argv)
     {NULL, NULL},
 };
 

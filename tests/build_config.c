@@ -54,9 +54,7 @@ static int test_backends_match_build(const char *backend)
 }
 
 static const struct mh_test tests[] = {
-#define MH_TEST(name) {#name, test_##name},
-    MH_TEST(backends_match_build)
-#undef MH_TEST
+    MH_TEST_ONCE(backends_match_build)
     {NULL, NULL},
 };
 

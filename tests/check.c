@@ -2,11 +2,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef MH_TEST_GMP
+#include <gmp.h>
+#endif
 
 #include "check.h"
 
@@ -86,6 +90,21 @@ int mh_test_count_threads(void)
     return count_dir("/proc/self/task");
 }
 
+double mh_test_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void mh_test_sleep_ms(double ms)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct timespec ts = {s, (long)((ms - (double)s * 1000) * 1e6)};
+    while (nanosleep(&ts, &ts) && errno == EINTR)
+        ;
+}
+
 static void watchdog_fired(int sig)
 {
     (void)sig;
@@ -94,6 +113,111 @@ static void watchdog_fired(int sig)
     (void)ignored;
     _exit(2);
 }
+
+void mh_test_watchdog(const char *env, unsigned seconds)
+{
+    const char *limit = getenv(env);
+    signal(SIGALRM, watchdog_fired);
+    alarm(limit ? (unsigned)atoi(limit) : seconds);
+}
+
+bool mh_test_no_child(void)
+{
+    errno = 0;
+    return waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD;
+}
+
+static atomic_long bytes_live;
+
+char *mh_test_bytes_alloc(size_t len)
+{
+    char *p = malloc(len);
+    if (p)
+        atomic_fetch_add_explicit(&bytes_live, 1, memory_order_relaxed);
+    return p;
+}
+
+long mh_test_bytes_live(void)
+{
+    return atomic_load(&bytes_live);
+}
+
+static size_t bytes_size(const void *item, void *ctx)
+{
+    (void)ctx;
+    return ((const struct mh_test_bytes *)item)->len;
+}
+
+static int bytes_encode(const void *item, void *buf, size_t len, void *ctx)
+{
+    (void)ctx;
+    memcpy(buf, ((const struct mh_test_bytes *)item)->p, len);
+    return 0;
+}
+
+static int bytes_decode(void *item, const void *buf, size_t len, void *ctx)
+{
+    (void)ctx;
+    struct mh_test_bytes *b = item;
+    b->p = mh_test_bytes_alloc(len ? len : 1);
+    if (!b->p)
+        return 1;
+    memcpy(b->p, buf, len);
+    b->len = len;
+    return 0;
+}
+
+static void bytes_clear(void *item, void *ctx)
+{
+    (void)ctx;
+    struct mh_test_bytes *b = item;
+    if (b->p)
+        atomic_fetch_sub_explicit(&bytes_live, 1, memory_order_relaxed);
+    free(b->p);
+    b->p = NULL;
+    b->len = 0;
+}
+
+const struct mh_codec mh_test_bytes_codec = {
+    .size = bytes_size, .encode = bytes_encode, .decode = bytes_decode,
+    .clear = bytes_clear,
+};
+
+#ifdef MH_TEST_GMP
+int mh_test_factorial(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    unsigned long n = (unsigned long)*(const int *)in;
+    mpz_ptr result = out;
+    mpz_init_set_ui(result, 1);
+    for (unsigned long k = 2; k <= n; k++)
+        mpz_mul_ui(result, result, k);
+    return 0;
+}
+
+size_t mh_test_factorials_differ(const int *in, size_t n, void *got)
+{
+    mpz_t *have = got, *want = malloc(n * sizeof *want + 1);
+    mh_pool *seq = mh_test_pool("seq", 1, 0, MH_STOP);
+    struct mh_task task = {
+        .n = n, .in = in, .in_size = sizeof *in, .out = want, .out_size = sizeof *want,
+        .fn = mh_test_factorial,
+    };
+    int rc = want && seq ? mh_map(seq, &task, NULL) : -1;
+    mh_pool_close(seq);
+    size_t wrong = rc == MH_OK ? 0 : n;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == MH_OK) {
+            if (mpz_cmp(have[i], want[i]) != 0 && wrong++ == 0)
+                fprintf(stderr, "item %zu: %d! differs from seq\n", i, in[i]);
+            mpz_clear(want[i]);
+        }
+        mpz_clear(have[i]);
+    }
+    free(want);
+    return wrong;
+}
+#endif
 
 /* A warm-up map, so that runtime threads a backend keeps for the life of
  * the process (libgomp's team, MPI's progress threads) are in the baseline
@@ -125,18 +249,46 @@ int mh_test_threads_settle(int baseline)
 {
     int now = mh_test_count_threads();
     for (int i = 0; i < 2000 && now != baseline; i++) {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
+        mh_test_sleep_ms(1);
         now = mh_test_count_threads();
     }
     return now;
 }
 
+/* Whether test applies to backend: `on` unset, or backend one of its
+ * comma-separated names. */
+static int test_applies(const struct mh_test *test, const char *backend)
+{
+    if (!test->on)
+        return 1;
+    size_t len = strlen(backend);
+    for (const char *at = test->on; at; at = strchr(at, ',')) {
+        at += *at == ',';
+        if (strncmp(at, backend, len) == 0 && (at[len] == ',' || at[len] == '\0'))
+            return 1;
+    }
+    return 0;
+}
+
+/* `--list`: a line per test, "NAME KIND BACKENDS [PATTERN]", KIND each,
+ * once or dies, BACKENDS those of this build it runs on, comma-separated
+ * ("-": none). tests/discover.cmake makes CTest's entries from it. */
+static void test_list(const struct mh_test *tests)
+{
+    for (const struct mh_test *t = tests; t->name; t++) {
+        printf("%s %s ", t->name, t->dies ? "dies" : t->once ? "once" : "each");
+        int listed = 0;
+        for (const char *const *b = mh_backends(); *b; b++)
+            if (test_applies(t, *b))
+                printf("%s%s", listed++ ? "," : "", *b);
+        printf("%s%s%s\n", listed ? "" : "-", t->dies ? " " : "", t->dies ? t->dies : "");
+    }
+}
+
 int mh_test_main(int argc, char **argv, const struct mh_test *tests)
 {
     if (argc == 2 && strcmp(argv[1], "--list") == 0) {
-        for (const struct mh_test *t = tests; t->name; t++)
-            printf("%s\n", t->name);
+        test_list(tests);
         return 0;
     }
     if (argc != 3 && argc != 4) {
@@ -155,13 +307,15 @@ int mh_test_main(int argc, char **argv, const struct mh_test *tests)
         fprintf(stderr, "backend %s is not in this build: skipped\n", backend);
         return MH_SKIP;
     }
+    if (!test_applies(test, backend)) {
+        fprintf(stderr, "%s runs on %s, not %s: skipped\n", test->name, test->on, backend);
+        return MH_SKIP;
+    }
     /* The environment must not choose for the tests. */
     unsetenv("MANYHANDS_BACKEND");
     unsetenv("MANYHANDS_WORKERS");
 
-    const char *limit = getenv("MH_TEST_WATCHDOG");
-    signal(SIGALRM, watchdog_fired);
-    alarm(limit ? (unsigned)atoi(limit) : 120);
+    mh_test_watchdog("MH_TEST_WATCHDOG", 120);
 
     int workers = 0;
     if (warm_up(backend, &workers)) {
@@ -182,11 +336,8 @@ int mh_test_main(int argc, char **argv, const struct mh_test *tests)
         return MH_SKIP;
 
     /* The global invariants, whatever the test's verdict. */
-    errno = 0;
-    pid_t child = waitpid(-1, NULL, WNOHANG);
-    if (child != -1 || errno != ECHILD) {
-        fprintf(stderr, "invariant: a child process is left (waitpid gave %ld)\n",
-                (long)child);
+    if (!mh_test_no_child()) {
+        fprintf(stderr, "invariant: a child process is left\n");
         rc = 1;
     }
     int fds_after = mh_test_count_fds();

@@ -1,15 +1,21 @@
 /*
  * The test kit shared by every test binary: checks that survive NDEBUG,
- * and a runner that holds the global invariants around each test —
- * a watchdog, no child left, no new descriptor, no thread left.
+ * a runner that holds the global invariants around each test — a
+ * watchdog, no child left, no new descriptor, no thread left — and the
+ * helpers more than one test binary needs.
  *
- * A test binary defines a table of struct mh_test and calls
- * mh_test_main(argc, argv, table): `prog TEST BACKEND` runs one test on one
- * backend (exit 0 pass, 1 fail, 77 skip); `prog --list` prints the names.
+ * A test binary defines a table of struct mh_test, one MH_TEST(name) line
+ * per `static int test_<name>(const char *backend)`, and calls
+ * mh_test_main(argc, argv, table): `prog TEST BACKEND` runs one test on
+ * one backend (exit 0 pass, 1 fail, 77 skip); `prog --list` prints each
+ * test with the backends it runs on in this build. CTest's entries are
+ * made from that list (tests/discover.cmake, tests/README.md): the table
+ * line is a test's only registration.
  */
 #ifndef MH_TEST_CHECK_H
 #define MH_TEST_CHECK_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "manyhands.h"
@@ -49,7 +55,27 @@
 struct mh_test {
     const char *name;
     int (*run)(const char *backend); /* 0 pass, 1 fail, MH_SKIP */
+    const char *on;   /* the backends it applies to ("fork,threads"); NULL: all */
+    bool once;        /* one entry, <binary>.<name>, on `on` (one backend) */
+    const char *dies; /* kills its own mpi job: mpi_rank_dies.sh wants this said */
 };
+
+/*
+ * Table lines. MH_TEST: on every backend, one entry each, named
+ * <binary>.<backend>.<name> (mpi: <binary>.mpi<N>.<name> per job size).
+ * MH_TEST_ON: the same, on the listed backends alone. MH_TEST_ONCE: what
+ * no backend changes, one entry <binary>.<name> run on seq; ONCE_ON: on
+ * that backend. MH_TEST_DIES: a rank of a 2-rank mpi job dies; the job
+ * must end with `pattern` (grep -E) in its output. A table whose tests
+ * all share one of these redefines MH_TEST as it (#undef first).
+ */
+#define MH_TEST_ENTRY(name_, on_, once_, dies_)                              \
+    {.name = #name_, .run = test_##name_, .on = on_, .once = once_, .dies = dies_},
+#define MH_TEST(name) MH_TEST_ENTRY(name, NULL, false, NULL)
+#define MH_TEST_ON(name, backends) MH_TEST_ENTRY(name, backends, false, NULL)
+#define MH_TEST_ONCE_ON(name, backend) MH_TEST_ENTRY(name, backend, true, NULL)
+#define MH_TEST_ONCE(name) MH_TEST_ONCE_ON(name, "seq")
+#define MH_TEST_DIES(name, pattern) MH_TEST_ENTRY(name, "mpi", false, pattern)
 
 /* Open a pool on backend with the given workers, chunk and policy. */
 mh_pool *mh_test_pool(const char *backend, int workers, size_t chunk,
@@ -79,6 +105,41 @@ int mh_test_holds_results(const char *backend);
 /* The worker count a pool on backend reports when asked for `asked`
  * (clamped to MH_WORKERS_MAX; mpi: the job's ranks, whatever was asked). */
 int mh_test_workers(const char *backend, int asked);
+
+/* Seconds on CLOCK_MONOTONIC; a sleep that resumes after signals. */
+double mh_test_now_s(void);
+void mh_test_sleep_ms(double ms);
+
+/* Arm the watchdog: SIGALRM after seconds (or $env where set) ends the
+ * process with status 2 and a line saying it hung. */
+void mh_test_watchdog(const char *env, unsigned seconds);
+
+/* Whether this process has no child left, reaped or not. */
+bool mh_test_no_child(void);
+
+/*
+ * An output item that owns heap memory, so that a map's codec path
+ * (encode in a worker process, decode in the caller, clear on failure) is
+ * exercised: mh_test_bytes_codec carries len bytes of p. Every p from
+ * mh_test_bytes_alloc (fn in-process, decode) is counted until clear, so
+ * a result the library forgets to clear shows in mh_test_bytes_live().
+ */
+struct mh_test_bytes {
+    char *p;
+    size_t len;
+};
+extern const struct mh_codec mh_test_bytes_codec;
+char *mh_test_bytes_alloc(size_t len);
+long mh_test_bytes_live(void);
+
+/* fn: out (an mpz_t) = n! for the int n at in, as the seed computes it;
+ * kernels' mhk_mpz_codec carries it between processes. GMP builds. */
+int mh_test_factorial(const void *in, void *out, void *ctx);
+
+/* How many of the n mpz outputs in got (a map of mh_test_factorial over
+ * in) differ from seq's, the first one named; got's values are cleared.
+ * n when seq's own map fails. GMP builds. */
+size_t mh_test_factorials_differ(const int *in, size_t n, void *got);
 
 /* `prog TEST BACKEND [RANKS]`: with RANKS, the pool's worker count must
  * equal it (mpi: a mismatched mpiexec gives N one-rank jobs). */

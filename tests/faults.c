@@ -1,18 +1,23 @@
 /*
- * Fault injection (curl's torture tests): for N = 1, 2, ... make the Nth
- * call of one kind (src/fault.h: allocation, mmap, fork, pthread_create,
- * and each OS call of the fork backend) fail in one phase — opening a
- * pool, or a map — until a run makes fewer than N such calls. Every
- * injected failure must come back as its code (faults_want) or be
- * absorbed with a complete, correct result; after each run no library
- * allocation, mapping, user string, descriptor, child or thread is left
- * over. Calls only workers make (write, prctl) fail in the workers; the
- * signals fail during a map that must time an item out. LSan (the ASan
- * build) and valgrind check the rest of the heap.
+ * Fault injection (curl's torture tests): for every entry of the syscall
+ * table (src/fault.h) and N = 1, 2, ..., make the Nth call of one phase
+ * fail — opening a pool, or a map — until a run makes fewer than N such
+ * calls. Every injected failure must come back as the entry's code
+ * (mh__fault_code: MH_ENOMEM for allocation and mmap, MH_EAGAIN for fork
+ * and thread creation, ...) or be absorbed with a complete, correct
+ * result; after each run no library allocation, user string, descriptor,
+ * child or thread is left over. LSan (the ASan build) and valgrind check
+ * the rest of the heap.
  *
- * Built only with MANYHANDS_FAULT_INJECTION=ON. One CTest entry per test
- * and backend (faults.<backend>.<test>); a backend that makes no call of a
- * kind in a phase skips (77), so it shows as not applicable, not passed.
+ * Built only with MANYHANDS_FAULT_INJECTION=ON. One CTest entry per entry,
+ * phase and backend (faults.<backend>.<call>_<phase>); a backend that
+ * makes no call of an entry in a phase skips (77), so it shows as not
+ * applicable, not passed. A call site moved onto the table is tested by
+ * its entry's tests with no change here; a new entry needs its two
+ * MH_TEST lines (the functions come from MH__SYSCALLS). Calls only
+ * workers make (write, prctl) are failed in the workers; the signals also
+ * during a map that must time an item out (signals_timeout). After each
+ * run no library mapping is left either.
  */
 #include <errno.h>
 #include <signal.h>
@@ -35,57 +40,8 @@
 
 enum faults_phase { FAULTS_OPEN, FAULTS_MAP };
 
-static const char *const faults_kind_names[] = {
-    "alloc", "mmap", "fork", "thread", "pipe", "pidfd", "poll", "waitpid", "read", "write",
-    "kill", "prctl",
-};
-
-/* What a fault of kind must come back as when it is not absorbed: the
- * code of the errno the fault build gives it (mh__sys_error). */
-static int faults_want(int kind)
-{
-    switch (kind) {
-    case MH__FAULT_FORK:
-    case MH__FAULT_THREAD:
-        return MH_EAGAIN;
-    case MH__FAULT_WAITPID:
-        return MH_EWORKER; /* a lost status: a worker that did not finish */
-    case MH__FAULT_READ:
-    case MH__FAULT_WRITE:
-    case MH__FAULT_KILL:
-    case MH__FAULT_PRCTL:
-        return MH_ESYS;
-    default:
-        return MH_ENOMEM; /* allocation, mmap; out of descriptors; poll */
-    }
-}
-
-/* Calls only worker processes make: armed for them, not for the caller. */
-static bool faults_in_children(int kind)
-{
-    return kind == MH__FAULT_WRITE || kind == MH__FAULT_PRCTL;
-}
 
 /* ------------------------------------------------------ the user's side */
-
-/* An output item that owns heap memory, so that the codec path (encode in
- * a worker process, decode in the caller, clear on failure) is exercised
- * and any result the library forgets to clear is counted. */
-struct faults_str {
-    char *p;
-    size_t len;
-};
-
-/* Strings allocated and not freed by this process (fn in-process, decode). */
-static atomic_long faults_user_live;
-
-static char *faults_str_alloc(size_t len)
-{
-    char *p = malloc(len);
-    if (p)
-        atomic_fetch_add_explicit(&faults_user_live, 1, memory_order_relaxed);
-    return p;
-}
 
 static size_t faults_str_len(int x)
 {
@@ -96,57 +52,15 @@ static int faults_fn_str(const void *in, void *out, void *ctx)
 {
     (void)ctx;
     int x = *(const int *)in;
-    struct faults_str *s = out;
+    struct mh_test_bytes *s = out;
     s->len = faults_str_len(x);
-    s->p = faults_str_alloc(s->len);
+    s->p = mh_test_bytes_alloc(s->len);
     if (!s->p)
         return 1;
     for (size_t i = 0; i < s->len; i++)
         s->p[i] = (char)('a' + (x + (int)i) % 26);
     return 0;
 }
-
-static size_t faults_codec_size(const void *item, void *ctx)
-{
-    (void)ctx;
-    return ((const struct faults_str *)item)->len;
-}
-
-static int faults_codec_encode(const void *item, void *buf, size_t len, void *ctx)
-{
-    (void)ctx;
-    memcpy(buf, ((const struct faults_str *)item)->p, len);
-    return 0;
-}
-
-static int faults_codec_decode(void *item, const void *buf, size_t len, void *ctx)
-{
-    (void)ctx;
-    struct faults_str *s = item;
-    s->p = faults_str_alloc(len ? len : 1);
-    if (!s->p)
-        return 1;
-    memcpy(s->p, buf, len);
-    s->len = len;
-    return 0;
-}
-
-static void faults_codec_clear(void *item, void *ctx)
-{
-    (void)ctx;
-    struct faults_str *s = item;
-    if (s->p)
-        atomic_fetch_sub_explicit(&faults_user_live, 1, memory_order_relaxed);
-    free(s->p);
-    s->p = NULL;
-}
-
-static const struct mh_codec faults_codec = {
-    .size = faults_codec_size,
-    .encode = faults_codec_encode,
-    .decode = faults_codec_decode,
-    .clear = faults_codec_clear,
-};
 
 static int faults_fn_double(const void *in, void *out, void *ctx)
 {
@@ -179,11 +93,11 @@ struct faults_outcome {
  * for it) and a reduce. Results are checked whenever a call succeeds. */
 static void faults_map_phase(mh_pool *pool, const int *in, struct faults_outcome *o)
 {
-    static struct faults_str out[FAULTS_ITEMS];
+    static struct mh_test_bytes out[FAULTS_ITEMS];
     memset(out, 0, sizeof out);
     struct mh_task task = {
         .n = FAULTS_ITEMS, .in = in, .in_size = sizeof *in, .out = out,
-        .out_size = sizeof *out, .fn = faults_fn_str, .codec = &faults_codec,
+        .out_size = sizeof *out, .fn = faults_fn_str, .codec = &mh_test_bytes_codec,
     };
     o->rc[1] = mh_map(pool, &task, NULL);
     if (o->rc[1] == MH_OK) {
@@ -192,7 +106,7 @@ static void faults_map_phase(mh_pool *pool, const int *in, struct faults_outcome
             if (!out[i].p || out[i].len != len ||
                 out[i].p[len - 1] != (char)('a' + (in[i] + (int)len - 1) % 26))
                 o->wrong = 1;
-            faults_codec_clear(&out[i], NULL);
+            mh_test_bytes_codec.clear(&out[i], NULL);
         }
     }
 
@@ -211,6 +125,12 @@ static void faults_map_phase(mh_pool *pool, const int *in, struct faults_outcome
         o->wrong = 1; /* a failed reduce leaves acc unchanged */
 }
 
+/* Calls only worker processes make: armed for them, not for the caller. */
+static bool faults_in_children(int kind)
+{
+    return kind == MH__FAULT_WRITE || kind == MH__FAULT_PRCTL;
+}
+
 /* Open, map, close on backend with kind armed at nth during phase. */
 static void faults_run(const char *backend, int kind, enum faults_phase phase,
                        unsigned long nth, struct faults_outcome *o)
@@ -221,9 +141,9 @@ static void faults_run(const char *backend, int kind, enum faults_phase phase,
     memset(o, 0, sizeof *o);
     struct mh_config config = {.backend = backend, .workers = FAULTS_WORKERS};
     mh_pool *pool = NULL;
-
     void (*arm)(int, unsigned long) =
         faults_in_children(kind) ? mh__fault_arm_children : mh__fault_arm;
+
     if (phase == FAULTS_OPEN)
         arm(kind, nth);
     o->rc[0] = mh_pool_open(&pool, &config);
@@ -250,12 +170,10 @@ static void faults_run(const char *backend, int kind, enum faults_phase phase,
  * mapping, user string, descriptor or thread beyond what was there. */
 static int faults_nothing_left(long live, long maps, int fds, int threads)
 {
-    errno = 0;
-    pid_t child = waitpid(-1, NULL, WNOHANG);
-    CHECK(child == -1 && errno == ECHILD);
+    CHECK(mh_test_no_child());
     CHECK(mh__fault_live_allocs() == live);
     CHECK(mh__fault_live_maps() == maps);
-    CHECK(atomic_load(&faults_user_live) == 0);
+    CHECK(mh_test_bytes_live() == 0);
     CHECK(mh_test_count_fds() == fds);
     CHECK(mh_test_threads_settle(threads) == threads);
     return 0;
@@ -263,7 +181,7 @@ static int faults_nothing_left(long live, long maps, int fds, int threads)
 
 static int faults_torture(const char *backend, int kind, enum faults_phase phase)
 {
-    const int want = faults_want(kind);
+    const int want = mh__fault_code(kind);
     const char *phase_name = phase == FAULTS_OPEN ? "open" : "map";
     long live = mh__fault_live_allocs(), maps = mh__fault_live_maps();
     int fds = mh_test_count_fds(), threads = mh_test_count_threads();
@@ -282,7 +200,7 @@ static int faults_torture(const char *backend, int kind, enum faults_phase phase
             hit |= faults_in_children(kind);
             if (!hit || o.rc[i] != want) {
                 fprintf(stderr, "%s %s %s N=%lu: call %d returned %s, want %s%s\n",
-                        faults_kind_names[kind], phase_name, backend, n, i,
+                        mh__fault_name(kind), phase_name, backend, n, i,
                         mh_err_name(o.rc[i]), hit ? mh_err_name(want) : "MH_OK",
                         hit ? "" : " (no fault was injected)");
                 return 1;
@@ -290,7 +208,7 @@ static int faults_torture(const char *backend, int kind, enum faults_phase phase
         }
         if (o.wrong) {
             fprintf(stderr, "%s %s %s N=%lu: wrong result or state after the fault\n",
-                    faults_kind_names[kind], phase_name, backend, n);
+                    mh__fault_name(kind), phase_name, backend, n);
             return 1;
         }
         CHECK_OK(faults_nothing_left(live, maps, fds, threads));
@@ -302,99 +220,31 @@ static int faults_torture(const char *backend, int kind, enum faults_phase phase
     CHECK(n <= FAULTS_MAX_N);
     if (injected == 0) {
         fprintf(stderr, "%s makes no %s call in %s: skipped\n", backend,
-                faults_kind_names[kind], phase_name);
+                mh__fault_name(kind), phase_name);
         return MH_SKIP;
     }
     fprintf(stderr, "faults: injected %lu (%s, %s, %s), %lu absorbed with a correct result\n",
-            injected, faults_kind_names[kind], phase_name, backend, absorbed);
+            injected, mh__fault_name(kind), phase_name, backend, absorbed);
     return 0;
 }
 
-static int test_alloc_open(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_ALLOC, FAULTS_OPEN);
-}
-
-static int test_alloc_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_ALLOC, FAULTS_MAP);
-}
-
-static int test_mmap_open(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_MMAP, FAULTS_OPEN);
-}
-
-static int test_mmap_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_MMAP, FAULTS_MAP);
-}
-
-static int test_fork_open(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_FORK, FAULTS_OPEN);
-}
-
-static int test_fork_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_FORK, FAULTS_MAP);
-}
-
-static int test_thread_open(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_THREAD, FAULTS_OPEN);
-}
-
-static int test_thread_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_THREAD, FAULTS_MAP);
-}
-
-static int test_pipe_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_PIPE, FAULTS_MAP);
-}
-
-static int test_pidfd_open(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_PIDFD, FAULTS_OPEN);
-}
-
-static int test_pidfd_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_PIDFD, FAULTS_MAP);
-}
-
-static int test_poll_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_POLL, FAULTS_MAP);
-}
-
-static int test_waitpid_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_WAITPID, FAULTS_MAP);
-}
-
-static int test_read_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_READ, FAULTS_MAP);
-}
-
-static int test_write_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_WRITE, FAULTS_MAP);
-}
-
-static int test_prctl_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_PRCTL, FAULTS_MAP);
-}
+/* test_<call>_open and test_<call>_map for every entry of the table. */
+#define FAULTS_TESTS_(kind, name, err)                                        \
+    static int test_##name##_open(const char *backend)                        \
+    {                                                                         \
+        return faults_torture(backend, MH__FAULT_##kind, FAULTS_OPEN);        \
+    }                                                                         \
+    static int test_##name##_map(const char *backend)                         \
+    {                                                                         \
+        return faults_torture(backend, MH__FAULT_##kind, FAULTS_MAP);         \
+    }
+MH__SYSCALLS(FAULTS_TESTS_)
+#undef FAULTS_TESTS_
 
 /* Item 3 hangs until its worker is killed for it: SIGTERM ignored, so
  * that SIGKILL after the grace does it. */
 static int faults_fn_hang(const void *in, void *out, void *ctx)
 {
-    (void)ctx;
     if (*(const int *)in == 3) {
         signal(SIGTERM, SIG_IGN);
         for (;;)
@@ -404,8 +254,9 @@ static int faults_fn_hang(const void *in, void *out, void *ctx)
 }
 
 /* One map whose item 3 runs past a 50 ms timeout: it must come back
- * MH_ETIMEDOUT with item 3 timed out and every other result right. */
-static int faults_timeout_map(mh_pool *pool)
+ * MH_ETIMEDOUT with item 3 timed out and every other result right, or
+ * with want when that is another code. */
+static int faults_timeout_map(mh_pool *pool, int want)
 {
     enum { N = 40 };
     static int in[N];
@@ -418,20 +269,23 @@ static int faults_timeout_map(mh_pool *pool)
         .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
         .fn = faults_fn_hang, .status = status,
     };
-    CHECK_RC(mh_map(pool, &task, NULL), MH_ETIMEDOUT);
-    for (int i = 0; i < N; i++) {
+    CHECK_RC(mh_map(pool, &task, NULL), want);
+    for (int i = 0; want == MH_ETIMEDOUT && i < N; i++) {
         CHECK(status[i] == (i == 3 ? MH_ITEM_TIMED_OUT : MH_ITEM_OK));
         CHECK(i == 3 || out[i] == 2L * i);
     }
     return 0;
 }
 
-/* The signals (SIGTERM at the timeout, SIGKILL after the grace) with the
- * Nth one failing: the library sends it again through the pid, which
- * stays its own until reaped, so each fault is absorbed (without that, a
- * failed SIGKILL leaves a child no deadline will end: the watchdog). */
-static int test_kill_map(const char *backend)
+/* The signals of a timeout (SIGTERM, then SIGKILL after the grace) with
+ * the Nth pidfd_send_signal failing: a signal the pidfd cannot carry is
+ * sent again through the pid, which stays the child's until it is reaped,
+ * so each fault is absorbed (without that, a failed SIGKILL leaves a
+ * child no deadline will end: the watchdog). With the kill after it
+ * failing too (both), the map ends with MH_ESYS, every child reaped. */
+static int faults_signals(const char *backend, bool both)
 {
+    const int kind = MH__FAULT_PIDFD_SEND_SIGNAL;
     struct mh_config config = {
         .backend = backend, .workers = 2, .chunk = 4, .timeout_s = 0.05,
         .on_error = MH_CONTINUE,
@@ -443,14 +297,19 @@ static int test_kill_map(const char *backend)
         return MH_SKIP;
     }
     CHECK_RC(rc, MH_OK);
+    CHECK_OK(faults_timeout_map(pool, MH_ETIMEDOUT)); /* unarmed */
     long live = mh__fault_live_allocs(), maps = mh__fault_live_maps();
     int fds = mh_test_count_fds(), threads = mh_test_count_threads();
     unsigned long n, calls;
     for (n = 1; n <= FAULTS_MAX_N; n++) {
-        mh__fault_arm(MH__FAULT_KILL, n);
-        int bad = faults_timeout_map(pool);
-        calls = mh__fault_calls(MH__FAULT_KILL);
+        mh__fault_arm(kind, n);
+        mh__fault_arm(MH__FAULT_KILL, both);
+        int bad = faults_timeout_map(pool, both ? MH_ESYS : MH_ETIMEDOUT);
+        calls = mh__fault_calls(kind);
+        mh__fault_arm(kind, 0);
         mh__fault_arm(MH__FAULT_KILL, 0);
+        if (both && calls < n)
+            bad = 0; /* no signal failed: the map timed out as it should */
         CHECK_OK(bad);
         CHECK_OK(faults_nothing_left(live, maps, fds, threads));
         if (calls < n)
@@ -458,8 +317,15 @@ static int test_kill_map(const char *backend)
     }
     mh_pool_close(pool);
     CHECK(n > 1); /* at least one signal failed */
-    fprintf(stderr, "faults: %lu signals failed in turn (%s), each absorbed\n", n - 1, backend);
+    fprintf(stderr, "faults: %lu signals failed in turn (%s), %s\n", n - 1, backend,
+            both ? "and the kill after each: MH_ESYS" : "each absorbed");
     return 0;
+}
+
+static int test_signals_timeout(const char *backend)
+{
+    int rc = faults_signals(backend, false);
+    return rc ? rc : faults_signals(backend, true);
 }
 
 /* Start counting every kind from 0, none armed. */
@@ -475,7 +341,7 @@ static int faults_expect_no_calls(const char *what)
     for (int k = 0; k < MH__FAULT_KINDS; k++)
         if (mh__fault_calls(k)) {
             fprintf(stderr, "%s made %lu %s calls, want none\n", what, mh__fault_calls(k),
-                    faults_kind_names[k]);
+                    mh__fault_name(k));
             bad = 1;
         }
     return bad;
@@ -542,7 +408,6 @@ static int test_starts_nothing(const char *backend)
     return 0;
 }
 
-#define MH_TEST(name) {#name, test_##name},
 static const struct mh_test tests[] = {
     MH_TEST(alloc_open)
     MH_TEST(alloc_map)
@@ -552,16 +417,28 @@ static const struct mh_test tests[] = {
     MH_TEST(fork_map)
     MH_TEST(thread_open)
     MH_TEST(thread_map)
-    MH_TEST(starts_nothing)
-    MH_TEST(pipe_map)
-    MH_TEST(pidfd_open)
-    MH_TEST(pidfd_map)
+    MH_TEST(munmap_open)
+    MH_TEST(munmap_map)
+    MH_TEST(pipe2_open)
+    MH_TEST(pipe2_map)
+    MH_TEST(pidfd_open_open)
+    MH_TEST(pidfd_open_map)
+    MH_TEST(poll_open)
     MH_TEST(poll_map)
+    MH_TEST(waitpid_open)
     MH_TEST(waitpid_map)
+    MH_TEST(read_open)
     MH_TEST(read_map)
+    MH_TEST(write_open)
     MH_TEST(write_map)
-    MH_TEST(prctl_map)
+    MH_TEST(kill_open)
     MH_TEST(kill_map)
+    MH_TEST(pidfd_send_signal_open)
+    MH_TEST(pidfd_send_signal_map)
+    MH_TEST(prctl_open)
+    MH_TEST(prctl_map)
+    MH_TEST(starts_nothing)
+    MH_TEST(signals_timeout)
     {NULL, NULL},
 };
 

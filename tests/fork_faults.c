@@ -5,7 +5,8 @@
  * waitpid(-1), running other threads; results larger than any buffer;
  * the record stream fed garbage; the seed's million GMP factorials.
  *
- * `fork_faults TEST fork`: one CTest entry per MH_TEST line (label fault),
+ * `fork_faults TEST fork`: one CTest entry per MH_TEST line of the table,
+ * named fork_faults.<test> (labels fault, fork),
  * each under tests/check.c's runner (watchdog; no child, descriptor or
  * thread left).
  */
@@ -29,6 +30,9 @@
 
 #include "check.h"
 #include "fork_records.h"
+#ifdef MH_TEST_GMP
+#include "kernels.h"
+#endif
 
 /* fork_records.c is compiled into this binary (the library hides its
  * internals); these are the allocation calls it uses. */
@@ -52,18 +56,15 @@ void mh__free(void *p)
 #endif
 #endif
 
-static void sleep_ms(double ms)
+/* The kit's clock and sleep, by this file's short names. */
+static inline double now_s(void)
 {
-    struct timespec ts = {(time_t)(ms / 1000), (long)((ms - (double)(time_t)(ms / 1000) * 1000) * 1e6)};
-    while (nanosleep(&ts, &ts) && errno == EINTR)
-        ;
+    return mh_test_now_s();
 }
 
-static double now_s(void)
+static inline void sleep_ms(double ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    mh_test_sleep_ms(ms);
 }
 
 static void *shared_alloc(size_t size)
@@ -1065,49 +1066,6 @@ static int test_records_roundtrip(const char *backend)
 /* ------------------------------------------- the seed's workload, GMP */
 
 #ifdef MH_TEST_GMP
-static int fn_factorial(const void *in, void *out, void *ctx)
-{
-    (void)ctx;
-    unsigned long n = (unsigned long)*(const int *)in;
-    mpz_ptr result = out;
-    mpz_init_set_ui(result, 1);
-    for (unsigned long k = 2; k <= n; k++)
-        mpz_mul_ui(result, result, k);
-    return 0;
-}
-
-static size_t mpz_bytes(const void *item, void *ctx)
-{
-    (void)ctx;
-    return (mpz_sizeinbase(item, 2) + 7) / 8;
-}
-
-static int mpz_enc(const void *item, void *buf, size_t len, void *ctx)
-{
-    (void)ctx;
-    memset(buf, 0, len);
-    mpz_export(buf, NULL, 1, 1, 1, 0, item);
-    return 0;
-}
-
-static int mpz_dec(void *item, const void *buf, size_t len, void *ctx)
-{
-    (void)ctx;
-    mpz_init(item);
-    mpz_import(item, len, 1, 1, 1, 0, buf);
-    return 0;
-}
-
-static void mpz_clr(void *item, void *ctx)
-{
-    (void)ctx;
-    mpz_clear(item);
-}
-
-static const struct mh_codec mpz_codec = {
-    .size = mpz_bytes, .encode = mpz_enc, .decode = mpz_dec, .clear = mpz_clr,
-};
-
 static int factorials_on(const char *backend, int workers, const int *in, size_t n,
                          mpz_t *out)
 {
@@ -1115,7 +1073,7 @@ static int factorials_on(const char *backend, int workers, const int *in, size_t
     CHECK(pool);
     struct mh_task task = {
         .n = n, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
-        .fn = fn_factorial, .codec = &mpz_codec,
+        .fn = mh_test_factorial, .codec = &mhk_mpz_codec,
     };
     struct mh_report report;
     CHECK_RC(mh_map(pool, &task, &report), MH_OK);
@@ -1128,22 +1086,15 @@ static int test_factorial_million(const char *backend)
 {
     enum { N = 1000000 };
     int *in = malloc(N * sizeof *in);
-    mpz_t *got = malloc(N * sizeof *got), *want = malloc(N * sizeof *want);
-    CHECK(in && got && want);
+    mpz_t *got = malloc(N * sizeof *got);
+    CHECK(in && got);
     srand(2017);
     for (size_t i = 0; i < N; i++)
         in[i] = 1 + rand() % 99;
     CHECK_OK(factorials_on(backend, 2, in, N, got));
-    CHECK_OK(factorials_on("seq", 1, in, N, want));
-    size_t wrong = 0;
-    for (size_t i = 0; i < N; i++) {
-        wrong += mpz_cmp(got[i], want[i]) != 0;
-        mpz_clear(got[i]);
-        mpz_clear(want[i]);
-    }
+    size_t wrong = mh_test_factorials_differ(in, N, got);
     free(in);
     free(got);
-    free(want);
     CHECK(wrong == 0);
     return 0;
 }
@@ -1632,7 +1583,10 @@ static int test_region_reused(const char *backend)
 
 /* --------------------------------------------------------------- table */
 
-#define MH_TEST(name) {#name, test_##name},
+/* Every test here is of the fork backend alone: one entry each,
+ * fork_faults.<name>. */
+#undef MH_TEST
+#define MH_TEST(name) MH_TEST_ONCE_ON(name, "fork")
 static const struct mh_test tests[] = {
     MH_TEST(kill_worker_1)
     MH_TEST(kill_worker_2)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "kernels.h"
 #ifdef MH_TEST_FAULTS
 #include "fault.h"
 #endif
@@ -88,57 +89,12 @@ static int test_caller_initialised(const char *backend)
 
 /* ----------------------------------------------- the seed, in GMP */
 
-static int fn_factorial(const void *in, void *out, void *ctx)
-{
-    (void)ctx;
-    unsigned long n = *(const int *)in;
-    mpz_ptr result = out;
-    mpz_init_set_ui(result, 1);
-    for (unsigned long k = 2; k <= n; k++)
-        mpz_mul_ui(result, result, k);
-    return 0;
-}
-
-/* Sign-free magnitude bytes: factorials are positive. */
-static size_t mpz_codec_size(const void *item, void *ctx)
-{
-    (void)ctx;
-    return (mpz_sizeinbase(item, 2) + 7) / 8;
-}
-
-static int mpz_codec_encode(const void *item, void *buf, size_t len, void *ctx)
-{
-    (void)ctx;
-    size_t written = 0;
-    mpz_export(buf, &written, 1, 1, 1, 0, item);
-    return written == len ? 0 : 1;
-}
-
-static int mpz_codec_decode(void *item, const void *buf, size_t len, void *ctx)
-{
-    (void)ctx;
-    mpz_init(item);
-    mpz_import(item, len, 1, 1, 1, 0, buf);
-    return 0;
-}
-
-static void mpz_codec_clear(void *item, void *ctx)
-{
-    (void)ctx;
-    mpz_clear(item);
-}
-
-static const struct mh_codec mpz_codec = {
-    .size = mpz_codec_size, .encode = mpz_codec_encode,
-    .decode = mpz_codec_decode, .clear = mpz_codec_clear,
-};
-
 static int test_gmp_factorial_million(const char *backend)
 {
     enum { N = 1000000 };
     int *in = malloc(N * sizeof *in);
-    mpz_t *out = malloc(N * sizeof *out), *want = malloc(N * sizeof *want);
-    CHECK(in && out && want);
+    mpz_t *out = malloc(N * sizeof *out);
+    CHECK(in && out);
     /* The same inputs on every rank (only rank 0's count). */
     unsigned seed = 2026;
     for (int i = 0; i < N; i++) {
@@ -147,7 +103,7 @@ static int test_gmp_factorial_million(const char *backend)
     }
     struct mh_task task = {
         .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
-        .fn = fn_factorial, .codec = &mpz_codec,
+        .fn = mh_test_factorial, .codec = &mhk_mpz_codec,
     };
     struct mh_report report;
     mh_pool *pool = mh_test_pool(backend, 0, 0, MH_STOP);
@@ -157,25 +113,9 @@ static int test_gmp_factorial_million(const char *backend)
     CHECK(report.items_done == N && report.items_failed == 0);
     CHECK(report.workers == world_size());
 
-    int failed = 0;
-    if (mh_test_holds_results(backend)) {
-        mh_pool *seq = mh_test_pool("seq", 1, 0, MH_STOP);
-        CHECK(seq);
-        task.out = want;
-        CHECK_RC(mh_map(seq, &task, NULL), MH_OK);
-        mh_pool_close(seq);
-        for (int i = 0; i < N; i++) {
-            if (!failed && mpz_cmp(out[i], want[i]) != 0) {
-                fprintf(stderr, "item %d: %d! differs from seq\n", i, in[i]);
-                failed = 1;
-            }
-            mpz_clear(out[i]);
-            mpz_clear(want[i]);
-        }
-    }
+    int failed = mh_test_holds_results(backend) && mh_test_factorials_differ(in, N, out);
     free(in);
     free(out);
-    free(want);
     CHECK(!failed);
     return 0;
 }
@@ -277,11 +217,185 @@ static int test_shape_mismatch(const char *backend)
     return 0;
 }
 
+/* A map of n = 0 is collective too: a rank that maps nothing while
+ * another maps items is a shape mismatch, refused on every rank, never
+ * a rank that returns at once and leaves the others waiting. n = 0 on
+ * every rank runs nothing and calls no callback. */
+
+static int fn_count_calls(const void *in, void *out, void *ctx)
+{
+    (*(int *)ctx)++;
+    *(int *)out = *(const int *)in;
+    return 0;
+}
+
+static void progress_count(size_t done, size_t n, void *ctx)
+{
+    (void)done;
+    (void)n;
+    (*(int *)ctx)++;
+}
+
+static int test_empty_map_shape(const char *backend)
+{
+    int in[8] = {0}, out[8], calls = 0;
+    mh_pool *pool = mh_test_pool(backend, 0, 0, MH_STOP);
+    CHECK(pool);
+    struct mh_task task = {
+        .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = fn_count_calls, .ctx = &calls, .progress = progress_count,
+    };
+    struct mh_report report;
+    CHECK_RC(mh_map(pool, &task, &report), MH_OK); /* n = 0 everywhere */
+    CHECK(calls == 0 && report.items_done == 0);
+    for (int empty_root = 0; empty_root < 2 && world_size() > 1; empty_root++) {
+        task.n = (world_rank() == 0) == empty_root ? 0 : 8;
+        CHECK_RC(mh_map(pool, &task, &report), MH_EINVAL);
+        CHECK_OK(check_same_report(&report));
+    }
+    /* The pool is still good for the next map. */
+    task.n = 8;
+    calls = 0;
+    CHECK_RC(mh_map(pool, &task, &report), MH_OK);
+    CHECK(report.items_done == 8);
+    mh_pool_close(pool);
+    return 0;
+}
+
+/*
+ * The codec fails on items that run on a rank other than 0: their encode
+ * (on that rank) or decode (on rank 0) fails, or size() claims a length
+ * no buffer can hold. As on fork: each such item is MH_ITEM_FAILED with
+ * MH_ECODEC, the map returns MH_ECODEC with it as failed_index on every
+ * rank, and under MH_CONTINUE every other item arrives.
+ */
+enum codec_fault { CODEC_ENCODE, CODEC_DECODE, CODEC_SIZE_MAX, CODEC_SIZE_HUGE, CODEC_FAULTS };
+
+static int codec_bad(int value)
+{
+    return (value - 1) % 100 == 3; /* item 3 (chunk 0: rank 1's), 103, ... */
+}
+
+static int fn_boxed(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    int *p = malloc(sizeof *p);
+    if (!p)
+        return 1;
+    *p = *(const int *)in + 1;
+    *(int **)out = p;
+    return 0;
+}
+
+static size_t boxed_size(const void *item, void *ctx)
+{
+    int fault = *(const int *)ctx;
+    if (codec_bad(**(int *const *)item) && fault == CODEC_SIZE_MAX)
+        return SIZE_MAX - 3;
+    if (codec_bad(**(int *const *)item) && fault == CODEC_SIZE_HUGE)
+        return (size_t)1 << 50;
+    return sizeof(int);
+}
+
+static int boxed_encode(const void *item, void *buf, size_t len, void *ctx)
+{
+    int value = **(int *const *)item;
+    if ((codec_bad(value) && *(const int *)ctx == CODEC_ENCODE) || len != sizeof value)
+        return 1;
+    memcpy(buf, &value, sizeof value);
+    return 0;
+}
+
+static int boxed_decode(void *item, const void *buf, size_t len, void *ctx)
+{
+    int value;
+    if (len != sizeof value)
+        return 1;
+    memcpy(&value, buf, sizeof value);
+    if (codec_bad(value) && *(const int *)ctx == CODEC_DECODE)
+        return 1;
+    int *p = malloc(sizeof *p);
+    if (!p)
+        return 1;
+    *p = value;
+    *(int **)item = p;
+    return 0;
+}
+
+static void boxed_clear(void *item, void *ctx)
+{
+    (void)ctx;
+    free(*(int **)item);
+}
+
+static const struct mh_codec boxed_codec = {
+    .size = boxed_size, .encode = boxed_encode, .decode = boxed_decode, .clear = boxed_clear,
+};
+
+/* Rank 0's statuses and outputs against the report; frees the outputs. */
+static int codec_check_results(int policy, int **out, const uint8_t *status, size_t n,
+                               const struct mh_report *report)
+{
+    size_t ok = 0, bad = 0;
+    CHECK(status[3] == MH_ITEM_FAILED);
+    for (size_t i = 0; i < n; i++) {
+        if (status[i] == MH_ITEM_OK) {
+            CHECK(*out[i] == (int)i + 1);
+            free(out[i]);
+            ok++;
+        } else if (status[i] == MH_ITEM_FAILED) {
+            CHECK(codec_bad((int)i + 1));
+            bad++;
+        } else {
+            CHECK(status[i] == MH_ITEM_NOT_RUN && policy == MH_STOP);
+        }
+    }
+    CHECK(ok == report->items_done && bad == report->items_failed);
+    return 0;
+}
+
+static int test_codec_fails_off_root(const char *backend)
+{
+    if (world_size() < 2) {
+        fprintf(stderr, "one rank: the codec is not used\n");
+        return MH_SKIP;
+    }
+    enum { N = 2000 };
+    static int in[N], *out[N];
+    static uint8_t status[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    for (int fault = 0; fault < CODEC_FAULTS; fault++)
+        for (int policy = MH_STOP; policy <= MH_CONTINUE; policy++)
+            for (int with_status = 1; with_status >= 0; with_status--) {
+                mh_pool *pool = mh_test_pool(backend, 0, 10, (enum mh_on_error)policy);
+                CHECK(pool);
+                struct mh_task task = {
+                    .n = N, .in = in, .in_size = sizeof *in, .out = out,
+                    .out_size = sizeof *out, .fn = fn_boxed, .ctx = &fault,
+                    .codec = &boxed_codec, .status = with_status ? status : NULL,
+                };
+                struct mh_report report;
+                CHECK_RC(mh_map(pool, &task, &report), MH_ECODEC);
+                mh_pool_close(pool);
+                CHECK_OK(check_same_report(&report));
+                CHECK(report.failed_index == 3 && report.failed_status == MH_ITEM_FAILED);
+                CHECK(report.callback_code == MH_ECODEC);
+                if (policy == MH_CONTINUE)
+                    CHECK(report.items_done + report.items_failed == N);
+                if (with_status && mh_test_holds_results(backend))
+                    CHECK_OK(codec_check_results(policy, out, status, N, &report));
+            }
+    return 0;
+}
+
 /*
  * The library's Nth allocation fails on one rank (rank 0, then the last),
  * for N = 1, 2, ... until a map makes fewer: every rank returns the same
- * code (MH_OK or MH_ENOMEM), nobody hangs, and every rank's library
- * allocations balance (Open MPI's own are out of LeakSanitizer's reach).
+ * code (MH_OK, MH_ENOMEM, or MH_ECODEC when it was the buffer a worker
+ * encodes an item into: that item fails, as on fork), nobody hangs, and
+ * every rank's library allocations balance (Open MPI's own are out of
+ * LeakSanitizer's reach).
  * Needs a MANYHANDS_FAULT_INJECTION build.
  */
 static int test_alloc_failures(const char *backend)
@@ -298,14 +412,14 @@ static int test_alloc_failures(const char *backend)
         in[i] = 1 + i % 60;
     int victims[2] = {0, world_size() - 1};
     for (int v = 0; v < 2; v++) {
-        int failures = 0; /* maps that gave MH_ENOMEM */
+        int failures = 0; /* maps that gave MH_ENOMEM or MH_ECODEC */
         for (unsigned long nth = 1;; nth++) {
             long live = mh__fault_live_allocs();
             mh_pool *pool = mh_test_pool(backend, 0, 50, MH_STOP);
             CHECK(pool);
             struct mh_task task = {
                 .n = N, .in = in, .in_size = sizeof *in, .out = out,
-                .out_size = sizeof *out, .fn = fn_factorial, .codec = &mpz_codec,
+                .out_size = sizeof *out, .fn = mh_test_factorial, .codec = &mhk_mpz_codec,
             };
             int armed = world_rank() == victims[v];
             if (armed)
@@ -314,9 +428,9 @@ static int test_alloc_failures(const char *backend)
             int rc = mh_map(pool, &task, &report);
             int reached = !armed || mh__fault_calls(MH__FAULT_ALLOC) >= nth;
             mh__fault_arm(MH__FAULT_ALLOC, 0);
-            CHECK(rc == MH_OK || rc == MH_ENOMEM);
+            CHECK(rc == MH_OK || rc == MH_ENOMEM || rc == MH_ECODEC);
             CHECK_OK(check_same_report(&report));
-            failures += rc == MH_ENOMEM;
+            failures += rc != MH_OK;
             if (rc == MH_OK && mh_test_holds_results(backend))
                 for (int i = 0; i < N; i++) {
                     mpz_t want;
@@ -335,7 +449,7 @@ static int test_alloc_failures(const char *backend)
                 break; /* the map made fewer than nth allocations there */
             CHECK(nth < 1000);
         }
-        fprintf(stderr, "rank %d failing: %d maps gave MH_ENOMEM\n", victims[v], failures);
+        fprintf(stderr, "rank %d failing: %d maps failed\n", victims[v], failures);
         CHECK(failures >= 1); /* its first allocation, at least, matters */
     }
     return 0;
@@ -391,17 +505,21 @@ static int test_worker_rank_exits(const char *backend)
     return rank_dies(backend, -(world_size() - 1));
 }
 
-#define MH_TEST(name) {#name, test_##name},
+/* Every test here is of the mpi backend alone. */
+#undef MH_TEST
+#define MH_TEST(name) MH_TEST_ON(name, "mpi")
 static const struct mh_test tests[] = {
     MH_TEST(ranks)
     MH_TEST(caller_initialised)
     MH_TEST(gmp_factorial_million)
     MH_TEST(callback_error_off_root)
     MH_TEST(shape_mismatch)
+    MH_TEST(empty_map_shape)
+    MH_TEST(codec_fails_off_root)
     MH_TEST(alloc_failures)
-    {"worker_rank_dies", test_worker_rank_dies}, /* run by mpi_rank_dies.sh */
-    {"root_rank_dies", test_root_rank_dies},
-    {"worker_rank_exits", test_worker_rank_exits},
+    MH_TEST_DIES(worker_rank_dies, "exited on signal 9")
+    MH_TEST_DIES(root_rank_dies, "exited on signal 9")
+    MH_TEST_DIES(worker_rank_exits, "exiting improperly")
     {NULL, NULL},
 };
 

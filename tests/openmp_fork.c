@@ -103,10 +103,8 @@ static int test_fork_after_close(const char *backend)
 }
 
 static const struct mh_test tests[] = {
-#define MH_TEST(name) {#name, test_##name},
-    MH_TEST(fork_after_map)
-    MH_TEST(fork_after_close)
-#undef MH_TEST
+    MH_TEST_ON(fork_after_map, "openmp")
+    MH_TEST_ON(fork_after_close, "openmp")
     {NULL, NULL},
 };
 

@@ -112,11 +112,6 @@ static int soak_fn_bytes(const void *in, void *out, void *vctx)
 }
 
 /* Variable-size heap results, like a GMP integer. */
-struct soak_str {
-    unsigned char *p;
-    size_t len;
-};
-
 static size_t soak_str_len(const struct soak_ctx *ctx, size_t i, uint64_t h)
 {
     if (ctx->big_every && i % ctx->big_every == ctx->big_every - 1)
@@ -131,58 +126,17 @@ static int soak_fn_str(const void *in, void *out, void *vctx)
     if (soak_fails(ctx, i))
         return 9;
     uint64_t h = soak_hash(in, ctx->in_size, 1469598103934665603u);
-    struct soak_str *s = out;
+    struct mh_test_bytes *s = out;
     s->len = soak_str_len(ctx, i, h);
-    s->p = malloc(s->len);
+    s->p = mh_test_bytes_alloc(s->len);
     if (!s->p)
         return 1;
     for (size_t j = 0; j < s->len; j++) {
         h = (h ^ j) * 1099511628211u;
-        s->p[j] = (unsigned char)(h >> 29);
+        s->p[j] = (char)(h >> 29);
     }
     return 0;
 }
-
-static size_t soak_codec_size(const void *item, void *ctx)
-{
-    (void)ctx;
-    return ((const struct soak_str *)item)->len;
-}
-
-static int soak_codec_encode(const void *item, void *buf, size_t len, void *ctx)
-{
-    (void)ctx;
-    memcpy(buf, ((const struct soak_str *)item)->p, len);
-    return 0;
-}
-
-static int soak_codec_decode(void *item, const void *buf, size_t len, void *ctx)
-{
-    (void)ctx;
-    struct soak_str *s = item;
-    s->p = malloc(len ? len : 1);
-    if (!s->p)
-        return 1;
-    memcpy(s->p, buf, len);
-    s->len = len;
-    return 0;
-}
-
-static void soak_codec_clear(void *item, void *ctx)
-{
-    (void)ctx;
-    struct soak_str *s = item;
-    free(s->p);
-    s->p = NULL;
-    s->len = 0;
-}
-
-static const struct mh_codec soak_codec = {
-    .size = soak_codec_size,
-    .encode = soak_codec_encode,
-    .decode = soak_codec_decode,
-    .clear = soak_codec_clear,
-};
 
 /* ----------------------------------------------------------- one map */
 
@@ -210,8 +164,8 @@ static bool soak_out_equal(const struct soak_map *m, const unsigned char *a,
 {
     if (!m->codec)
         return memcmp(a + i * m->out_size, b + i * m->out_size, m->out_size) == 0;
-    const struct soak_str *x = (const struct soak_str *)a + i;
-    const struct soak_str *y = (const struct soak_str *)b + i;
+    const struct mh_test_bytes *x = (const struct mh_test_bytes *)a + i;
+    const struct mh_test_bytes *y = (const struct mh_test_bytes *)b + i;
     return x->len == y->len && x->p && y->p && memcmp(x->p, y->p, x->len) == 0;
 }
 
@@ -222,10 +176,10 @@ static void soak_clear(const struct soak_map *m, void *out, const uint8_t *statu
 {
     if (!m->codec)
         return;
-    struct soak_str *s = out;
+    struct mh_test_bytes *s = out;
     for (size_t i = 0; i < m->n; i++)
         if (all || (status && status[i] == MH_ITEM_OK))
-            soak_codec_clear(&s[i], NULL);
+            mh_test_bytes_codec.clear(&s[i], NULL);
 }
 
 /*
@@ -234,7 +188,7 @@ static void soak_clear(const struct soak_map *m, void *out, const uint8_t *statu
  */
 static int soak_one(const struct soak_map *m, mh_pool *pool, mh_pool *oracle_pool)
 {
-    size_t osz = m->codec ? sizeof(struct soak_str) : m->out_size;
+    size_t osz = m->codec ? sizeof(struct mh_test_bytes) : m->out_size;
     unsigned char *in = malloc(m->n * m->in_size + 1);
     unsigned char *out = malloc(m->n * osz + 1);
     unsigned char *truth = malloc(m->n * osz + 1);
@@ -250,7 +204,7 @@ static int soak_one(const struct soak_map *m, mh_pool *pool, mh_pool *oracle_poo
     struct mh_task task = {
         .n = m->n, .in = in, .in_size = m->in_size, .out = truth, .out_size = osz,
         .fn = m->codec ? soak_fn_str : soak_fn_bytes, .ctx = &ctx,
-        .codec = m->codec ? &soak_codec : NULL, .status = truth_status,
+        .codec = m->codec ? &mh_test_bytes_codec : NULL, .status = truth_status,
     };
     struct mh_report truth_report, report;
     int truth_rc = mh_map(oracle_pool, &task, &truth_report);
@@ -357,22 +311,6 @@ static long soak_rss_bytes(void)
     return resident < 0 ? -1 : resident * sysconf(_SC_PAGESIZE);
 }
 
-static double clock_gettime_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void soak_watchdog(int sig)
-{
-    (void)sig;
-    static const char msg[] = "soak: watchdog fired (hang)\n";
-    ssize_t ignored = write(2, msg, sizeof msg - 1);
-    (void)ignored;
-    _exit(2);
-}
-
 static int soak_warm(const char *backend)
 {
     struct soak_map m = {
@@ -454,10 +392,8 @@ int main(int argc, char **argv)
     }
     unsetenv("MANYHANDS_BACKEND");
     unsetenv("MANYHANDS_WORKERS");
-    const char *limit = getenv("MH_SOAK_WATCHDOG");
-    signal(SIGALRM, soak_watchdog);
-    alarm(limit ? (unsigned)atoi(limit) : (unsigned)(120 + maps / 2));
-    double t0 = clock_gettime_s();
+    mh_test_watchdog("MH_SOAK_WATCHDOG", (unsigned)(120 + maps / 2));
+    double t0 = mh_test_now_s();
 
     /* Runtime threads a backend keeps for the process's life belong in
      * the baseline. */
@@ -549,7 +485,7 @@ int main(int argc, char **argv)
 
     fprintf(stderr, "soak: %lu maps, %llu items, seed %llu, %lu with failing items, "
             "%lu with a codec, %.1f s\n", i, items, seed, failing_maps, codec_maps,
-            clock_gettime_s() - t0);
+            mh_test_now_s() - t0);
     for (int b = 0; b < nbackends; b++)
         fprintf(stderr, "soak:   %-8s %lu maps\n", backends[b], per_backend[b]);
     fprintf(stderr, "soak: RSS %.1f MiB after warm-up, %.1f MiB at the end\n",
@@ -573,9 +509,7 @@ int main(int argc, char **argv)
 #endif
     CHECK(mh_test_count_fds() == fds0);
     CHECK(mh_test_threads_settle(threads0) == threads0);
-    errno = 0;
-    pid_t child = waitpid(-1, NULL, WNOHANG);
-    CHECK(child == -1 && errno == ECHILD);
+    CHECK(mh_test_no_child());
     fprintf(stderr, "soak: ok\n");
     return 0;
 }

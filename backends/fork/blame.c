@@ -18,10 +18,7 @@ struct mh__failure fork_codec_failed(const struct fork_map *m, size_t i)
     atomic_store_explicit(&m->sh->codec_failed, 1, memory_order_relaxed);
     if (m->run->on_error == MH_STOP)
         atomic_store_explicit(&m->sh->stop, 1, memory_order_relaxed);
-    return (struct mh__failure){
-        .index = i, .status = MH_ITEM_FAILED, .callback_code = MH_ECODEC,
-        .exit_status = -1, .count = 1,
-    };
+    return mh__failure_callback(i, MH_ECODEC);
 }
 
 /* SIGTERM every running child to stop the map; SIGKILL after the grace
@@ -56,12 +53,9 @@ static void fork_worker_failed(struct fork_map *m, size_t index, int status, int
     m->sstatus[index] = (uint8_t)status;
     if (m->codec)
         m->pstatus[index] = (uint8_t)status;
-    struct mh__failure fail = {
-        .index = index, .status = status, .callback_code = 0,
-        .signal = wstatus != -1 && WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0,
-        .exit_status = wstatus != -1 && WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1,
-        .pid = (long)pid, .count = 1,
-    };
+    struct mh__failure fail = mh__failure_worker(
+        index, status, wstatus != -1 && WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0,
+        wstatus != -1 && WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1, (long)pid);
     mh__run_fail(m->run, &fail);
 }
 

@@ -202,7 +202,6 @@ _Noreturn void fork_child(const struct fork_map *m, int s, const struct mh__fork
         fork_child_sys_failed(m, s);
     if (getppid() != m->parent)
         _exit(FORK_EXIT_ORPHAN);
-    mh__callback_depth = 1; /* a map inside a callback runs inline */
     mh__fork_stdio_child_start(stdio);
 
     const struct mh__run *run = m->run;
@@ -210,15 +209,14 @@ _Noreturn void fork_child(const struct fork_map *m, int s, const struct mh__fork
     struct fork_out o = {0, 0};
     if (w->redo_hi > w->redo_lo)
         fork_child_chunk(m, s, &o, w->redo_lo, w->redo_hi, true);
-    size_t n = run->task->n;
     for (;;) {
         if (atomic_load_explicit(&m->sh->stop, memory_order_relaxed))
             break;
         size_t c = atomic_fetch_add_explicit(&m->sh->next, 1, memory_order_relaxed);
         if (c >= run->nchunks)
             break;
-        size_t begin = c * run->chunk;
-        size_t end = n - begin < run->chunk ? n : begin + run->chunk;
+        size_t begin, end;
+        mh__chunk_bounds(run, c, &begin, &end);
         fork_child_chunk(m, s, &o, begin, end, false);
     }
     if (m->codec) {

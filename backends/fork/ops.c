@@ -41,8 +41,8 @@ static int fork_map_open(struct fork_map *m)
         m->workers[s].pidfd = -1;
         m->workers[s].stream.n = m->task->n;
     }
-    if (m->codec && mh__pipe(m->bell)) {
-        rc = mh__sys_error(errno);
+    if (m->codec && mh__pipe2(m->bell, O_CLOEXEC)) {
+        rc = mh__errno_code(errno);
         goto out_free;
     }
     if (m->codec)
@@ -147,7 +147,7 @@ static int fork_open(void **state, const struct mh_config *config)
     /* pidfds (Linux 5.3) are how we wait: check once that we have them. */
     int fd = mh__pidfd_open(getpid());
     if (fd < 0)
-        return mh__sys_error(errno);
+        return errno == ENOSYS ? MH_ENOTSUP : mh__errno_code(errno);
     close(fd);
     struct fork_state *st = mh__calloc(1, sizeof *st);
     if (!st)
@@ -159,7 +159,7 @@ static int fork_open(void **state, const struct mh_config *config)
 static void fork_close(void *state, bool owner)
 {
     (void)owner; /* no child outlives a map: nothing to stop or wait for */
-    fork_region_drop(state);
+    fork_region_drop(state); /* a failure here leaves nothing to retry with */
     mh__free(state);
 }
 

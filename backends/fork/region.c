@@ -18,27 +18,31 @@ static size_t fork_round64(size_t x)
     return (x + 63) & ~(size_t)63;
 }
 
-/* The pool's kept region, or a fresh mapping of size bytes; NULL when
- * mmap fails. */
-static void *fork_region_get(struct fork_map *m, size_t size)
+/* Set m->region to the pool's kept region, or to a fresh mapping of size
+ * bytes. 0, MH_ENOMEM (mmap failed) or MH_ESYS (the kept region that does
+ * not fit could not be unmapped: the pool keeps it). */
+static int fork_region_get(struct fork_map *m, size_t size)
 {
     struct fork_state *st = m->state;
     m->reused = st->region && st->size >= size && st->size / 4 <= size;
     if (m->reused) {
+        m->region = st->region;
         m->region_size = st->size;
-        return st->region;
+        return MH_OK;
     }
-    fork_region_drop(st);
+    if (fork_region_drop(st))
+        return MH_ESYS;
     void *region = mh__mmap(NULL, size, PROT_READ | PROT_WRITE,
                             MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (region == MAP_FAILED)
-        return NULL;
+        return MH_ENOMEM;
+    m->region = region;
     m->region_size = size;
     if (size >= FORK_KEEP_BYTES) {
         st->region = region;
         st->size = size;
     }
-    return region;
+    return MH_OK;
 }
 
 /* Lay out and map the shared region. 0 or MH_ENOMEM. */
@@ -57,12 +61,11 @@ int fork_region_map(struct fork_map *m)
     if (__builtin_add_overflow(off_out, fork_round64(out_bytes), &off_arena) ||
         __builtin_add_overflow(off_arena, arena_bytes, &total))
         return MH_ENOMEM;
-    void *region = fork_region_get(m, total);
-    if (!region)
-        return MH_ENOMEM;
-    unsigned char *base = region;
-    m->region = region;
-    m->sh = region;
+    int rc = fork_region_get(m, total);
+    if (rc)
+        return rc;
+    unsigned char *base = m->region;
+    m->sh = m->region;
     m->slots = (struct fork_slot *)(base + off_slots);
     m->sstatus = base + off_status;
     m->sout = m->codec ? NULL : base + off_out;
@@ -75,20 +78,27 @@ int fork_region_map(struct fork_map *m)
     return MH_OK;
 }
 
-/* The end of a map: unmap its region unless the pool keeps it. */
+/* The end of a map: unmap its region unless the pool keeps it. One that
+ * cannot be unmapped the pool keeps (it keeps none then: a map either
+ * uses the kept region or drops it first), to reuse or unmap later. */
 void fork_region_unmap(struct fork_map *m)
 {
-    if (m->region != m->state->region)
-        mh__munmap(m->region, m->region_size);
+    struct fork_state *st = m->state;
+    if (m->region == st->region || mh__munmap(m->region, m->region_size) == 0)
+        return;
+    st->region = m->region;
+    st->size = m->region_size;
 }
 
-/* Unmap the pool's kept region, if any. */
-void fork_region_drop(struct fork_state *st)
+/* Unmap the pool's kept region, if any. 0, or -1 with the region still
+ * kept. */
+int fork_region_drop(struct fork_state *st)
 {
-    if (st->region)
-        mh__munmap(st->region, st->size);
+    if (st->region && mh__munmap(st->region, st->size))
+        return -1;
     st->region = NULL;
     st->size = 0;
+    return 0;
 }
 
 /* Read one byte per page of [p, p + len): a read fault maps the pages

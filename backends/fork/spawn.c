@@ -38,7 +38,7 @@ int fork_spawn(struct fork_map *m, int s)
         w->life = FORK_GONE; /* already ended and reaped (SIGCHLD ignored) */
         return MH_OK;
     }
-    int rc = mh__sys_error(errno);
+    int rc = mh__errno_code(errno);
     mh__kill(pid, SIGKILL); /* not reaped yet, so the pid is still ours */
     fork_reap(m, s);
     return rc;
@@ -51,7 +51,7 @@ void fork_signal(struct fork_map *m, struct fork_worker *w, int sig)
 {
     if (w->pidfd < 0)
         return; /* FORK_GONE: nothing left to signal */
-    if (mh__pidfd_signal(w->pidfd, sig) == 0 || errno == ESRCH)
+    if (mh__pidfd_send_signal(w->pidfd, sig) == 0 || errno == ESRCH)
         return;
     if (mh__kill(w->pid, sig) == 0 || errno == ESRCH)
         return;

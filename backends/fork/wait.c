@@ -114,7 +114,7 @@ void fork_wait(struct fork_map *m)
         int nfds = fork_watch(m, &gone);
         int ready = mh__poll(m->fds, (nfds_t)nfds, gone ? 0 : fork_poll_ms(m, mh__now()));
         if (ready < 0 && errno != EINTR) {
-            fork_set_rc(m, mh__sys_error(errno));
+            fork_set_rc(m, mh__errno_code(errno));
             return;
         }
         fork_drain_bells(m);
