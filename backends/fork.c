@@ -6,7 +6,7 @@
  * chunks from an atomic counter in the region. Fixed-size outputs go
  * straight into the region (the caller copies them to task->out at the
  * end); with a codec, a child encodes each result into length-prefixed
- * records (fork_records.h) in its own two-half arena, publishes a full
+ * records (records.h) in its own two-half arena, publishes a full
  * half with a release store and a 4-byte doorbell on one shared pipe, and
  * goes on in the other half while the caller decodes the first into
  * task->out and hands it back (futex on the half's flag). A record larger
@@ -45,7 +45,7 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "fork_records.h"
+#include "records.h"
 #include "fork_stdio.h"
 
 /* Bytes in each half of a child's record arena. */
@@ -99,7 +99,7 @@ struct fork_worker {
     size_t redo_lo, redo_hi; /* range a fresh child runs first; children
                               * read it from their copy of this memory */
     size_t retired_done;     /* items OK by earlier children of this slot */
-    struct mh__fork_stream stream;
+    struct mh__record_stream stream;
 };
 
 /* Everything one map needs; the children inherit a copy. */
@@ -234,16 +234,16 @@ static int fork_child_put(const struct fork_map *m, int s, struct fork_out *o,
     const struct mh_codec *codec = m->codec;
     void *ctx = m->task->ctx;
     size_t size = codec->size(item, ctx);
-    if (size > SIZE_MAX - MH__FORK_RECORD_HEADER)
+    if (size > SIZE_MAX - MH__RECORD_HEADER)
         return 1;
-    size_t need = MH__FORK_RECORD_HEADER + size;
+    size_t need = MH__RECORD_HEADER + size;
     if (o->used > 0 && o->used + need > FORK_HALF)
         fork_child_publish(m, s, o);
     if (need <= FORK_HALF) {
         unsigned char *at = fork_half(m, s, o->half) + o->used;
-        if (codec->encode(item, at + MH__FORK_RECORD_HEADER, size, ctx))
+        if (codec->encode(item, at + MH__RECORD_HEADER, size, ctx))
             return 1;
-        mh__fork_record_put(at, i, size);
+        mh__record_put(at, i, size);
         o->used += need;
         return 0;
     }
@@ -253,8 +253,8 @@ static int fork_child_put(const struct fork_map *m, int s, struct fork_out *o,
         mh__free(buf);
         return 1;
     }
-    mh__fork_record_put(fork_half(m, s, o->half), i, size);
-    o->used = MH__FORK_RECORD_HEADER;
+    mh__record_put(fork_half(m, s, o->half), i, size);
+    o->used = MH__RECORD_HEADER;
     for (size_t sent = 0; sent < size;) {
         size_t take = FORK_HALF - o->used;
         if (take > size - sent)
@@ -394,7 +394,7 @@ static int fork_spawn(struct fork_map *m, int s)
     atomic_store_explicit(&slot->has_fail, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->ready[0], 0, memory_order_relaxed);
     atomic_store_explicit(&slot->ready[1], 0, memory_order_relaxed);
-    mh__fork_stream_reset(&w->stream, m->task->n);
+    mh__record_stream_reset(&w->stream, m->task->n);
     w->stopped = w->gone = false;
     w->timed_out = MH_NO_ITEM;
     w->term_at = 0;
@@ -474,8 +474,8 @@ static void fork_drain_bells(struct fork_map *m)
                 continue;
             size_t len = slot->len[half];
             int rc = len <= FORK_HALF
-                         ? mh__fork_stream_feed(&w->stream, fork_half(m, (int)s, (int)half),
-                                                len, fork_emit, m)
+                         ? mh__record_stream_feed(&w->stream, fork_half(m, (int)s, (int)half),
+                                                  len, fork_emit, m)
                          : MH_ERANGE;
             if (rc) {
                 /* A corrupt stream: trust nothing more from this child. */
@@ -530,7 +530,7 @@ static void fork_ended(struct fork_map *m, int s)
     w->pidfd = -1;
     w->live = false;
     m->live--;
-    mh__fork_stream_reset(&w->stream, m->task->n); /* a partial record dies with it */
+    mh__record_stream_reset(&w->stream, m->task->n); /* a partial record dies with it */
 
     if (atomic_load_explicit(&slot->has_fail, memory_order_acquire))
         mh__run_fail(m->run, &slot->fail);
@@ -870,7 +870,7 @@ out_pipe:
 out_free:
     if (m.workers)
         for (int s = 0; s < m.nworkers; s++)
-            mh__fork_stream_reset(&m.workers[s].stream, 0);
+            mh__record_stream_reset(&m.workers[s].stream, 0);
     mh__free(slot_of);
     mh__free(fds);
     mh__free(m.workers);
