@@ -1,11 +1,12 @@
 /*
- * libFuzzer target: the fork backend's result-record decoding
- * (backends/records.h), the bytes a worker process — possibly one
- * that died half-way, or wrote garbage — leaves in shared memory.
+ * libFuzzer target: result-record decoding (backends/records.h), the one
+ * format fork and mpi carry encoded results in: the bytes a worker
+ * process — possibly one that died half-way, or wrote garbage — leaves in
+ * shared memory (fork), or sends in a chunk's payload (mpi).
  *
  * Input: 8 bytes of item count n, 1 byte of block size, then the stream.
- * The stream is fed in blocks of that size, as the caller receives arena
- * halves. Properties (checked, not just "no crash"): every emitted record
+ * The stream is fed in blocks of that size, as fork's caller receives
+ * arena halves (mpi feeds a chunk's records as one block). Properties (checked, not just "no crash"): every emitted record
  * lies inside what was fed, its index is below n and above the one
  * before, and the reassembly buffer never grows past what arrived (a
  * header claiming 2^63 bytes must not make the caller allocate them).
