@@ -6,7 +6,8 @@
  *
  * Input: 8 bytes of item count n, 1 byte of block size, then the stream.
  * The stream is fed in blocks of that size, as fork's caller receives
- * arena halves (mpi feeds a chunk's records as one block). Properties (checked, not just "no crash"): every emitted record
+ * arena halves; block size byte 255 feeds it as one block, as mpi's rank 0
+ * feeds a chunk's records. Properties (checked, not just "no crash"): every emitted record
  * lies inside what was fed, its index is below n and above the one
  * before, and the reassembly buffer never grows past what arrived (a
  * header claiming 2^63 bytes must not make the caller allocate them).
@@ -60,6 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t block = 16 + data[8] * 4u;
     data += 9;
     size -= 9;
+    if (data[-1] == 255 && size > 0)
+        block = size;
 
     struct mh__record_stream stream;
     memset(&stream, 0, sizeof stream);
