@@ -6,7 +6,7 @@ BUILD_TYPE ?= Release
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test bench micro soak fuzz clean
+.PHONY: all deps configure build test cluster-test bench micro soak fuzz clean
 
 all: build
 
@@ -21,6 +21,11 @@ build: configure
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The mpi backend across simulated hosts (scripts/cluster; root only, the
+# tests skip otherwise): the CTest entries labelled cluster.
+cluster-test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L cluster
 
 # The main job: the comparison matrix (every backend x kernel x workers),
 # then the blog's experiment beside its Python program; CSV and plots in

@@ -11,6 +11,7 @@
 #ifndef MH_BACKEND_H
 #define MH_BACKEND_H
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -37,18 +38,53 @@ struct mh__failure {
     size_t count;      /* failures this record stands for (>= 1) */
 };
 
+/* No failure: index MH_NO_ITEM. */
+static inline struct mh__failure mh__failure_none(void)
+{
+    return (struct mh__failure){.index = MH_NO_ITEM, .exit_status = -1};
+}
+
+/* Item index failed in this process: fn returned code (or the codec
+ * failed: MH_ECODEC). */
+static inline struct mh__failure mh__failure_callback(size_t index, int code)
+{
+    return (struct mh__failure){
+        .index = index, .status = MH_ITEM_FAILED, .callback_code = code,
+        .exit_status = -1, .count = 1,
+    };
+}
+
+/* Item index was running when its worker process ended: status is
+ * MH_ITEM_CRASHED or MH_ITEM_TIMED_OUT; sig the signal or 0, exit_status
+ * the exit status or -1. */
+static inline struct mh__failure mh__failure_worker(size_t index, int status, int sig,
+                                                    int exit_status, long pid)
+{
+    return (struct mh__failure){
+        .index = index, .status = status, .signal = sig,
+        .exit_status = exit_status, .pid = pid, .count = 1,
+    };
+}
+
 /*
  * One map in flight. The core fills everything before calling the
  * backend's map and reads the failure and counters after it returns.
- * Chunk c covers items [c * chunk, min((c + 1) * chunk, n)).
+ * Chunk c's items are mh__chunk_bounds(run, c): the only rule for where a
+ * chunk starts and ends, so that every process of a map agrees.
  */
 struct mh__run {
     /* Validated; n > 0, except that a MH__CAP_COLLECTIVE backend is
      * called for n = 0 too (nchunks 0, workers 0): its peers must learn
      * this process's shape, which may differ from theirs. */
     const struct mh_task *task;
-    size_t chunk;               /* items per chunk, >= 1 */
-    size_t nchunks;             /* ceil(n / chunk) */
+    size_t chunk;               /* items per chunk before the tail, >= 1;
+                                 * no chunk is larger */
+    size_t nchunks;             /* chunks in all (0 only when n is 0) */
+    /* The shrinking tail of an adaptive map (mh__chunk_plan): chunks from
+     * tail_chunk on start at item tail_begin and come in levels of
+     * tail_width chunks of tail_top, tail_top / 2, ..., 1 items. No tail:
+     * tail_chunk == nchunks and tail_begin == n. */
+    size_t tail_chunk, tail_begin, tail_top, tail_width;
     int workers;                /* workers to use: min(pool's, nchunks) */
     enum mh_on_error on_error;
     double timeout_s;           /* 0: none */
@@ -138,6 +174,35 @@ int mh__run_failure_code(const struct mh__run *run);
  * record its failure. Returns 0, or the MH_E* code of its failure. */
 int mh__run_chunk(struct mh__run *run, size_t c);
 
+/* Cut run->task->n items into chunks of `chunk` items, followed when
+ * tail_width > 0 by a tail of chunks that halve down to one item, tail_width
+ * of each size: sets chunk, nchunks and the tail fields of run. */
+void mh__chunk_plan(struct mh__run *run, size_t chunk, size_t tail_width);
+
+/* Chunk c's items, [*begin, *end), for c < run->nchunks. */
+static inline void mh__chunk_bounds(const struct mh__run *run, size_t c, size_t *begin,
+                                    size_t *end)
+{
+    if (c < run->tail_chunk) {
+        *begin = c * run->chunk;
+        *end = run->tail_begin - *begin < run->chunk ? run->tail_begin : *begin + run->chunk;
+        return;
+    }
+    /* Level k of the tail has chunks of tail_top >> k items; the levels
+     * before it hold tail_width * (2 * tail_top - 2 * size) items. */
+    size_t t = c - run->tail_chunk, size = run->tail_top >> (t / run->tail_width);
+    *begin = run->tail_begin + run->tail_width * (2 * run->tail_top - 2 * size) +
+             (t % run->tail_width) * size;
+    *end = *begin + size;
+}
+
+/* Items per chunk that cut n items into about `chunks` chunks, at most
+ * MH__CHUNK_MAX: the adaptive chunk size of mh_map and mh_reduce. */
+size_t mh__chunk_auto(size_t n, size_t chunks);
+
+/* Past this many items a chunk's claim costs nothing per item. */
+#define MH__CHUNK_MAX 4096
+
 /* Report progress to the task's progress callback, if any. Call only from
  * the thread that called mh_map. */
 void mh__run_progress(struct mh__run *run);
@@ -146,44 +211,60 @@ void mh__run_progress(struct mh__run *run);
 int mh__status_code(int item_status);
 
 /*
- * Nesting depth of callbacks on this thread. A worker thread or process
- * raises it while it runs callbacks, so that a map called from inside a
- * callback runs inline instead of waiting on the workers it occupies.
+ * Nesting: a map called from inside any callback (fn, progress, codec)
+ * runs inline instead of waiting on workers it may occupy. The core sees
+ * to it — mh__run_range marks every item loop, on any thread or process,
+ * and the core marks the calling thread for the whole of a backend's map
+ * — so a backend that runs items through mh__run_range or mh__run_chunk
+ * has nothing to do for it.
  */
-extern _Thread_local int mh__callback_depth;
 
 /*
- * Allocation and the OS calls that start workers go through these, in the
- * library and every backend, so that a fault-injection build can make any
- * one of them fail (src/sys.c). They behave exactly like the calls named.
+ * The syscall table (src/sys.c, src/fault.h): allocation and every OS call
+ * of a map go through these, in the core and every backend, so that a
+ * fault-injection build can make any one of them fail. Each behaves
+ * exactly like the call it names (mh__pidfd_open: pidfd_open(pid, 0);
+ * mh__prctl: prctl(option, arg, 0, 0, 0)). A call a backend makes
+ * directly is one whose failure no test can reach: add its entry to
+ * MH__SYSCALLS and a wrapper here instead.
  */
 void *mh__malloc(size_t size);
 void *mh__calloc(size_t count, size_t size);
 void mh__free(void *p);
 void *mh__mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset);
+int mh__munmap(void *addr, size_t length);
 pid_t mh__fork(void);
 int mh__pthread_create(pthread_t *thread, const pthread_attr_t *attr,
                        void *(*start)(void *), void *arg);
-
-/* Every descriptor the library makes, never 0, 1 or 2 (a caller may
- * start with them closed, and its callbacks' stdout must not land in
- * ours). Both set errno and return -1 on error. A close-on-exec pipe; a
- * pidfd (pidfd_open, Linux 5.3), close-on-exec as pidfds are. */
-int mh__pipe(int fds[2]);
+int mh__pipe2(int fds[2], int flags);
 int mh__pidfd_open(pid_t pid);
+int mh__poll(struct pollfd *fds, nfds_t nfds, int timeout_ms);
+pid_t mh__waitpid(pid_t pid, int *wstatus, int options);
+ssize_t mh__read(int fd, void *buf, size_t count);
+ssize_t mh__write(int fd, const void *buf, size_t count);
+int mh__kill(pid_t pid, int sig);
+int mh__prctl(int option, unsigned long arg);
+
+/* Every descriptor the library makes (mh__pipe2, mh__pidfd_open) is
+ * never 0, 1 or 2: a caller may start with them closed, and its
+ * callbacks' stdout must not land in ours. */
 
 /* waitpid on one pid of ours, retrying EINTR. The status, or -1 when
  * unknown (SIGCHLD ignored, or another thread reaped it). */
 int mh__reap(pid_t pid);
 
-/* Monotonic clock, seconds. */
-double mh__now(void);
+/* The MH_E* code for a failed OS call's errno: MH_ENOMEM (ENOMEM, EMFILE,
+ * ENFILE), MH_EAGAIN, else MH_ESYS. */
+int mh__errno_code(int err);
 
-/* The built backends. */
+/* The monotonic clock, in seconds and in nanoseconds: the only clock for
+ * deadlines and spins. */
+double mh__now(void);
+uint64_t mh__now_ns(void);
+
+/* The backend every build has, and the inline path (openmp uses it for a
+ * one-thread team). A backend's own table is mh__backend_<name>, defined
+ * in its file; src/registry.c declares the built ones from mh_config.h. */
 extern const struct mh_backend_ops mh__backend_seq;
-extern const struct mh_backend_ops mh__backend_threads;
-extern const struct mh_backend_ops mh__backend_openmp;
-extern const struct mh_backend_ops mh__backend_fork;
-extern const struct mh_backend_ops mh__backend_mpi;
 
 #endif /* MH_BACKEND_H */

@@ -146,13 +146,6 @@ static void fork_futex_wake(_Atomic uint32_t *word)
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
-static uint64_t fork_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static size_t fork_round64(size_t x)
 {
     return (x + 63) & ~(size_t)63;
@@ -197,9 +190,9 @@ static void fork_child_wait_caller(struct fork_slot *slot, int half)
     /* Release, as every store of busy: the caller reads started_ns only
      * after an acquire load of busy that shows an item. */
     size_t item = atomic_exchange_explicit(&slot->busy, MH_NO_ITEM, memory_order_release);
-    uint64_t from = fork_now_ns();
+    uint64_t from = mh__now_ns();
     fork_child_wait_free(slot, half);
-    atomic_fetch_add_explicit(&slot->started_ns, fork_now_ns() - from, memory_order_relaxed);
+    atomic_fetch_add_explicit(&slot->started_ns, mh__now_ns() - from, memory_order_relaxed);
     atomic_store_explicit(&slot->busy, item, memory_order_release);
 }
 
@@ -294,7 +287,7 @@ static void fork_child_range(const struct fork_map *m, int s, struct fork_out *o
         if (redo && fork_item_settled(m, i))
             continue;
         if (timed)
-            atomic_store_explicit(&slot->started_ns, fork_now_ns(), memory_order_relaxed);
+            atomic_store_explicit(&slot->started_ns, mh__now_ns(), memory_order_relaxed);
         atomic_store_explicit(&slot->busy, i, memory_order_release);
 
         struct mh__failure fail;
@@ -308,10 +301,7 @@ static void fork_child_range(const struct fork_map *m, int s, struct fork_out *o
             m->codec->clear(item, task->ctx);
             if (bad) {
                 m->sstatus[i] = MH_ITEM_FAILED;
-                fail = (struct mh__failure){
-                    .index = i, .status = MH_ITEM_FAILED, .callback_code = MH_ECODEC,
-                    .exit_status = -1, .count = 1,
-                };
+                fail = mh__failure_callback(i, MH_ECODEC);
                 fork_child_fail(slot, &fail);
                 atomic_store_explicit(&m->sh->codec_failed, 1, memory_order_relaxed);
                 if (run->on_error == MH_STOP)
@@ -334,7 +324,6 @@ static _Noreturn void fork_child(const struct fork_map *m, int s,
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != m->parent)
         _exit(FORK_EXIT_ORPHAN);
-    mh__callback_depth = 1; /* a map inside a callback runs inline */
     mh__fork_stdio_child_start(stdio);
 
     const struct mh__run *run = m->run;
@@ -342,15 +331,14 @@ static _Noreturn void fork_child(const struct fork_map *m, int s,
     struct fork_out o = {0, 0};
     if (w->redo_hi > w->redo_lo)
         fork_child_range(m, s, &o, w->redo_lo, w->redo_hi, true);
-    size_t n = run->task->n;
     for (;;) {
         if (atomic_load_explicit(&m->sh->stop, memory_order_relaxed))
             break;
         size_t c = atomic_fetch_add_explicit(&m->sh->next, 1, memory_order_relaxed);
         if (c >= run->nchunks)
             break;
-        size_t begin = c * run->chunk;
-        size_t end = n - begin < run->chunk ? n : begin + run->chunk;
+        size_t begin, end;
+        mh__chunk_bounds(run, c, &begin, &end);
         fork_child_range(m, s, &o, begin, end, false);
     }
     if (m->codec) {
@@ -373,10 +361,7 @@ static void fork_fail(struct fork_map *m, size_t index, int status, int sig,
     m->sstatus[index] = (uint8_t)status;
     if (m->codec)
         m->pstatus[index] = (uint8_t)status;
-    struct mh__failure fail = {
-        .index = index, .status = status, .callback_code = 0, .signal = sig,
-        .exit_status = exit_status, .pid = (long)pid, .count = 1,
-    };
+    struct mh__failure fail = mh__failure_worker(index, status, sig, exit_status, (long)pid);
     mh__run_fail(m->run, &fail);
 }
 
@@ -421,7 +406,7 @@ static int fork_spawn(struct fork_map *m, int s)
         mh__reap(pid);
         w->live = false;
         m->live--;
-        return err == EMFILE || err == ENFILE ? MH_ENOMEM : MH_ESYS;
+        return mh__errno_code(err);
     }
     return MH_OK;
 }
@@ -435,10 +420,7 @@ static int fork_emit(size_t index, const void *payload, size_t len, void *vm)
     void *item = (unsigned char *)m->task->out + index * m->task->out_size;
     if (m->codec->decode(item, payload, len, m->task->ctx)) {
         m->sstatus[index] = m->pstatus[index] = MH_ITEM_FAILED;
-        struct mh__failure fail = {
-            .index = index, .status = MH_ITEM_FAILED, .callback_code = MH_ECODEC,
-            .exit_status = -1, .count = 1,
-        };
+        struct mh__failure fail = mh__failure_callback(index, MH_ECODEC);
         mh__run_fail(m->run, &fail);
         if (m->run->on_error == MH_STOP)
             atomic_store_explicit(&m->sh->stop, 1, memory_order_relaxed);
@@ -583,7 +565,7 @@ static int fork_poll_ms(struct fork_map *m, double now)
 #define FORK_SOONER_(t) do { double t_ = (t); if (wait < 0 || t_ < wait) wait = t_; } while (0)
     if (m->task->progress)
         FORK_SOONER_(FORK_TICK_S);
-    uint64_t now_ns = fork_now_ns();
+    uint64_t now_ns = mh__now_ns();
     for (int s = 0; s < m->nworkers; s++) {
         struct fork_worker *w = &m->workers[s];
         if (!w->live || w->killed)
@@ -613,7 +595,7 @@ static int fork_poll_ms(struct fork_map *m, double now)
 static void fork_enforce(struct fork_map *m, double now)
 {
     const struct mh__run *run = m->run;
-    uint64_t now_ns = fork_now_ns();
+    uint64_t now_ns = mh__now_ns();
     for (int s = 0; s < m->nworkers; s++) {
         struct fork_worker *w = &m->workers[s];
         if (!w->live || w->killed)
@@ -809,8 +791,8 @@ static int fork_map_run(void *state, struct mh__run *run)
         m.workers[s].pidfd = -1;
         m.workers[s].stream.n = run->task->n;
     }
-    if (m.codec && mh__pipe(m.bell)) {
-        rc = errno == EMFILE || errno == ENFILE ? MH_ENOMEM : MH_ESYS;
+    if (m.codec && mh__pipe2(m.bell, O_CLOEXEC)) {
+        rc = mh__errno_code(errno);
         goto out_free;
     }
     if (m.codec)

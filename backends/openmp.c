@@ -136,12 +136,6 @@ static int openmp_map(void *state, struct mh__run *run)
     int team = 0;
 #pragma omp parallel num_threads(run->workers)
     {
-        /* Every thread of the team runs callbacks: a map called from one
-         * of them must run inline, not open a region on this pool. The
-         * caller (thread 0) is already at depth >= 1; the others are
-         * runtime threads that may serve other regions later, so each
-         * thread restores its own depth. */
-        mh__callback_depth++;
         const bool caller = omp_get_thread_num() == 0;
         if (caller)
             team = omp_get_num_threads();
@@ -156,7 +150,6 @@ static int openmp_map(void *state, struct mh__run *run)
             if (caller)
                 mh__run_progress(run); /* the calling thread only */
         }
-        mh__callback_depth--;
     }
     /* The region's closing barrier orders every thread's outputs,
      * statuses and counters before the core reads them. */

@@ -54,14 +54,6 @@ static inline void threads_cpu_relax(void)
 #endif
 }
 
-static uint64_t threads_elapsed_ns(const struct timespec *since)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)(now.tv_sec - since->tv_sec) * 1000000000u +
-           (uint64_t)(now.tv_nsec - since->tv_nsec);
-}
-
 /* Claim and run chunks until none are left or the map is stopping. */
 static void threads_work(struct threads_pool *tp, struct mh__run *run, bool caller)
 {
@@ -80,13 +72,12 @@ static void threads_work(struct threads_pool *tp, struct mh__run *run, bool call
 /* Wait for a ticket other than seen; returns it, or 0 on shutdown. */
 static uint64_t threads_wait_ticket(struct threads_pool *tp, uint64_t seen)
 {
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    uint64_t start = mh__now_ns();
     for (unsigned spins = 0;; spins++) {
         uint64_t ticket = atomic_load_explicit(&tp->ticket, memory_order_acquire);
         if (ticket != seen)
             return ticket;
-        if ((spins & 63) == 63 && threads_elapsed_ns(&start) > THREADS_SPIN_NS)
+        if ((spins & 63) == 63 && mh__now_ns() - start > THREADS_SPIN_NS)
             break;
         threads_cpu_relax();
     }
@@ -104,7 +95,6 @@ static void *threads_helper_main(void *arg)
 {
     struct threads_helper *self = arg;
     struct threads_pool *tp = self->pool;
-    mh__callback_depth = 1; /* everything this thread runs is a callback */
 
     /* Not the current ticket: a helper that starts late must still take
      * part in a map published before it ran. Tickets are never 0. */
@@ -128,12 +118,11 @@ static void *threads_helper_main(void *arg)
 /* Wait until every participant of the current map has checked out. */
 static void threads_wait_idle(struct threads_pool *tp, struct mh__run *run)
 {
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    uint64_t start = mh__now_ns();
     for (unsigned spins = 0;; spins++) {
         if (atomic_load_explicit(&tp->pending, memory_order_acquire) == 0)
             return;
-        if ((spins & 63) == 63 && threads_elapsed_ns(&start) > THREADS_SPIN_NS)
+        if ((spins & 63) == 63 && mh__now_ns() - start > THREADS_SPIN_NS)
             break;
         threads_cpu_relax();
     }

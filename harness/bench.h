@@ -5,8 +5,10 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
+#include "kernels.h"
 #include "options.h"
 
 /* The line a cell prints; the parent looks for it in the cell's output. */
@@ -48,6 +50,10 @@ double mhb_now(void);
 /* Run one measured cell in this process (the `cell` command). */
 int mhb_cell_main(const struct mhb_options *o);
 
+/* The `cluster` experiment (harness/cluster.c). 0, or 1 when a run
+ * failed. */
+int mhb_cluster_main(const struct mhb_options *o);
+
 /* ---------------------------------------------------------------- results */
 
 enum mhb_verified { MHB_UNCHECKED = -1, MHB_WRONG = 0, MHB_VERIFIED = 1 };
@@ -76,6 +82,85 @@ struct mhb_row {
     char error[128];        /* "" when the run succeeded */
 };
 
+/* The table's rows of one run. */
+struct mhb_table {
+    struct mhb_row *rows;
+    size_t n, cap;
+};
+
+/* ------------------------------------------------------------- the peers */
+
+/* Which experiments a runner takes part in. */
+enum { MHB_IN_MATRIX = 1, MHB_IN_SEED = 2, MHB_IN_CLUSTER = 4 /* harness/cluster.c */ };
+
+/*
+ * What can fill a row: a library backend (run as `manyhands-bench cell`)
+ * or a peer program, each one entry of the table in peers.c: how to build
+ * its command, how to read its output, how to draw it. The harness names
+ * no backend and no peer outside that table.
+ */
+struct mhb_runner {
+    const char *name;  /* the CSV's backend column */
+    const char *what;  /* one line, for the summary and the docs */
+    bool library;      /* a manyhands backend; false: a peer program */
+    bool baseline;     /* seq: runs first, at 1 worker; speedups are against it */
+    bool reference;    /* the blog's own program: the seed's "x faster" is against it */
+    bool chunk_sweep;  /* runs at each fixed chunk size of the sweep */
+    bool launched;     /* a launcher starts W processes: the cell must report W */
+    int workers_max;   /* the default worker lists stop here (0: no limit) */
+    unsigned experiments; /* MHB_IN_* */
+    /* Which kernels it does (NULL: every one). */
+    bool (*does)(const struct mhk_kernel *kernel);
+    /* The command: tokens, "$name" ones replaced (peers.c lists them). */
+    const char *const *argv;
+    /* Extra environment (NULL-terminated "NAME=value"), or NULL. */
+    char *const *env;
+    const char *tag;      /* its result line starts with this */
+    const char *time_key; /* the result line's field with the seconds */
+    /* Availability: a program the harness must find ("$peers/tbb"), a
+     * probe command that must exit 0 (NULL: none), what to install. */
+    const char *program;
+    const char *const *probe;
+    const char *needs;
+    int repeat_max;   /* at most this many runs per cell (0: the run's) */
+    double timeout_s; /* its own per-run limit (0: the run's --timeout) */
+    const char *color; /* gnuplot colour, the same in every plot */
+    int dash;          /* gnuplot dash type: 1 solid, 4 dashed */
+};
+
+/* The runners, library backends first (this build's, in mh_backends()
+ * order), then the peers; NULL-terminated. */
+const struct mhb_runner *const *mhb_runners(void);
+
+/* The runner called name, or NULL. */
+const struct mhb_runner *mhb_runner_find(const char *name);
+
+/* What a command line expands "$name" tokens with. */
+struct mhb_call {
+    const char *self, *peers_dir, *source_dir, *mpiexec;
+    const struct mhk_kernel *kernel;
+    size_t items;
+    int workers;
+    size_t chunk;
+    uint64_t seed;
+    int repeat;
+};
+
+/* runner's argv for call into argv[0..max) (NULL-terminated), the
+ * numbers formatted into buf. 0, or -1 when it does not fit. */
+int mhb_runner_argv(const struct mhb_runner *runner, const struct mhb_call *call, char **argv,
+                    int max, char *buf, size_t size);
+
+/* Whether runner can run here; when not, why (what is missing) in why. */
+bool mhb_runner_available(const struct mhb_runner *runner, const struct mhb_call *call,
+                          char *why, size_t size);
+
+/* Fill row's wall_s, pool_s, chunk, verified and error from what the
+ * process p printed and how it ended. A missing line, a verified field
+ * other than 1, an error field or a failed exit fail the row. */
+void mhb_runner_parse(const struct mhb_runner *runner, const struct mhb_proc *p, int workers,
+                      struct mhb_row *row);
+
 /* This machine and build, the same on every row. */
 struct mhb_machine {
     char host[64];
@@ -86,6 +171,129 @@ struct mhb_machine {
     char build_type[32];
     char git_rev[64];
 };
+
+/* ---------------------------------------------------------- plan and run */
+
+/* One planned cell (run `repeat` times). */
+struct mhb_plan {
+    const struct mhb_runner *runner;
+    const struct mhk_kernel *kernel;
+    size_t items;
+    int workers;
+    size_t chunk; /* asked; 0 = adaptive */
+};
+
+struct mhb_plans {
+    struct mhb_plan *v;
+    size_t n, cap;
+};
+
+/* One invocation of the matrix or the seed experiment. */
+struct mhb_run {
+    const struct mhb_options *o;
+    const char *experiment;       /* "matrix" or "seed" */
+    unsigned in;                  /* MHB_IN_MATRIX or MHB_IN_SEED */
+    char self[MHB_PATH_MAX];      /* this executable */
+    char peers_dir[MHB_PATH_MAX]; /* where the peer programs are built */
+    struct mhb_machine machine;
+    int repeat;
+    FILE *csv;
+    struct mhb_table table;
+    char skipped[1024]; /* "name: why; ..." of the runners that cannot run here */
+    size_t done, total;
+    double started;
+    bool tty;
+};
+
+/* base = DIR/LABEL/<date>-<what> ("results/vm/2026-11-26-matrix"), LABEL
+ * --label or host (made safe for a path); DIR/LABEL is created. 0 or -1
+ * (said on stderr). */
+int mhb_results_base(const struct mhb_options *o, const char *host, const char *what,
+                     char *base, size_t size);
+
+/* The time now, as a row's timestamp (UTC, ISO 8601). */
+void mhb_timestamp(char *buf, size_t size);
+
+/* The cells of run's experiment (run->in), in the order they run. */
+int mhb_plan(struct mhb_run *run, struct mhb_plans *plans);
+
+/* Run every plan, repeats in rounds; rows into run->table and the CSV.
+ * 0, or -1 when stopped or out of memory. */
+int mhb_execute(struct mhb_run *run, const struct mhb_plans *plans);
+
+/* The call (command tokens) of a plan's run. */
+struct mhb_call mhb_plan_call(const struct mhb_run *run, const struct mhb_plan *plan, int repeat);
+
+/* The seed experiment's report: the blog's lines, the side-by-side table. */
+void mhb_seed_report(FILE *out, const struct mhb_run *run, const struct mhb_plans *plans);
+
+/* ------------------------------------------------------------ statistics */
+
+/* The median of v[0..n) (sorted in place): the middle value, or the mean
+ * of the two middle ones; NAN when n is 0. The one median of the harness. */
+double mhb_median(double *v, size_t n);
+
+/* What a statistic is taken of. */
+enum mhb_field {
+    MHB_WALL,    /* wall_s */
+    MHB_SECONDS, /* wall_s + pool_s (what the blog's run() times) */
+    MHB_SPEEDUP, /* speedup */
+    MHB_CHUNK,   /* the chunk the map used */
+    MHB_RSS_MIB, /* peak RSS, MiB */
+    MHB_CPU,     /* user + sys seconds */
+};
+
+/* Which rows: name and kernel (NULL: any), workers (0: any), chunk_asked
+ * (SIZE_MAX: any). Failed rows never match. */
+struct mhb_match {
+    const char *backend, *kernel;
+    int workers;
+    size_t chunk_asked;
+};
+
+int mhb_table_add(struct mhb_table *t, const struct mhb_row *r);
+
+/* Room for item n in the array *v of *cap items of size bytes (doubling);
+ * 0, or -1 when out of memory (*v unchanged). */
+int mhb_reserve(void **v, size_t *cap, size_t n, size_t size);
+
+/* Median of field over the rows that match; NAN when none. */
+double mhb_stat(const struct mhb_table *t, struct mhb_match m, enum mhb_field field);
+
+/* Set row's items_per_s, speedup and efficiency from its wall time and
+ * the baseline's median wall time (NAN: no speedup). */
+void mhb_row_rates(struct mhb_row *row, double baseline_wall);
+
+/* The baseline's (seq's) median wall for kernel; NAN when none. */
+double mhb_baseline_wall(const struct mhb_table *t, const char *kernel);
+
+/* Distinct names, in order of first appearance. */
+struct mhb_names {
+    const char *v[64];
+    int n;
+};
+
+void mhb_names_add(struct mhb_names *s, const char *name);
+
+/* The kernels of the table; its runners that are not the baseline. */
+void mhb_table_names(const struct mhb_table *t, struct mhb_names *kernels,
+                     struct mhb_names *runners);
+
+/* Add x to the ascending list v[0..n) unless it is there or the list has
+ * max; returns the new length. */
+int mhb_add_sorted(size_t *v, int n, int max, size_t x);
+
+/* The worker counts of kernel's adaptive-chunk rows (the baseline's
+ * aside; kernel NULL: every kernel's), ascending, at most max. */
+int mhb_table_workers(const struct mhb_table *t, const char *kernel, int *w, int max);
+
+/* The first row of kernel, or NULL. */
+const struct mhb_row *mhb_table_first(const struct mhb_table *t, const char *kernel);
+
+/* The fastest library backend's median speedup on kernel at w (which:
+ * its name); NAN when none. */
+double mhb_best_library(const struct mhb_table *t, const struct mhb_names *runners,
+                        const char *kernel, int w, const char **which);
 
 void mhb_machine_probe(struct mhb_machine *m);
 
@@ -98,21 +306,6 @@ int mhb_mkdirs(const char *dir);
 /* Open path for the CSV and write the header. NULL on failure (errno). */
 FILE *mhb_csv_open(const char *path);
 void mhb_csv_row(FILE *f, const struct mhb_machine *m, const struct mhb_row *r);
-
-/* All rows of one run, for the summary and the plots. */
-struct mhb_table {
-    struct mhb_row *rows;
-    size_t n, cap;
-};
-
-int mhb_table_add(struct mhb_table *t, const struct mhb_row *r);
-
-/* Median wall (peers and library alike) and speedup of the rows that
- * match; NAN when none succeeded. chunk_asked SIZE_MAX matches any. */
-double mhb_median_wall(const struct mhb_table *t, const char *backend, const char *kernel,
-                       int workers, size_t chunk_asked);
-double mhb_median_speedup(const struct mhb_table *t, const char *backend, const char *kernel,
-                          int workers, size_t chunk_asked);
 
 /* One line: the load average over the run's rows, against the cores. */
 void mhb_load_line(FILE *f, const struct mhb_table *t, int cores);

@@ -8,39 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char mhb_usage[] =
-    "usage: manyhands-bench [matrix|seed] [OPTIONS]\n"
-    "\n"
-    "  matrix (default)  every backend x every kernel x worker counts x repeats,\n"
-    "                    each run in its own process; CSV, plots and a summary\n"
-    "  seed              the blog's experiment: factorial of 1,000,000 random ints\n"
-    "                    in [1,100), workers 1..4, every backend, beside the blog's\n"
-    "                    Python program (Pool and ThreadPool) and a raw OpenMP loop\n"
-    "\n"
-    "options (LIST is comma separated; worker lists also take ranges: 1-4,8):\n"
-    "  --backends LIST   backends to run (default: every one this build has, and\n"
-    "                    the peers raw-openmp, python-process, python-thread);\n"
-    "                    seq always runs too: it is the baseline for speedup\n"
-    "  --kernels LIST    kernels to run (default: all)\n"
-    "  --workers LIST    worker counts (default: CPU-bound 1..cores and 2*cores,\n"
-    "                    IO-bound 1,2,4,...,64; seed: 1-4)\n"
-    "  --chunks LIST     chunk sizes to try, 0 = adaptive (default: 0)\n"
-    "  --items N         items per cell (default: each kernel's own count)\n"
-    "  --scale X         multiply the default item counts by X (default 1)\n"
-    "  --repeat R        runs of each cell; the summary reports the median\n"
-    "                    (default 3, or 1 with --quick)\n"
-    "  --quick           small cells and fewer worker counts: a smoke run\n"
-    "  --seed S          input generator seed (default 1)\n"
-    "  --timeout SEC     kill a cell that runs longer (default 120)\n"
-    "  --out DIR         results directory (default: results)\n"
-    "  --label NAME      subdirectory of DIR (default: the host name)\n"
-    "  --no-plot         do not run gnuplot\n"
-    "  --no-peers        seed: skip the Python and raw-openmp programs\n"
-    "  -h, --help        this text\n"
-    "\n"
-    "Writes DIR/LABEL/<date>-matrix.csv (or -seed.csv), one row per run\n"
-    "(columns: docs/csv.md), and PNG and SVG plots beside it.\n";
-
 /* Format the error into o->error and return it. */
 static const char *opt_fail(struct mhb_options *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -202,13 +169,11 @@ static void opt_defaults(struct mhb_options *o)
     strcpy(o->out, "results");
 }
 
-/* Options that take a value. */
+/* Options that take a value, and those that take none. */
 static const char *const opt_with_value[] = {
     "backends", "kernels", "workers", "chunks", "items", "scale", "repeat",
     "seed", "timeout", "out", "label", "cell-repeat", NULL,
 };
-
-/* Options that take none. */
 static const char *const opt_flags[] = {"quick", "no-plot", "no-peers", "help", NULL};
 
 static bool opt_in(const char *const *names, const char *name)
@@ -219,70 +184,80 @@ static bool opt_in(const char *const *names, const char *name)
     return false;
 }
 
-/* One option with its value (NULL for flags). */
-static const char *opt_apply(struct mhb_options *o, const char *name, const char *v)
+/* The list options; NULL with *handled false for others. */
+static const char *opt_apply_list(struct mhb_options *o, const char *opt, const char *name,
+                                  const char *v, bool *handled)
 {
-    char opt[80];
-    snprintf(opt, sizeof opt, "--%s", name);
-    uint64_t list[MHB_LIST_MAX], n;
+    uint64_t list[MHB_LIST_MAX];
     int count;
-    const char *err;
-
+    const char *err = NULL;
+    *handled = true;
     if (strcmp(name, "backends") == 0)
         return opt_parse_names(o, opt, v, o->backends, &o->n_backends);
     if (strcmp(name, "kernels") == 0)
         return opt_parse_names(o, opt, v, o->kernels, &o->n_kernels);
     if (strcmp(name, "workers") == 0) {
         err = opt_parse_numbers(o, opt, v, 1, MHB_WORKERS_LIMIT, true, list, &count);
-        if (err)
-            return err;
-        for (int i = 0; i < count; i++)
+        for (int i = 0; !err && i < count; i++)
             o->workers[i] = (int)list[i];
-        o->n_workers = count;
-        return NULL;
+        o->n_workers = err ? 0 : count;
+        return err;
     }
     if (strcmp(name, "chunks") == 0) {
         err = opt_parse_numbers(o, opt, v, 0, (uint64_t)1 << 32, false, list, &count);
-        if (err)
-            return err;
-        for (int i = 0; i < count; i++)
+        for (int i = 0; !err && i < count; i++)
             o->chunks[i] = (size_t)list[i];
-        o->n_chunks = count;
-        return NULL;
+        o->n_chunks = err ? 0 : count;
+        return err;
     }
+    *handled = false;
+    return NULL;
+}
+
+/* The options with one number; NULL with *handled false for others. */
+static const char *opt_apply_number(struct mhb_options *o, const char *opt, const char *name,
+                                    const char *v, bool *handled)
+{
+    uint64_t n;
+    *handled = true;
     if (strcmp(name, "items") == 0) {
         if (!opt_parse_u64(v, (uint64_t)1 << 40, &n) || n == 0)
             return opt_fail(o, "%s: '%s' is not a count in 1..2^40", opt, v);
         o->items = (size_t)n;
-        return NULL;
-    }
-    if (strcmp(name, "scale") == 0) {
+    } else if (strcmp(name, "scale") == 0) {
         if (!opt_parse_positive(v, 1e6, &o->scale))
             return opt_fail(o, "%s: '%s' is not a number in (0, 1e6]", opt, v);
-        return NULL;
-    }
-    if (strcmp(name, "repeat") == 0) {
+    } else if (strcmp(name, "repeat") == 0) {
         if (!opt_parse_u64(v, 1000, &n) || n == 0)
             return opt_fail(o, "%s: '%s' is not in 1..1000", opt, v);
         o->repeat = (int)n;
-        return NULL;
-    }
-    if (strcmp(name, "cell-repeat") == 0) {
+    } else if (strcmp(name, "cell-repeat") == 0) {
         if (!opt_parse_u64(v, 1000, &n))
             return opt_fail(o, "%s: '%s' is not in 0..1000", opt, v);
         o->cell_repeat = (int)n;
-        return NULL;
-    }
-    if (strcmp(name, "seed") == 0) {
+    } else if (strcmp(name, "seed") == 0) {
         if (!opt_parse_u64(v, UINT64_MAX, &o->seed))
             return opt_fail(o, "%s: '%s' is not an unsigned 64-bit number", opt, v);
-        return NULL;
-    }
-    if (strcmp(name, "timeout") == 0) {
+    } else if (strcmp(name, "timeout") == 0) {
         if (!opt_parse_positive(v, 86400, &o->timeout_s))
             return opt_fail(o, "%s: '%s' is not a number of seconds in (0, 86400]", opt, v);
-        return NULL;
+    } else {
+        *handled = false;
     }
+    return NULL;
+}
+
+/* One option with its value (NULL for flags). */
+static const char *opt_apply(struct mhb_options *o, const char *name, const char *v)
+{
+    char opt[80];
+    snprintf(opt, sizeof opt, "--%s", name);
+    bool handled;
+    const char *err = opt_apply_list(o, opt, name, v, &handled);
+    if (!handled)
+        err = opt_apply_number(o, opt, name, v, &handled);
+    if (handled)
+        return err;
     if (strcmp(name, "out") == 0) {
         size_t len = strlen(v);
         if (len == 0 || len >= sizeof o->out)
@@ -304,12 +279,12 @@ static const char *opt_apply(struct mhb_options *o, const char *name, const char
         memcpy(o->label, v, len + 1);
         return NULL;
     }
-    if (strcmp(name, "quick") == 0)
-        o->quick = true;
-    else if (strcmp(name, "no-plot") == 0)
-        o->no_plot = true;
-    else if (strcmp(name, "no-peers") == 0)
-        o->no_peers = true;
+    bool *flag = !strcmp(name, "quick")      ? &o->quick
+                 : !strcmp(name, "no-plot")  ? &o->no_plot
+                 : !strcmp(name, "no-peers") ? &o->no_peers
+                                             : NULL;
+    if (flag)
+        *flag = true;
     else if (strcmp(name, "help") == 0)
         o->command = MHB_HELP;
     else
@@ -328,10 +303,12 @@ const char *mhb_options_parse(struct mhb_options *o, int argc, char *const argv[
             o->command = MHB_SEED;
         else if (strcmp(argv[1], "cell") == 0)
             o->command = MHB_CELL;
+        else if (strcmp(argv[1], "cluster") == 0)
+            o->command = MHB_CLUSTER;
         else if (strcmp(argv[1], "help") == 0)
             o->command = MHB_HELP;
         else
-            return opt_fail(o, "unknown command '%.64s' (commands: matrix, seed)", argv[1]);
+            return opt_fail(o, "unknown command '%.64s' (commands: matrix, seed, cluster)", argv[1]);
         i = 2;
     }
     bool help = false;

@@ -19,6 +19,7 @@ enum mhb_command {
     MHB_MATRIX, /* the comparison matrix (default) */
     MHB_SEED,   /* the blog's experiment beside Python and raw OpenMP */
     MHB_CELL,   /* internal: one measured map in this process */
+    MHB_CLUSTER, /* mpi across simulated hosts (harness/cluster.c) */
     MHB_HELP,   /* --help */
 };
 
@@ -38,7 +39,7 @@ struct mhb_options {
     int repeat;       /* runs per cell; 0: default (3, or 1 with --quick) */
     bool quick;
     bool no_plot;     /* skip gnuplot */
-    bool no_peers;    /* seed: skip Python and raw-openmp */
+    bool no_peers;    /* run the library's backends only, no peer program */
     uint64_t seed;    /* input generator seed */
     double timeout_s; /* per cell process; killed past it */
     char out[MHB_PATH_MAX];  /* results directory */

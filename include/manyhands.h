@@ -99,7 +99,8 @@ struct mh_config {
      * MH_WORKERS_MAX: clamped. For "mpi" the rank count decides instead. */
     int workers;
     /* Items handed out at a time. 0: adaptive (about 64 chunks per worker,
-     * at most 4096 items each). */
+     * at most 4096 items each, then chunks that halve down to one item as
+     * the map nears its end; report.chunk gives the largest). */
     size_t chunk;
     /* Per-item time limit in seconds; 0 means none. Only backends that can
      * stop a running item (processes: "fork") accept it; the others fail

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h" /* mhb_median: the harness's one median */
 #include "internal.h"
 
 /* CPU time of this process (all its threads), seconds. */
@@ -29,36 +30,31 @@ static double cost_cpu_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int cost_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Each item timed alone: the spread of the per-item cost. */
-static int cost_spread(const struct mhk_kernel *k, size_t n, void *in,
-                       void *out, void *ctx)
+static int cost_spread(struct mhk_cell *cell)
 {
+    const struct mhk_kernel *k = cell->kernel;
+    size_t n = cell->n;
     double *us = calloc(n, sizeof *us);
     if (!us)
         return MH_ENOMEM;
-    k->generate(in, n, 1, ctx);
+    mhk_cell_generate(cell, 1);
     for (size_t i = 0; i < n; i++) {
-        void *item_out = (char *)out + i * k->out_size;
+        void *item_out = mhk_cell_item_out(cell, i);
         uint64_t t0 = mhk__now_ns();
-        int rc = k->fn((const char *)in + i * k->in_size, item_out, ctx);
+        int rc = k->fn(mhk_cell_item_in(cell, i), item_out, cell->ctx);
         us[i] = (double)(mhk__now_ns() - t0) * 1e-3;
         if (rc) {
             free(us);
             return 1;
         }
         if (k->codec)
-            k->codec->clear(item_out, ctx);
+            k->codec->clear(item_out, cell->ctx);
     }
     double first = us[0], last = us[n - 1];
-    qsort(us, n, sizeof *us, cost_cmp);
+    double median = mhb_median(us, n); /* sorts us */
     printf("%-14s per item (us): min %.3f  median %.3f  p99 %.3f  max %.3f"
-           "  (first item %.3f, last %.3f)\n", k->name, us[0], us[n / 2],
+           "  (first item %.3f, last %.3f)\n", k->name, us[0], median,
            us[n - 1 - n / 100], us[n - 1], first, last);
     free(us);
     return 0;
@@ -66,71 +62,62 @@ static int cost_spread(const struct mhk_kernel *k, size_t n, void *in,
 
 static int spread_too;
 
+/* REPEATS maps of the cell on pool, each verified: walls[], cpus[]. */
+static int cost_maps(struct mhk_cell *cell, mh_pool *pool, int repeats, double *walls,
+                     double *cpus, double *verify_s)
+{
+    for (int r = 0; r < repeats; r++) {
+        mhk_cell_generate(cell, 1 + (uint64_t)r);
+        struct mh_report report;
+        double cpu0 = cost_cpu_s();
+        int rc = mhk_cell_map(cell, pool, &report);
+        cpus[r] = cost_cpu_s() - cpu0;
+        if (rc)
+            return rc;
+        walls[r] = report.wall_s;
+        uint64_t t0 = mhk__now_ns();
+        size_t wrong = mhk_cell_verify(cell);
+        *verify_s = (double)(mhk__now_ns() - t0) * 1e-9;
+        if (wrong) {
+            fprintf(stderr, "%s: item %zu is wrong\n", cell->kernel->name, wrong - 1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int cost_one(const struct mhk_kernel *k, size_t n, int repeats,
                     const char *backend, int workers)
 {
-    void *ctx = NULL;
+    struct mhk_cell cell;
     uint64_t t0 = mhk__now_ns();
-    int rc = k->setup ? k->setup(&ctx, n, 1) : 0;
+    int rc = mhk_cell_open(&cell, k, n, 1);
     double setup_s = (double)(mhk__now_ns() - t0) * 1e-9;
     if (rc) {
-        fprintf(stderr, "%s: setup: %s\n", k->name, mh_strerror(rc));
+        fprintf(stderr, "%s: %s: %s\n", k->name, cell.step, mh_strerror(rc));
         return 1;
     }
-    void *in = calloc(n, k->in_size), *out = calloc(n, k->out_size);
     double *walls = calloc(2 * (size_t)repeats, sizeof *walls);
-    double *cpus = walls + repeats;
     mh_pool *pool = NULL;
     struct mh_config config = {.backend = backend, .workers = workers};
-    if (!in || !out || !walls) {
-        rc = MH_ENOMEM;
-        goto out_free;
-    }
-    rc = mh_pool_open(&pool, &config);
-    if (rc)
-        goto out_free;
+    rc = walls ? mh_pool_open(&pool, &config) : MH_ENOMEM;
     double verify_s = 0;
-    for (int r = 0; r < repeats && !rc; r++) {
-        k->generate(in, n, 1 + (uint64_t)r, ctx);
-        struct mh_task task = {
-            .n = n, .in = in, .in_size = k->in_size, .out = out,
-            .out_size = k->out_size, .fn = k->fn, .ctx = ctx, .codec = k->codec,
-        };
-        struct mh_report report;
-        double cpu0 = cost_cpu_s();
-        rc = mh_map(pool, &task, &report);
-        cpus[r] = cost_cpu_s() - cpu0;
-        if (rc)
-            break;
-        walls[r] = report.wall_s;
-        t0 = mhk__now_ns();
-        size_t wrong = k->verify(in, out, n, ctx);
-        verify_s = (double)(mhk__now_ns() - t0) * 1e-9;
-        mhk_clear_outputs(k, out, n, ctx);
-        if (wrong) {
-            fprintf(stderr, "%s: item %zu is wrong\n", k->name, wrong - 1);
-            rc = 1;
-        }
-    }
+    if (!rc)
+        rc = cost_maps(&cell, pool, repeats, walls, walls + repeats, &verify_s);
     if (!rc) {
-        qsort(walls, (size_t)repeats, sizeof *walls, cost_cmp);
-        qsort(cpus, (size_t)repeats, sizeof *cpus, cost_cmp);
-        double median = walls[repeats / 2], cpu = cpus[repeats / 2];
+        double median = mhb_median(walls, (size_t)repeats); /* sorts: walls[0] the fastest */
+        double cpu = mhb_median(walls + repeats, (size_t)repeats);
         printf("%-14s %-3s %9zu %9.4f %9.4f %11.3f %11.3f %9.4f %9.4f\n", k->name,
                k->bound == MHK_CPU ? "cpu" : "io", n, walls[0], median,
                median / (double)n * 1e6, cpu / (double)n * 1e6, setup_s, verify_s);
         if (spread_too)
-            rc = cost_spread(k, n, in, out, ctx);
+            rc = cost_spread(&cell);
     }
-out_free:
     if (rc < 0)
         fprintf(stderr, "%s: %s\n", k->name, mh_strerror(rc));
     mh_pool_close(pool);
     free(walls);
-    free(in);
-    free(out);
-    if (k->teardown)
-        k->teardown(ctx);
+    mhk_cell_close(&cell);
     return rc != 0;
 }
 

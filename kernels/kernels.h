@@ -3,7 +3,7 @@
  * share. Each is a descriptor in one registry (kernels/registry.c); the
  * harness knows nothing about any kernel beyond this header.
  *
- * Lifecycle of one measured cell:
+ * Lifecycle of one measured cell, written once as struct mhk_cell below:
  *   setup(&ctx, n, seed)  -> generate(in, n, seed, ctx) -> mh_map(fn) ->
  *   verify(in, out, n, ctx) -> clear outputs (codec->clear) -> teardown(ctx)
  *
@@ -28,6 +28,7 @@
 #ifndef MHK_KERNELS_H
 #define MHK_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,15 @@ struct mhk_kernel {
     const struct mh_codec *codec; /* NULL: outputs are plain bytes */
     size_t default_items;         /* items in a default matrix cell */
     size_t quick_items;           /* items in a --quick cell */
+    /* What the harness does with it beyond the matrix (it names no kernel):
+     * seed_items: the blog's experiment (`manyhands-bench seed`) runs this
+     * kernel at this count (0: not the seed's workload); chunk_sweep: the
+     * default matrix also runs it at fixed chunk sizes (cost varies along
+     * the array, so chunking matters); raw_loop: the raw-openmp peer's
+     * --kernel that does the same work (NULL: none). */
+    size_t seed_items;
+    bool chunk_sweep;
+    const char *raw_loop;
 
     /* Prepare what the items share (a large array, a file, a server) for n
      * items; *ctx is passed to every other slot and to fn. 0 or an MH_E*
@@ -76,6 +86,43 @@ const struct mhk_kernel *mhk_find(const char *name);
  * each when the kernel has a codec; nothing otherwise. */
 void mhk_clear_outputs(const struct mhk_kernel *kernel, void *out, size_t n,
                        void *ctx);
+
+/*
+ * One kernel's lifecycle: open (setup, allocate n inputs and outputs,
+ * generate), map or run fn, verify (then release the outputs), close
+ * (free, teardown). Open pools after mhk_cell_open: forked workers
+ * inherit what setup made.
+ */
+struct mhk_cell {
+    const struct mhk_kernel *kernel;
+    size_t n;
+    void *ctx;
+    void *in, *out;   /* n inputs, n outputs (calloc'ed) */
+    bool set_up;      /* setup ran: close tears down */
+    const char *step; /* after a failed open: "setup" or "allocate" */
+};
+
+/* 0, or the MH_E* code of the step that failed (cell->step); nothing is
+ * left to close then. */
+int mhk_cell_open(struct mhk_cell *cell, const struct mhk_kernel *kernel, size_t n,
+                  uint64_t seed);
+/* New inputs from seed (a later run of the same cell). */
+void mhk_cell_generate(struct mhk_cell *cell, uint64_t seed);
+/* The map of the cell's kernel over its inputs into its outputs. */
+struct mh_task mhk_cell_task(const struct mhk_cell *cell);
+int mhk_cell_map(struct mhk_cell *cell, mh_pool *pool, struct mh_report *report);
+/* Item i's input and output. */
+const void *mhk_cell_item_in(const struct mhk_cell *cell, size_t i);
+void *mhk_cell_item_out(const struct mhk_cell *cell, size_t i);
+/* Verify every output (0, or 1 + the first wrong index), then release
+ * them (codec->clear): call once after each successful map. */
+size_t mhk_cell_verify(struct mhk_cell *cell);
+/* Make output i wrong in a way the verifier must catch (its first byte,
+ * or the encoded value's lowest bit): for tests of whoever reports a
+ * verification. 0, or MH_EINVAL when the codec failed. */
+int mhk_cell_corrupt(struct mhk_cell *cell, size_t i);
+/* Release everything open made; safe after a failed open. */
+void mhk_cell_close(struct mhk_cell *cell);
 
 /* How an mpz_t output travels between processes (factorial,
  * factorial-gmp): the magnitude's bytes, big-endian; values are >= 0. */

@@ -145,6 +145,7 @@ const struct mhk_kernel mhk__primes = {
     .out_size = sizeof(int32_t),
     .default_items = 3000,
     .quick_items = 300,
+    .chunk_sweep = true,
     .generate = primes_generate,
     .fn = primes_fn,
     .verify = primes_verify,

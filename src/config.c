@@ -90,13 +90,10 @@ int mh__config_resolve(const struct mh_config *config, struct mh_config *out,
     return MH_OK;
 }
 
-size_t mh__chunk_auto(size_t n, int workers)
+size_t mh__chunk_auto(size_t n, size_t chunks)
 {
-    /* About 64 chunks per worker balances irregular items; past 4096 items
-     * a chunk's claim (one atomic add) costs nothing per item. */
-    size_t per = (size_t)workers * 64;
-    size_t chunk = n / per + (n % per != 0);
-    if (chunk > 4096)
-        chunk = 4096;
+    size_t chunk = n / chunks + (n % chunks != 0);
+    if (chunk > MH__CHUNK_MAX)
+        chunk = MH__CHUNK_MAX;
     return chunk ? chunk : 1;
 }

@@ -21,6 +21,17 @@ struct mh_pool {
     pthread_mutex_t map_lock; /* serialises maps from several threads */
 };
 
+/*
+ * Nesting depth of callbacks on this thread; a map called at depth > 0
+ * runs inline. Raised by mh__run_range around every item loop and by
+ * mh__map_run around a backend's whole map on the calling thread (its progress and codec callbacks run there). In a
+ * process forked after open a map runs inline anyway (pool->owner).
+ */
+/* initial-exec: one %fs-relative access (a shared library's default
+ * model calls __tls_get_addr, and this is read around every item loop). */
+#define MH__TLS_FAST __attribute__((tls_model("initial-exec")))
+extern MH__TLS_FAST _Thread_local int mh__callback_depth;
+
 /* The built backends, best first, NULL-terminated (src/registry.c). */
 extern const struct mh_backend_ops *const mh__registry[];
 
@@ -35,9 +46,6 @@ int mh__config_resolve(const struct mh_config *config,
 
 /* CPUs this process may run on (sched_getaffinity), at least 1. */
 int mh__usable_cpus(void);
-
-/* Adaptive chunk for n items over workers. */
-size_t mh__chunk_auto(size_t n, int workers);
 
 /* Run task on pool with the given chunk size (0: adaptive). The shared
  * path of mh_map and mh_reduce; validation is the caller's. */

@@ -105,6 +105,27 @@ static void pool_clear_results(const struct mh_task *task, const uint8_t *status
             task->codec->clear(out + i * task->out_size, task->ctx);
 }
 
+/* What a map did, from its run (report was initialised at its start). */
+static void pool_report(struct mh_report *report, struct mh__run *run,
+                        const struct mh_backend_ops *ops, int rc, double start)
+{
+    report->code = rc;
+    report->backend = ops->name;
+    report->workers = run->workers;
+    report->chunk = run->chunk;
+    report->items_done = atomic_load(&run->items_done);
+    report->items_failed = atomic_load(&run->items_failed);
+    if (run->failure.index != MH_NO_ITEM) {
+        report->failed_index = run->failure.index;
+        report->failed_status = run->failure.status;
+        report->callback_code = run->failure.callback_code;
+        report->worker_signal = run->failure.signal;
+        report->worker_exit = run->failure.exit_status;
+        report->worker_pid = run->failure.pid;
+    }
+    report->wall_s = mh__now() - start;
+}
+
 int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
                 struct mh_report *report)
 {
@@ -122,11 +143,16 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
     if (task->n == 0 && !(ops->caps & MH__CAP_COLLECTIVE))
         return MH_OK;
 
-    if (!chunk)
-        chunk = mh__chunk_auto(task->n, workers);
     pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
     struct mh__run run;
-    mh__run_init(&run, task, chunk, pool->config.on_error, task->status, &fail_lock);
+    mh__run_init(&run, task, chunk ? chunk : 1, pool->config.on_error, task->status,
+                 &fail_lock);
+    /* Adaptive: about 64 chunks per worker, then a tail that halves down
+     * to single items, two chunks of each size per worker, so that costly
+     * items near the end cannot leave workers idle (docs/design.md). */
+    if (!chunk)
+        mh__chunk_plan(&run, mh__chunk_auto(task->n, (size_t)workers * 64),
+                       2 * (size_t)workers);
     run.workers = (size_t)workers < run.nchunks ? workers : (int)run.nchunks;
     run.timeout_s = pool->config.timeout_s;
 
@@ -149,37 +175,25 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
 
     if (!inline_run)
         pthread_mutex_lock(&pool->map_lock);
+    /* Progress and codec callbacks run on this thread, inside the backend
+     * and after it: a map they call runs inline, never waiting for
+     * map_lock or for our workers (nor, on mpi, for ranks that are not
+     * calling it). */
     mh__callback_depth++;
     int rc = ops->map(state, &run);
-    mh__callback_depth--;
-    if (!inline_run)
-        pthread_mutex_unlock(&pool->map_lock);
-
     if (rc == MH_OK)
         rc = mh__run_failure_code(&run);
     if (rc == MH_OK && task->n > 0)
         mh__run_progress(&run);
     if (rc != MH_OK && own_status)
         pool_clear_results(task, own_status);
+    mh__callback_depth--;
+    if (!inline_run)
+        pthread_mutex_unlock(&pool->map_lock);
     mh__free(own_status);
 
-    if (report) {
-        report->code = rc;
-        report->backend = ops->name;
-        report->workers = run.workers;
-        report->chunk = chunk;
-        report->items_done = atomic_load(&run.items_done);
-        report->items_failed = atomic_load(&run.items_failed);
-        if (run.failure.index != MH_NO_ITEM) {
-            report->failed_index = run.failure.index;
-            report->failed_status = run.failure.status;
-            report->callback_code = run.failure.callback_code;
-            report->worker_signal = run.failure.signal;
-            report->worker_exit = run.failure.exit_status;
-            report->worker_pid = run.failure.pid;
-        }
-        report->wall_s = mh__now() - start;
-    }
+    if (report)
+        pool_report(report, &run, ops, rc, start);
     return rc;
 }
 

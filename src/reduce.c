@@ -161,11 +161,8 @@ int mh_reduce(mh_pool *pool, const struct mh_task *task,
 
     size_t n = task->n;
     size_t chunk = pool->config.chunk;
-    if (!chunk) {
-        /* A function of n alone: about 256 chunks, at most 4096 items. */
-        chunk = n / 256 + (n % 256 != 0);
-        chunk = chunk > 4096 ? 4096 : chunk ? chunk : 1;
-    }
+    if (!chunk) /* a function of n alone: about 256 chunks */
+        chunk = mh__chunk_auto(n, 256);
     struct reduce_ctx ctx = {
         .task = task, .reducer = reducer, .identity = acc, .chunk = chunk, .base = 0, .n = n,
     };

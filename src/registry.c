@@ -4,19 +4,15 @@
 
 #include "internal.h"
 
+/* Each built backend's table, defined in its file as mh__backend_<name>. */
+#define REGISTRY_DECLARE_(name) extern const struct mh_backend_ops mh__backend_##name;
+MH__BACKENDS(REGISTRY_DECLARE_)
+#undef REGISTRY_DECLARE_
+
 const struct mh_backend_ops *const mh__registry[] = {
-#ifdef MH_HAVE_THREADS
-    &mh__backend_threads,
-#endif
-#ifdef MH_HAVE_OPENMP
-    &mh__backend_openmp,
-#endif
-#ifdef MH_HAVE_FORK
-    &mh__backend_fork,
-#endif
-#ifdef MH_HAVE_MPI
-    &mh__backend_mpi,
-#endif
+#define REGISTRY_ENTRY_(name) &mh__backend_##name,
+    MH__BACKENDS(REGISTRY_ENTRY_)
+#undef REGISTRY_ENTRY_
     &mh__backend_seq,
     NULL,
 };

@@ -6,21 +6,20 @@
 
 #include "internal.h"
 
-_Thread_local int mh__callback_depth;
+MH__TLS_FAST _Thread_local int mh__callback_depth;
 
 void mh__run_init(struct mh__run *run, const struct mh_task *task, size_t chunk,
                   enum mh_on_error on_error, uint8_t *status, void *fail_lock)
 {
     *run = (struct mh__run){
         .task = task,
-        .chunk = chunk,
-        .nchunks = task->n / chunk + (task->n % chunk != 0),
         .workers = 1,
         .on_error = on_error,
         .status = status,
-        .failure = {.index = MH_NO_ITEM},
+        .failure = mh__failure_none(),
         .fail_lock = fail_lock,
     };
+    mh__chunk_plan(run, chunk, 0);
     atomic_init(&run->stop, 0);
     atomic_init(&run->items_done, 0);
     atomic_init(&run->items_failed, 0);
@@ -36,8 +35,12 @@ size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
     unsigned char *dst = (unsigned char *)out + begin * task->out_size;
     size_t ok = 0;
 
+    /* Only these two until a failure fills the rest: this runs per item
+     * on fork. */
     fail->index = MH_NO_ITEM;
     fail->count = 0;
+    /* Everything fn runs is a callback: a map it calls runs inline. */
+    mh__callback_depth++;
     for (size_t i = begin; i < end; i++, in += task->in_size, dst += task->out_size) {
         /* Relaxed: the flag only says "stop soon"; it guards no data. */
         if (atomic_load_explicit(stop, memory_order_relaxed))
@@ -49,20 +52,37 @@ size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
             ok++;
             continue;
         }
-        if (fail->count++ == 0) {
-            fail->index = i;
-            fail->status = MH_ITEM_FAILED;
-            fail->callback_code = rc;
-            fail->signal = 0;
-            fail->exit_status = -1;
-            fail->pid = 0;
-        }
+        if (fail->count == 0)
+            *fail = mh__failure_callback(i, rc);
+        else
+            fail->count++;
         if (run->on_error == MH_STOP) {
             atomic_store_explicit(stop, 1, memory_order_relaxed);
             break;
         }
     }
+    mh__callback_depth--;
     return ok;
+}
+
+void mh__chunk_plan(struct mh__run *run, size_t chunk, size_t tail_width)
+{
+    size_t n = run->task->n;
+    /* The tail's first level: the largest power of two below chunk whose
+     * levels, tail_width chunks each, fit in n items. */
+    size_t top = 0;
+    if (tail_width > 0 && chunk > 1 && n >= tail_width) {
+        top = (size_t)1 << (63 - __builtin_clzll((unsigned long long)(chunk - 1)));
+        while (top > 1 && tail_width * (2 * top - 1) > n)
+            top /= 2;
+    }
+    size_t levels = top ? (size_t)__builtin_ctzll((unsigned long long)top) + 1 : 0;
+    run->chunk = chunk;
+    run->tail_width = top ? tail_width : 0;
+    run->tail_top = top;
+    run->tail_begin = n - run->tail_width * (2 * top - (top != 0));
+    run->tail_chunk = run->tail_begin / chunk + (run->tail_begin % chunk != 0);
+    run->nchunks = run->tail_chunk + run->tail_width * levels;
 }
 
 void mh__run_fail(struct mh__run *run, const struct mh__failure *fail)
@@ -105,8 +125,8 @@ int mh__run_failure_code(const struct mh__run *run)
 
 int mh__run_chunk(struct mh__run *run, size_t c)
 {
-    size_t begin = c * run->chunk;
-    size_t end = run->task->n - begin < run->chunk ? run->task->n : begin + run->chunk;
+    size_t begin, end;
+    mh__chunk_bounds(run, c, &begin, &end);
     struct mh__failure fail;
     size_t ok = mh__run_range(run, begin, end, run->task->out, run->status,
                               &run->stop, &fail);

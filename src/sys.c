@@ -1,47 +1,79 @@
 /*
- * The library's allocation, worker-starting OS calls, descriptors and
- * clock. Every allocation, mmap, fork and pthread_create in src/ and
- * backends/ goes through these so that a fault-injection build
+ * The syscall table (src/fault.h): the library's allocation, the OS calls
+ * of a map, and the clock. Every such call in src/ and backends/ goes
+ * through a wrapper here, so that a fault-injection build
  * (MH_FAULT_INJECTION) can fail any one of them; every descriptor the
  * library makes comes from here, above 2.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "internal.h"
+
+int mh__errno_code(int err)
+{
+    if (err == ENOMEM || err == EMFILE || err == ENFILE)
+        return MH_ENOMEM;
+    return err == EAGAIN ? MH_EAGAIN : MH_ESYS;
+}
 
 #ifdef MH_FAULT_INJECTION
 #include <stdatomic.h>
 
-#include "fault.h"
+/* The table: each entry's name and the errno its failed call sets. */
+static const struct sys_call {
+    const char *name;
+    int err;
+} sys_calls[MH__FAULT_KINDS] = {
+#define SYS_CALL_(kind, name, err) [MH__FAULT_##kind] = {#name, err},
+    MH__SYSCALLS(SYS_CALL_)
+#undef SYS_CALL_
+};
 
 /*
- * Per kind: calls since armed, the call number to fail (0: none) and the
- * process that armed it. All relaxed: each is an independent counter or
- * setting, and a test arms before it starts the calls it counts (thread
- * creation and fork order everything after the arm).
+ * Per kind: calls since armed, the call number to fail (0: none), the
+ * process that armed it and whether the fault is for its children. All
+ * relaxed: each is an independent counter or setting, and a test arms
+ * before it starts the calls it counts (thread creation and fork order
+ * everything after the arm).
  */
 static atomic_ulong sys_fault_calls[MH__FAULT_KINDS];
 static atomic_ulong sys_fault_nth[MH__FAULT_KINDS];
 static atomic_long sys_fault_pid[MH__FAULT_KINDS];
+static atomic_bool sys_fault_children[MH__FAULT_KINDS];
 static atomic_ulong sys_fault_injected[MH__FAULT_KINDS];
 static atomic_long sys_fault_live; /* allocations not yet freed */
 
-void mh__fault_arm(int kind, unsigned long nth)
+static void sys_fault_set(int kind, unsigned long nth, bool children)
 {
     if (kind < 0 || kind >= MH__FAULT_KINDS)
         return;
     atomic_store_explicit(&sys_fault_nth[kind], 0, memory_order_relaxed);
     atomic_store_explicit(&sys_fault_calls[kind], 0, memory_order_relaxed);
     atomic_store_explicit(&sys_fault_pid[kind], (long)getpid(), memory_order_relaxed);
+    atomic_store_explicit(&sys_fault_children[kind], children, memory_order_relaxed);
     atomic_store_explicit(&sys_fault_nth[kind], nth, memory_order_relaxed);
+}
+
+void mh__fault_arm(int kind, unsigned long nth)
+{
+    sys_fault_set(kind, nth, false);
+}
+
+void mh__fault_arm_children(int kind, unsigned long nth)
+{
+    sys_fault_set(kind, nth, true);
 }
 
 unsigned long mh__fault_calls(int kind)
@@ -58,22 +90,43 @@ unsigned long mh__fault_injected(int kind)
     return atomic_load_explicit(&sys_fault_injected[kind], memory_order_relaxed);
 }
 
+const char *mh__fault_name(int kind)
+{
+    return kind < 0 || kind >= MH__FAULT_KINDS ? NULL : sys_calls[kind].name;
+}
+
+int mh__fault_code(int kind)
+{
+    return kind < 0 || kind >= MH__FAULT_KINDS ? MH_EINVAL
+                                               : mh__errno_code(sys_calls[kind].err);
+}
+
 long mh__fault_live_allocs(void)
 {
     return atomic_load_explicit(&sys_fault_live, memory_order_relaxed);
 }
 
-/* Count a call of kind; true when this one must fail. */
+/* Count a call of kind; true (errno set) when this one must fail. */
 static bool sys_fault_hit(int kind)
 {
     unsigned long call =
         atomic_fetch_add_explicit(&sys_fault_calls[kind], 1, memory_order_relaxed) + 1;
     unsigned long nth = atomic_load_explicit(&sys_fault_nth[kind], memory_order_relaxed);
+    bool armer = atomic_load_explicit(&sys_fault_pid[kind], memory_order_relaxed) ==
+                 (long)getpid();
     if (nth == 0 || call != nth ||
-        atomic_load_explicit(&sys_fault_pid[kind], memory_order_relaxed) != (long)getpid())
+        armer == atomic_load_explicit(&sys_fault_children[kind], memory_order_relaxed))
         return false;
     atomic_fetch_add_explicit(&sys_fault_injected[kind], 1, memory_order_relaxed);
+    errno = sys_calls[kind].err;
     return true;
+}
+
+/* In a worker process just forked: its calls count from its fork. */
+static void sys_fault_forked(void)
+{
+    for (int kind = 0; kind < MH__FAULT_KINDS; kind++)
+        atomic_store_explicit(&sys_fault_calls[kind], 0, memory_order_relaxed);
 }
 
 /* Count a successful allocation as live. */
@@ -83,7 +136,8 @@ static void *sys_fault_alloced(void *p)
         atomic_fetch_add_explicit(&sys_fault_live, 1, memory_order_relaxed);
     return p;
 }
-#define SYS_FAULT(kind) sys_fault_hit(kind)
+#define SYS_FAILS(kind) sys_fault_hit(MH__FAULT_##kind)
+#define SYS_FORKED() sys_fault_forked()
 #define SYS_ALLOCED(p) sys_fault_alloced(p)
 #define SYS_FREED(p)                                                          \
     do {                                                                      \
@@ -91,27 +145,20 @@ static void *sys_fault_alloced(void *p)
             atomic_fetch_sub_explicit(&sys_fault_live, 1, memory_order_relaxed); \
     } while (0)
 #else
-#define SYS_FAULT(kind) false
+#define SYS_FAILS(kind) false
+#define SYS_FORKED() ((void)0)
 #define SYS_ALLOCED(p) (p)
 #define SYS_FREED(p) ((void)(p))
 #endif
 
 void *mh__malloc(size_t size)
 {
-    if (SYS_FAULT(MH__FAULT_ALLOC)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return SYS_ALLOCED(malloc(size));
+    return SYS_FAILS(ALLOC) ? NULL : SYS_ALLOCED(malloc(size));
 }
 
 void *mh__calloc(size_t count, size_t size)
 {
-    if (SYS_FAULT(MH__FAULT_ALLOC)) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return SYS_ALLOCED(calloc(count, size));
+    return SYS_FAILS(ALLOC) ? NULL : SYS_ALLOCED(calloc(count, size));
 }
 
 void mh__free(void *p)
@@ -122,50 +169,51 @@ void mh__free(void *p)
 
 void *mh__mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)
 {
-    if (SYS_FAULT(MH__FAULT_MMAP)) {
-        errno = ENOMEM;
-        return MAP_FAILED;
-    }
-    return mmap(addr, length, prot, flags, fd, offset);
+    return SYS_FAILS(MMAP) ? MAP_FAILED : mmap(addr, length, prot, flags, fd, offset);
+}
+
+int mh__munmap(void *addr, size_t length)
+{
+    return SYS_FAILS(MUNMAP) ? -1 : munmap(addr, length);
 }
 
 pid_t mh__fork(void)
 {
-    if (SYS_FAULT(MH__FAULT_FORK)) {
-        errno = EAGAIN;
+    if (SYS_FAILS(FORK))
         return -1;
-    }
-    return fork();
+    pid_t pid = fork();
+    if (pid == 0)
+        SYS_FORKED();
+    return pid;
 }
 
 int mh__pthread_create(pthread_t *thread, const pthread_attr_t *attr,
                        void *(*start)(void *), void *arg)
 {
-    if (SYS_FAULT(MH__FAULT_THREAD))
-        return EAGAIN;
-    return pthread_create(thread, attr, start, arg);
+    return SYS_FAILS(THREAD) ? EAGAIN : pthread_create(thread, attr, start, arg);
 }
 
 /* fd itself, or when it is 0, 1 or 2 (the caller started with them
- * closed) a close-on-exec copy above 2, fd closed: a callback that writes
- * to stdout must never write into the library's pipe. -1 on error. */
-static int sys_fd_above_stdio(int fd)
+ * closed) a copy above 2 (close-on-exec as cloexec says), fd closed: a
+ * callback that writes to stdout must never write into the library's
+ * pipe. -1 on error. */
+static int sys_fd_above_stdio(int fd, bool cloexec)
 {
     if (fd < 0 || fd > 2)
         return fd;
-    int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int high = fcntl(fd, cloexec ? F_DUPFD_CLOEXEC : F_DUPFD, 3);
     int err = errno;
     close(fd);
     errno = err;
     return high;
 }
 
-int mh__pipe(int fds[2])
+int mh__pipe2(int fds[2], int flags)
 {
-    if (pipe2(fds, O_CLOEXEC))
+    if (SYS_FAILS(PIPE2) || pipe2(fds, flags))
         return -1;
     for (int k = 0; k < 2; k++) {
-        fds[k] = sys_fd_above_stdio(fds[k]);
+        fds[k] = sys_fd_above_stdio(fds[k], flags & O_CLOEXEC);
         if (fds[k] < 0) {
             int err = errno;
             close(fds[1 - k]); /* k == 0: fds[1] is still open; k == 1: fds[0] */
@@ -179,14 +227,53 @@ int mh__pipe(int fds[2])
 
 int mh__pidfd_open(pid_t pid)
 {
-    return sys_fd_above_stdio((int)syscall(SYS_pidfd_open, pid, 0));
+    if (SYS_FAILS(PIDFD_OPEN))
+        return -1;
+    return sys_fd_above_stdio((int)syscall(SYS_pidfd_open, pid, 0), true);
+}
+
+int mh__poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
+{
+    return SYS_FAILS(POLL) ? -1 : poll(fds, nfds, timeout_ms);
+}
+
+pid_t mh__waitpid(pid_t pid, int *wstatus, int options)
+{
+    return SYS_FAILS(WAITPID) ? -1 : waitpid(pid, wstatus, options);
+}
+
+ssize_t mh__read(int fd, void *buf, size_t count)
+{
+    return SYS_FAILS(READ) ? -1 : read(fd, buf, count);
+}
+
+ssize_t mh__write(int fd, const void *buf, size_t count)
+{
+    return SYS_FAILS(WRITE) ? -1 : write(fd, buf, count);
+}
+
+int mh__kill(pid_t pid, int sig)
+{
+    return SYS_FAILS(KILL) ? -1 : kill(pid, sig);
+}
+
+int mh__prctl(int option, unsigned long arg)
+{
+    return SYS_FAILS(PRCTL) ? -1 : prctl(option, arg, 0UL, 0UL, 0UL);
+}
+
+uint64_t mh__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 int mh__reap(pid_t pid)
 {
     int wstatus;
     for (;;) {
-        pid_t got = waitpid(pid, &wstatus, 0);
+        pid_t got = mh__waitpid(pid, &wstatus, 0);
         if (got == pid)
             return wstatus;
         if (got < 0 && errno == EINTR)
@@ -197,7 +284,5 @@ int mh__reap(pid_t pid)
 
 double mh__now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (double)mh__now_ns() * 1e-9;
 }

@@ -9,6 +9,15 @@
 #   smoke        `--quick` over every backend and kernel: schema, every row
 #                verified, plots drawn (when gnuplot is installed)
 #   bad_options  each bad command line exits 2 with a message, nothing run
+#   cluster      `cluster --quick` (root only: 77 otherwise): every row
+#                verified, and the network CSV counts messages and bytes
+#                on 2 and 4 hosts and none on 1
+#   peer         bench_run.sh peer ... WORKDIR NAME COMMAND KERNEL [corrupt]:
+#                the peer NAME on KERNEL through the harness: its rows in
+#                the CSV, every one verified; with `corrupt`, again with
+#                MHB_CORRUPT=1 (each runner makes its first output wrong):
+#                the run must fail and the peer's rows say verified=0 with
+#                an error. Exit 77 (skipped) when the harness skips the peer.
 set -u
 mode=$1 bench=$2 checker=$3 csv_md=$4 work=$5
 
@@ -70,6 +79,19 @@ smoke)
     echo "gnuplot not installed: plots not checked"
   fi
   ;;
+cluster)
+  [ "$(id -u)" -eq 0 ] || { echo "skipped: the cluster experiment needs root"; exit 77; }
+  "$bench" cluster --quick --out "$work" --label t > "$work/out" 2>&1
+  rc=$?
+  cat "$work/out"
+  [ $rc -eq 0 ] || fail "manyhands-bench cluster --quick exited $rc"
+  set -- "$work"/t/*-cluster.csv "$work"/t/*-cluster-net.csv
+  [ -f "$1" ] && [ -f "$2" ] || fail "CSV files missing: $*"
+  "$checker" --verified "$csv_md" "$1" || fail "schema or verification"
+  # kernel,hosts,...,messages (9),bytes (10): 2 kernels x hosts 1, 2, 4.
+  awk -F, 'NR > 1 { n++; if ($2 == 1 ? $9 != 0 : ($9 < 4 || $10 < $4)) bad++ }
+    END { exit !(n == 6 && !bad) }' "$2" || { cat "$2"; fail "network counts"; }
+  ;;
 bad_options)
   check_bad() {
     out=$("$bench" "$@" 2> "$work/err")
@@ -93,6 +115,38 @@ bad_options)
   check_bad cell --backends seq --kernels sleep
   "$bench" --help > "$work/help" 2>&1 || fail "--help exited non-zero"
   grep -q "^usage: manyhands-bench" "$work/help" || fail "--help printed no usage"
+  ;;
+peer)
+  name=$6 command=$7 kernel=$8 corrupt=${9:-}
+  # The value of column $2 in every row of CSV $1 whose backend is $name.
+  column() {
+    awk -F, -v want="$2" -v name="$name" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == want) c = i;
+      for (i = 1; i <= NF; i++) if ($i == "backend") b = i; next } $b == name { print $c }' "$1"
+  }
+  run_peer() {
+    "$bench" "$command" --quick --kernels "$kernel" --workers 2 --backends "$name" --repeat 1 \
+      --out "$work" --label "$1" --no-plot > "$work/$1.out" 2>&1
+  }
+  run_peer ok
+  rc=$?
+  if grep -q "skipped (not available here):.*$name" "$work/ok.out"; then
+    grep "skipped" "$work/ok.out"
+    exit 77
+  fi
+  [ $rc -eq 0 ] || { cat "$work/ok.out"; fail "$name on $kernel exited $rc"; }
+  set -- "$work"/ok/*-"$command".csv
+  "$checker" --verified "$csv_md" "$1" || fail "schema or verification"
+  [ "$(column "$1" verified | sort -u)" = 1 ] || fail "no verified row of $name in $1"
+  if [ -n "$corrupt" ]; then
+    MHB_CORRUPT=1 run_peer corrupt
+    rc=$?
+    [ $rc -eq 1 ] || { cat "$work/corrupt.out"; fail "a wrong result of $name: exit $rc, want 1"; }
+    set -- "$work"/corrupt/*-"$command".csv
+    "$checker" "$csv_md" "$1" || fail "schema"
+    [ "$(column "$1" verified | sort -u)" = 0 ] || fail "$name's wrong rows not marked verified=0"
+    column "$1" error | grep -q . || fail "$name's wrong rows give no error"
+    column "$1" error | grep -v . && fail "a wrong row of $name without an error"
+  fi
   ;;
 *)
   fail "unknown mode $mode"

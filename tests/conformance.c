@@ -202,6 +202,18 @@ static int test_map_chunk_larger_than_n(const char *backend)
     return 0;
 }
 
+/* Adaptive chunks (a body, then a tail that halves to single items) cover
+ * every item exactly once, for n around each tail's edges. */
+static int test_map_chunk_adaptive(const char *backend)
+{
+    static const size_t ns[] = {1, 2, 3, 5, 8, 13, 31, 64, 100, 127, 128, 129, 255,
+                                257, 1000, 4095, 4097, 65537, 300001};
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++)
+        for (int workers = 1; workers <= 4; workers += 3)
+            CHECK_OK(check_mix(backend, ns[k], 3, 5, workers, 0));
+    return 0;
+}
+
 static int test_map_workers_more_than_items(const char *backend)
 {
     CHECK_OK(check_mix(backend, 5, 8, 8, 32, 0));
@@ -880,6 +892,141 @@ static int test_nested_map(const char *backend)
     return 0;
 }
 
+/*
+ * A map from inside the progress and codec callbacks, which run on the
+ * calling thread (progress, decode, clear) or in a backend's processes
+ * (encode): it runs inline and gives the right result, never a hang. The
+ * context is shared memory, so that maps made in worker processes count.
+ */
+struct nest_cb_ctx {
+    mh_pool *pool;
+    atomic_int bad;   /* an inner map failed or was wrong */
+    atomic_int inner; /* inner maps made */
+};
+
+/* From inside a callback: a map of one item that nests two deeper. */
+static void nest_from_callback(struct nest_cb_ctx *ctx)
+{
+    int in = 3;
+    long out = 0;
+    struct nest_ctx inner = {ctx->pool, 2};
+    struct mh_task task = {
+        .n = 1, .in = &in, .in_size = sizeof in, .out = &out, .out_size = sizeof out,
+        .fn = fn_nested, .ctx = &inner,
+    };
+    if (mh_map(ctx->pool, &task, NULL) != MH_OK || out != nested_want(in, 2))
+        atomic_store(&ctx->bad, 1);
+    atomic_fetch_add(&ctx->inner, 1);
+}
+
+static int fn_widen(const void *in, void *out, void *ctx)
+{
+    (void)ctx;
+    *(long *)out = *(const int *)in;
+    return 0;
+}
+
+static void nest_on_progress(size_t done, size_t n, void *ctx)
+{
+    (void)done;
+    (void)n;
+    nest_from_callback(ctx);
+}
+
+static int nest_encode(const void *item, void *buf, size_t len, void *ctx)
+{
+    nest_from_callback(ctx);
+    return str_encode(item, buf, len, ctx);
+}
+
+static int nest_decode(void *item, const void *buf, size_t len, void *ctx)
+{
+    nest_from_callback(ctx);
+    return str_decode(item, buf, len, ctx);
+}
+
+static const struct mh_codec nest_codec = {
+    .size = str_size, .encode = nest_encode, .decode = nest_decode, .clear = str_clear,
+};
+
+static struct nest_cb_ctx *nest_cb_open(const char *backend)
+{
+    struct nest_cb_ctx *ctx = mmap(NULL, sizeof *ctx, PROT_READ | PROT_WRITE,
+                                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (ctx == MAP_FAILED)
+        return NULL;
+    ctx->pool = mh_test_pool(backend, 3, 50, MH_STOP);
+    atomic_init(&ctx->bad, 0);
+    atomic_init(&ctx->inner, 0);
+    if (!ctx->pool) {
+        munmap(ctx, sizeof *ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static void nest_cb_close(struct nest_cb_ctx *ctx)
+{
+    mh_pool_close(ctx->pool);
+    munmap(ctx, sizeof *ctx);
+}
+
+static int test_nested_map_in_progress(const char *backend)
+{
+    enum { N = 2000 };
+    static int in[N];
+    static long out[N];
+    for (int i = 0; i < N; i++)
+        in[i] = i;
+    struct nest_cb_ctx *ctx = nest_cb_open(backend);
+    CHECK(ctx);
+    struct mh_task task = {
+        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = fn_widen, .ctx = ctx, .progress = nest_on_progress,
+    };
+    int rc = mh_map(ctx->pool, &task, NULL);
+    int bad = atomic_load(&ctx->bad), inner = atomic_load(&ctx->inner);
+    nest_cb_close(ctx);
+    CHECK_RC(rc, MH_OK);
+    CHECK(!bad);
+    CHECK(inner >= 1); /* progress is called at least once, at the end */
+    for (int i = 0; i < N && mh_test_holds_results(backend); i++)
+        CHECK(out[i] == i);
+    return 0;
+}
+
+static int test_nested_map_in_codec(const char *backend)
+{
+    enum { N = 300 };
+    static unsigned in[N];
+    static struct str_item out[N];
+    for (unsigned i = 0; i < N; i++)
+        in[i] = i * 7919u;
+    struct nest_cb_ctx *ctx = nest_cb_open(backend);
+    CHECK(ctx);
+    struct mh_task task = {
+        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = fn_string, .ctx = ctx, .codec = &nest_codec,
+    };
+    int rc = mh_map(ctx->pool, &task, NULL);
+    int bad = atomic_load(&ctx->bad), inner = atomic_load(&ctx->inner);
+    nest_cb_close(ctx);
+    CHECK_RC(rc, MH_OK);
+    CHECK(!bad);
+    int failed = 0;
+    for (unsigned i = 0; i < N && mh_test_holds_results(backend); i++) {
+        struct str_item want;
+        CHECK(fn_string(&in[i], &want, NULL) == 0);
+        failed |= strcmp(want.text, out[i].text) != 0;
+        str_clear(&want, NULL);
+        str_clear(&out[i], NULL);
+    }
+    CHECK(!failed);
+    fprintf(stderr, "nested_map_in_codec %s: %d maps from codec callbacks in this process\n",
+            backend, inner);
+    return 0;
+}
+
 struct concurrent_arg {
     const char *backend;
     mh_pool *shared; /* NULL: open a pool of its own */
@@ -1251,6 +1398,7 @@ static const struct mh_test tests[] = {
     MH_TEST(map_elem_sizes)
     MH_TEST(map_chunk_one)
     MH_TEST(map_chunk_larger_than_n)
+    MH_TEST(map_chunk_adaptive)
     MH_TEST(map_workers_more_than_items)
     MH_TEST(map_workers_clamped)
     MH_TEST(map_workers_auto)
@@ -1274,6 +1422,8 @@ static const struct mh_test tests[] = {
     MH_TEST(callback_error_stops_promptly)
     MH_TEST(callback_error_codec_cleared)
     MH_TEST(nested_map)
+    MH_TEST(nested_map_in_progress)
+    MH_TEST(nested_map_in_codec)
     MH_TEST(concurrent_maps_one_pool)
     MH_TEST(concurrent_maps_separate_pools)
     MH_TEST(map_in_forked_child)

@@ -9,7 +9,8 @@
 # (tests/check.c). Each KIND becomes:
 #   each  <prefix>.<backend>.<name> per backend, labels mh_labels and the
 #         backend; on mpi, <prefix>.mpi<N>.<name> under mpiexec per job
-#         size in mh_mpi_ranks (none: no mpi entries);
+#         size N in mh_mpi_ranks (none: no mpi entries), and
+#         <prefix>.cluster<H>x<R>.<name> through mh_cluster per HxR;
 #   once  <prefix>.<name>, on its backend, labels mh_labels and
 #         mh_once_labels;
 #   dies  <prefix>.mpi2.<name> through mh_dies_command (mpi_rank_dies.sh),
@@ -75,10 +76,18 @@ foreach(mh_line IN LISTS mh_lines)
           "${mh_labels};${mh_backend}" "${mh_env}" 1 "${mh_exe}" ${mh_test} ${mh_backend})
         continue()
       endif()
-      foreach(mh_n IN LISTS mh_mpi_ranks) # a map spans the job's ranks
-        mh_entry(${mh_prefix}.mpi${mh_n}.${mh_test} ${mh_timeout} "${mh_labels};mpi"
-          "${mh_mpi_env_all}" ${mh_n} ${mh_mpiexec} ${mh_n} ${mh_mpiexec_pre}
-          "${mh_exe}" ${mh_test} mpi ${mh_n} ${mh_mpiexec_post})
+      foreach(mh_job IN LISTS mh_mpi_ranks) # a map spans the job's ranks
+        if(mh_job MATCHES "^([0-9]+)x([0-9]+)$") # H simulated hosts x R ranks
+          math(EXPR mh_n "${CMAKE_MATCH_1} * ${CMAKE_MATCH_2}")
+          mh_entry(${mh_prefix}.cluster${mh_job}.${mh_test} ${mh_timeout}
+            "${mh_labels};mpi;cluster" "${mh_mpi_env_all}" ${mh_n}
+            ${mh_cluster} ${CMAKE_MATCH_1} ${CMAKE_MATCH_2}
+            "${mh_exe}" ${mh_test} mpi ${mh_n} ${mh_mpiexec_post})
+        else()
+          mh_entry(${mh_prefix}.mpi${mh_job}.${mh_test} ${mh_timeout} "${mh_labels};mpi"
+            "${mh_mpi_env_all}" ${mh_job} ${mh_mpiexec} ${mh_job} ${mh_mpiexec_pre}
+            "${mh_exe}" ${mh_test} mpi ${mh_job} ${mh_mpiexec_post})
+        endif()
       endforeach()
     endforeach()
   endif()

@@ -1,16 +1,20 @@
 /*
- * Fault injection (curl's torture tests): for N = 1, 2, ... make the Nth
- * allocation, mmap, fork or pthread_create of one phase fail — opening a
- * pool, or a map — until a run makes fewer than N such calls. Every
- * injected failure must come back as its code (MH_ENOMEM for allocation
- * and mmap, MH_EAGAIN for fork and thread creation) or be absorbed with a
- * complete, correct result; after each run no library allocation, user
- * string, descriptor, child or thread is left over. LSan (the ASan build)
- * and valgrind check the rest of the heap.
+ * Fault injection (curl's torture tests): for every entry of the syscall
+ * table (src/fault.h) and N = 1, 2, ..., make the Nth call of one phase
+ * fail — opening a pool, or a map — until a run makes fewer than N such
+ * calls. Every injected failure must come back as the entry's code
+ * (mh__fault_code: MH_ENOMEM for allocation and mmap, MH_EAGAIN for fork
+ * and thread creation, ...) or be absorbed with a complete, correct
+ * result; after each run no library allocation, user string, descriptor,
+ * child or thread is left over. LSan (the ASan build) and valgrind check
+ * the rest of the heap.
  *
- * Built only with MANYHANDS_FAULT_INJECTION=ON. One CTest entry per test
- * and backend (faults.<backend>.<test>); a backend that makes no call of a
- * kind in a phase skips (77), so it shows as not applicable, not passed.
+ * Built only with MANYHANDS_FAULT_INJECTION=ON. One CTest entry per entry,
+ * phase and backend (faults.<backend>.<call>_<phase>); a backend that
+ * makes no call of an entry in a phase skips (77), so it shows as not
+ * applicable, not passed. A call site moved onto the table is tested by
+ * its entry's tests with no change here; a new entry needs its two
+ * MH_TEST lines (the functions come from MH__SYSCALLS).
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -32,7 +36,6 @@
 
 enum faults_phase { FAULTS_OPEN, FAULTS_MAP };
 
-static const char *const faults_kind_names[] = {"alloc", "mmap", "fork", "thread"};
 
 /* ------------------------------------------------------ the user's side */
 
@@ -153,7 +156,7 @@ static void faults_run(const char *backend, int kind, enum faults_phase phase,
 
 static int faults_torture(const char *backend, int kind, enum faults_phase phase)
 {
-    const int want = kind == MH__FAULT_ALLOC || kind == MH__FAULT_MMAP ? MH_ENOMEM : MH_EAGAIN;
+    const int want = mh__fault_code(kind);
     const char *phase_name = phase == FAULTS_OPEN ? "open" : "map";
     long live = mh__fault_live_allocs();
     int fds = mh_test_count_fds(), threads = mh_test_count_threads();
@@ -170,7 +173,7 @@ static int faults_torture(const char *backend, int kind, enum faults_phase phase
             errors++;
             if (!hit || o.rc[i] != want) {
                 fprintf(stderr, "%s %s %s N=%lu: call %d returned %s, want %s%s\n",
-                        faults_kind_names[kind], phase_name, backend, n, i,
+                        mh__fault_name(kind), phase_name, backend, n, i,
                         mh_err_name(o.rc[i]), hit ? mh_err_name(want) : "MH_OK",
                         hit ? "" : " (no fault was injected)");
                 return 1;
@@ -178,7 +181,7 @@ static int faults_torture(const char *backend, int kind, enum faults_phase phase
         }
         if (o.wrong) {
             fprintf(stderr, "%s %s %s N=%lu: wrong result or state after the fault\n",
-                    faults_kind_names[kind], phase_name, backend, n);
+                    mh__fault_name(kind), phase_name, backend, n);
             return 1;
         }
         /* Nothing left behind, whatever failed. */
@@ -195,53 +198,26 @@ static int faults_torture(const char *backend, int kind, enum faults_phase phase
     CHECK(n <= FAULTS_MAX_N);
     if (injected == 0) {
         fprintf(stderr, "%s makes no %s call in %s: skipped\n", backend,
-                faults_kind_names[kind], phase_name);
+                mh__fault_name(kind), phase_name);
         return MH_SKIP;
     }
     fprintf(stderr, "faults: injected %lu (%s, %s, %s), %lu absorbed with a correct result\n",
-            injected, faults_kind_names[kind], phase_name, backend, absorbed);
+            injected, mh__fault_name(kind), phase_name, backend, absorbed);
     return 0;
 }
 
-static int test_alloc_open(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_ALLOC, FAULTS_OPEN);
-}
-
-static int test_alloc_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_ALLOC, FAULTS_MAP);
-}
-
-static int test_mmap_open(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_MMAP, FAULTS_OPEN);
-}
-
-static int test_mmap_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_MMAP, FAULTS_MAP);
-}
-
-static int test_fork_open(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_FORK, FAULTS_OPEN);
-}
-
-static int test_fork_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_FORK, FAULTS_MAP);
-}
-
-static int test_thread_open(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_THREAD, FAULTS_OPEN);
-}
-
-static int test_thread_map(const char *backend)
-{
-    return faults_torture(backend, MH__FAULT_THREAD, FAULTS_MAP);
-}
+/* test_<call>_open and test_<call>_map for every entry of the table. */
+#define FAULTS_TESTS_(kind, name, err)                                        \
+    static int test_##name##_open(const char *backend)                        \
+    {                                                                         \
+        return faults_torture(backend, MH__FAULT_##kind, FAULTS_OPEN);        \
+    }                                                                         \
+    static int test_##name##_map(const char *backend)                         \
+    {                                                                         \
+        return faults_torture(backend, MH__FAULT_##kind, FAULTS_MAP);         \
+    }
+MH__SYSCALLS(FAULTS_TESTS_)
+#undef FAULTS_TESTS_
 
 /* Start counting every kind from 0, none armed. */
 static void faults_reset_counts(void)
@@ -256,7 +232,7 @@ static int faults_expect_no_calls(const char *what)
     for (int k = 0; k < MH__FAULT_KINDS; k++)
         if (mh__fault_calls(k)) {
             fprintf(stderr, "%s made %lu %s calls, want none\n", what, mh__fault_calls(k),
-                    faults_kind_names[k]);
+                    mh__fault_name(k));
             bad = 1;
         }
     return bad;
@@ -332,6 +308,24 @@ static const struct mh_test tests[] = {
     MH_TEST(fork_map)
     MH_TEST(thread_open)
     MH_TEST(thread_map)
+    MH_TEST(munmap_open)
+    MH_TEST(munmap_map)
+    MH_TEST(pipe2_open)
+    MH_TEST(pipe2_map)
+    MH_TEST(pidfd_open_open)
+    MH_TEST(pidfd_open_map)
+    MH_TEST(poll_open)
+    MH_TEST(poll_map)
+    MH_TEST(waitpid_open)
+    MH_TEST(waitpid_map)
+    MH_TEST(read_open)
+    MH_TEST(read_map)
+    MH_TEST(write_open)
+    MH_TEST(write_map)
+    MH_TEST(kill_open)
+    MH_TEST(kill_map)
+    MH_TEST(prctl_open)
+    MH_TEST(prctl_map)
     MH_TEST(starts_nothing)
     {NULL, NULL},
 };

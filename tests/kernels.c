@@ -28,44 +28,15 @@ static void small_knobs(void)
     unsetenv("MHK_TCP_DELAY_US");
 }
 
-struct cell {
-    const struct mhk_kernel *kernel;
-    size_t n;
-    void *ctx;
-    void *in, *out;
-};
-
-static int cell_open(struct cell *cell, const char *name, size_t n, uint64_t seed)
+/* The kernel's lifecycle (kernels.h, struct mhk_cell) with the small
+ * knobs, every step checked. */
+static int cell_open(struct mhk_cell *cell, const char *name, size_t n, uint64_t seed)
 {
     small_knobs();
-    memset(cell, 0, sizeof *cell);
-    cell->kernel = mhk_find(name);
-    CHECK(cell->kernel != NULL);
-    cell->n = n;
-    if (cell->kernel->setup)
-        CHECK_RC(cell->kernel->setup(&cell->ctx, n, seed), MH_OK);
-    cell->in = calloc(n, cell->kernel->in_size);
-    cell->out = calloc(n, cell->kernel->out_size);
-    CHECK(cell->in && cell->out);
-    cell->kernel->generate(cell->in, n, seed, cell->ctx);
+    const struct mhk_kernel *kernel = mhk_find(name);
+    CHECK(kernel != NULL);
+    CHECK_RC(mhk_cell_open(cell, kernel, n, seed), MH_OK);
     return 0;
-}
-
-static void cell_close(struct cell *cell)
-{
-    free(cell->in);
-    free(cell->out);
-    if (cell->kernel && cell->kernel->teardown)
-        cell->kernel->teardown(cell->ctx);
-}
-
-static struct mh_task cell_task(const struct cell *cell)
-{
-    return (struct mh_task){
-        .n = cell->n, .in = cell->in, .in_size = cell->kernel->in_size,
-        .out = cell->out, .out_size = cell->kernel->out_size,
-        .fn = cell->kernel->fn, .ctx = cell->ctx, .codec = cell->kernel->codec,
-    };
 }
 
 /* ------------------------------------------------ every kernel, every backend */
@@ -75,11 +46,11 @@ static struct mh_task cell_task(const struct cell *cell)
  * connections, the page cache dropped again), and verify each run. */
 static int check_kernel(const char *backend, const char *name, size_t n)
 {
-    struct cell cell;
+    struct mhk_cell cell;
     CHECK_OK(cell_open(&cell, name, n, 20261126));
     mh_pool *pool = mh_test_pool(backend, WORKERS, 0, MH_STOP);
     CHECK(pool != NULL);
-    struct mh_task task = cell_task(&cell);
+    struct mh_task task = mhk_cell_task(&cell);
     int failed = 0;
     for (int run = 0; run < 2 && !failed; run++) {
         if (run)
@@ -95,11 +66,10 @@ static int check_kernel(const char *backend, const char *name, size_t n)
         }
         if (!mh_test_holds_results(backend))
             continue; /* mpi, rank > 0: rank 0 verifies */
-        size_t wrong = cell.kernel->verify(cell.in, cell.out, n, cell.ctx);
+        size_t wrong = mhk_cell_verify(&cell);
         if (wrong)
             fprintf(stderr, "%s on %s: item %zu is wrong\n", name, backend, wrong - 1);
         failed = wrong != 0;
-        mhk_clear_outputs(cell.kernel, cell.out, n, cell.ctx);
     }
     /* tcp: each thread of each process connects once and reuses it: per
      * run, no more connections than workers and the caller (fork starts
@@ -112,7 +82,7 @@ static int check_kernel(const char *backend, const char *name, size_t n)
         failed = accepted < 1 || accepted > 2 * (WORKERS + 1);
     }
     mh_pool_close(pool);
-    cell_close(&cell);
+    mhk_cell_close(&cell);
     return failed;
 }
 
@@ -146,11 +116,11 @@ static int test_all_kernels_tested(const char *backend)
  * callback error (refused, reset, broken pipe), not a hang or a timeout. */
 static int test_tcp_server_stopped(const char *backend)
 {
-    struct cell cell;
+    struct mhk_cell cell;
     CHECK_OK(cell_open(&cell, "tcp", 32, 7));
     mh_pool *pool = mh_test_pool(backend, WORKERS, 0, MH_STOP);
     CHECK(pool != NULL);
-    struct mh_task task = cell_task(&cell);
+    struct mh_task task = mhk_cell_task(&cell);
     struct mh_report report;
     CHECK_RC(mh_map(pool, &task, &report), MH_OK);
     if (mh_test_holds_results(backend))
@@ -168,7 +138,7 @@ static int test_tcp_server_stopped(const char *backend)
     CHECK(report.callback_code == ECONNREFUSED || report.callback_code == ECONNRESET ||
           report.callback_code == EPIPE);
     mh_pool_close(pool);
-    cell_close(&cell);
+    mhk_cell_close(&cell);
     return 0;
 }
 
@@ -179,7 +149,7 @@ static int test_tcp_server_stopped(const char *backend)
 static int check_wrong(const char *name, size_t n,
                        int (*corrupt)(const struct mhk_kernel *, void *item, void *ctx))
 {
-    struct cell cell;
+    struct mhk_cell cell;
     CHECK_OK(cell_open(&cell, name, n, 99));
     const struct mhk_kernel *k = cell.kernel;
     for (size_t i = 0; i < n; i++)
@@ -193,7 +163,7 @@ static int check_wrong(const char *name, size_t n,
         fprintf(stderr, "%s: verify gave %zu for a wrong item %zu\n", name, wrong, bad);
     CHECK(wrong == bad + 1);
     mhk_clear_outputs(k, cell.out, n, cell.ctx);
-    cell_close(&cell);
+    mhk_cell_close(&cell);
     return 0;
 }
 
@@ -201,7 +171,7 @@ static int check_wrong(const char *name, size_t n,
  * at a time: every such change must be caught, and undoing it accepted. */
 static int check_wrong_each_byte(const char *name, size_t n, size_t bytes)
 {
-    struct cell cell;
+    struct mhk_cell cell;
     CHECK_OK(cell_open(&cell, name, n, 98));
     const struct mhk_kernel *k = cell.kernel;
     CHECK(k->codec == NULL && bytes <= k->out_size);
@@ -219,7 +189,7 @@ static int check_wrong_each_byte(const char *name, size_t n, size_t bytes)
         CHECK(wrong == bad + 1);
         item[b] ^= 0x10;
     }
-    cell_close(&cell);
+    mhk_cell_close(&cell);
     return 0;
 }
 
@@ -366,7 +336,7 @@ static int test_forked_child(const char *backend)
     for (const struct mhk_kernel *const *p = mhk_kernels(); *p; p++) {
         const struct mhk_kernel *k = *p;
         size_t n = strcmp(k->name, "primes") == 0 ? 40 : 24;
-        struct cell cell;
+        struct mhk_cell cell;
         CHECK_OK(cell_open(&cell, k->name, n, 5));
         unsigned char *shared = mmap(NULL, n * RECORD, PROT_READ | PROT_WRITE,
                                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -426,7 +396,7 @@ static int test_forked_child(const char *backend)
         if (k->codec)
             k->codec->clear(cell.out, cell.ctx);
         munmap(shared, n * RECORD);
-        cell_close(&cell);
+        mhk_cell_close(&cell);
     }
     return 0;
 }

@@ -51,7 +51,7 @@ enum { MPI_CTRL_WORK = 1, MPI_CTRL_STOP = 2 };
 /* The task's shape. It travels with every control record, so that a rank
  * whose task differs says so (MH_EINVAL) instead of computing garbage. */
 struct mpi_shape {
-    uint64_t n, in_size, out_size, chunk_items, has_codec, on_error;
+    uint64_t n, in_size, out_size, chunk_items, tail_width, has_codec, on_error;
 };
 
 /* rank 0 -> worker. WORK: run chunk `chunk` (its inputs follow). STOP:
@@ -130,11 +130,6 @@ int mh__mpi_recv_bytes(const struct mpi_pool *mp, void *buf, size_t len, int src
 
 /* The task's shape, as every control record carries it. */
 struct mpi_shape mh__mpi_shape_of(const struct mh__run *run);
-
-/* Chunk c of a task of this shape: its first item and item count, the
- * same on every rank. */
-void mh__mpi_chunk_span(const struct mpi_shape *shape, uint64_t c, size_t *begin,
-                        size_t *count);
 
 /* ------------------------------------------------------------ payload.c */
 

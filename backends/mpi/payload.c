@@ -123,9 +123,9 @@ int mh__mpi_payload_merge(struct mh__run *run, const struct mpi_result *res,
     const struct mh_task *task = run->task;
     if (res->chunk >= run->nchunks)
         return MH_EMPI;
-    struct mpi_shape shape = mh__mpi_shape_of(run);
-    size_t begin, count;
-    mh__mpi_chunk_span(&shape, res->chunk, &begin, &count);
+    size_t begin, end;
+    mh__chunk_bounds(run, res->chunk, &begin, &end);
+    size_t count = end - begin;
     if (len < count || (!task->codec && len != count + count * task->out_size))
         return MH_EMPI;
     struct mpi_merge m = {.run = run, .begin = begin, .status = p};

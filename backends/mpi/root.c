@@ -51,15 +51,15 @@ static int mpi_root_assign(struct mpi_root *r, int dest)
     slot->ctrl.kind = MPI_CTRL_WORK;
     slot->ctrl.chunk = r->next++;
     slot->ctrl.shape = mh__mpi_shape_of(r->run);
-    size_t begin, count;
-    mh__mpi_chunk_span(&slot->ctrl.shape, slot->ctrl.chunk, &begin, &count);
+    size_t begin, end;
+    mh__chunk_bounds(r->run, slot->ctrl.chunk, &begin, &end);
     const unsigned char *in = (const unsigned char *)task->in + begin * task->in_size;
     int rc = mh__mpi_code(MPI_Isend(&slot->ctrl, sizeof slot->ctrl, MPI_BYTE, dest,
                                     MPI_TAG_CTRL, r->mp->comm, &slot->req[0]));
     if (rc)
         return rc;
     r->outstanding++;
-    return mh__mpi_isend_bytes(r->mp, in, count * task->in_size, dest, MPI_TAG_INPUT,
+    return mh__mpi_isend_bytes(r->mp, in, (end - begin) * task->in_size, dest, MPI_TAG_INPUT,
                                &slot->req[1]);
 }
 

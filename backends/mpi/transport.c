@@ -108,15 +108,7 @@ struct mpi_shape mh__mpi_shape_of(const struct mh__run *run)
     const struct mh_task *task = run->task;
     return (struct mpi_shape){
         .n = task->n, .in_size = task->in_size, .out_size = task->out_size,
-        .chunk_items = run->chunk, .has_codec = task->codec != NULL,
-        .on_error = (uint64_t)run->on_error,
+        .chunk_items = run->chunk, .tail_width = run->tail_width,
+        .has_codec = task->codec != NULL, .on_error = (uint64_t)run->on_error,
     };
-}
-
-void mh__mpi_chunk_span(const struct mpi_shape *shape, uint64_t c, size_t *begin,
-                        size_t *count)
-{
-    *begin = (size_t)(c * shape->chunk_items);
-    *count = (size_t)(shape->n - *begin < shape->chunk_items ? shape->n - *begin
-                                                             : shape->chunk_items);
 }

@@ -22,9 +22,14 @@ static int mpi_worker_chunk(const struct mpi_pool *mp, struct mh__run *run,
                             struct mpi_worker *w, const struct mpi_ctrl *ctrl, int shape_ok)
 {
     const struct mh_task *task = run->task;
-    size_t begin, count;
-    mh__mpi_chunk_span(&ctrl->shape, ctrl->chunk, &begin, &count);
-    struct mpi_result res = {.chunk = ctrl->chunk, .fail = {.index = MH_NO_ITEM}};
+    /* The chunk's place in rank 0's task, which may differ from ours. */
+    struct mh_task shape_task = {.n = ctrl->shape.n};
+    struct mh__run plan = {.task = &shape_task};
+    mh__chunk_plan(&plan, ctrl->shape.chunk_items, ctrl->shape.tail_width);
+    size_t begin, end;
+    mh__chunk_bounds(&plan, ctrl->chunk, &begin, &end);
+    size_t count = end - begin;
+    struct mpi_result res = {.chunk = ctrl->chunk, .fail = mh__failure_none()};
     int rc = mh__mpi_recv_bytes(mp, shape_ok && w->in ? w->in : NULL,
                                 count * ctrl->shape.in_size, 0, MPI_TAG_INPUT);
     if (rc)

@@ -10,6 +10,13 @@
 //                                       worker, pool already open
 //   pool_open_close/B/workers:W         mh_pool_open + mh_pool_close
 //   reduce_sumsq/B/workers:W/n:N        mh_reduce, sum of squares of doubles
+//                                       (with oneTBB: B = tbb is parallel_reduce,
+//                                       B = tbb_deterministic is
+//                                       parallel_deterministic_reduce at the
+//                                       library's adaptive chunk as grain;
+//                                       tbb_callbacks the same calling the
+//                                       benchmark's fn and fold through
+//                                       pointers, as mh_reduce does)
 //   seed_factorial/B/workers:W/n:N      the blog's workload: N GMP
 //                                       factorials of ints in [1, 100),
 //                                       results kept (cleared untimed)
@@ -39,6 +46,12 @@
 
 #ifdef MICRO_HAVE_OPENMP
 #include <omp.h>
+#endif
+#ifdef MICRO_HAVE_TBB
+#include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_reduce.h>
+#include <oneapi/tbb/task_arena.h>
 #endif
 
 namespace {
@@ -242,6 +255,53 @@ void bm_reduce_sumsq(benchmark::State &state, const char *backend, int workers, 
         state.SkipWithError("mh_reduce: wrong sum");
     per_item(state, n);
 }
+
+#ifdef MICRO_HAVE_TBB
+// The same sum of squares through oneTBB on W threads: parallel_reduce
+// (auto_partitioner; the order of additions varies from run to run) or
+// parallel_deterministic_reduce (simple_partitioner at grain items: the
+// same splits, so the same sum, every run, as mh_reduce promises); with
+// callbacks, each item goes through micro_square and micro_sum_fold by
+// pointer, the work mh_reduce does per item.
+int (*volatile tbb_fn)(const void *, void *, void *) = micro_square;
+void (*volatile tbb_fold)(void *, const void *, void *) = micro_sum_fold;
+
+void bm_tbb_reduce_sumsq(benchmark::State &state, int workers, size_t n, bool deterministic,
+                         size_t grain, bool callbacks)
+{
+    const std::vector<double> in = doubles(n);
+    const double expected = sumsq_expected(in);
+    tbb::global_control threads(tbb::global_control::max_allowed_parallelism,
+                                static_cast<size_t>(workers));
+    tbb::task_arena arena(workers);
+    auto body = [&](const tbb::blocked_range<size_t> &r, double acc) {
+        for (size_t i = r.begin(); i != r.end(); ++i) {
+            if (callbacks) {
+                double sq;
+                tbb_fn(&in[i], &sq, nullptr);
+                tbb_fold(&acc, &sq, nullptr);
+            } else {
+                acc += in[i] * in[i];
+            }
+        }
+        return acc;
+    };
+    auto join = [](double a, double b) { return a + b; };
+    double sum = 0;
+    for (auto _ : state) {
+        arena.execute([&] {
+            if (deterministic)
+                sum = tbb::parallel_deterministic_reduce(tbb::blocked_range<size_t>(0, n, grain),
+                                                         0.0, body, join);
+            else
+                sum = tbb::parallel_reduce(tbb::blocked_range<size_t>(0, n), 0.0, body, join);
+        });
+    }
+    if (std::fabs(sum - expected) > 1e-9 * expected)
+        state.SkipWithError("tbb reduce: wrong sum");
+    per_item(state, n);
+}
+#endif
 
 // Compare a sample of results with GMP's own factorial, then release all.
 bool seed_check_and_clear(const std::vector<int> &in, std::vector<__mpz_struct> &out)
@@ -456,6 +516,26 @@ void register_all(const std::vector<const char *> &backends)
         add(name("reduce_sumsq", backend, w) + "/n:" + std::to_string(kReduceItems),
             [=](benchmark::State &s) { bm_reduce_sumsq(s, backend, w, kReduceItems); },
             kMillisecond);
+#ifdef MICRO_HAVE_TBB
+    for (int w : worker_counts()) {
+        size_t grain = adaptive_chunk(kReduceItems, w);
+        std::string n = "/n:" + std::to_string(kReduceItems);
+        std::string g = "/grain:" + std::to_string(grain);
+        add(name("reduce_sumsq", "tbb", w) + n,
+            [=](benchmark::State &s) { bm_tbb_reduce_sumsq(s, w, kReduceItems, false, 1, false); },
+            kMillisecond);
+        add(name("reduce_sumsq", "tbb_deterministic", w) + n + g,
+            [=](benchmark::State &s) {
+                bm_tbb_reduce_sumsq(s, w, kReduceItems, true, grain, false);
+            },
+            kMillisecond);
+        add(name("reduce_sumsq", "tbb_callbacks", w) + n + g,
+            [=](benchmark::State &s) {
+                bm_tbb_reduce_sumsq(s, w, kReduceItems, true, grain, true);
+            },
+            kMillisecond);
+    }
+#endif
 
     for (auto [backend, w] : pairs)
         add(name("seed_factorial", backend, w) + "/n:" + std::to_string(kSeedItems),

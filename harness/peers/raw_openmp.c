@@ -18,9 +18,11 @@
  * GMP kernels use schedule(dynamic, 1024).
  *
  * One line per repeat, a format the harness parses:
- *   raw-openmp kernel=mul items=1000000 workers=2 repeat=0 seconds=0.234567
- * Results are checked (a sample against mpz_fac_ui); exit 1 when wrong,
- * 2 on bad usage.
+ *   raw-openmp kernel=mul items=1000000 workers=2 repeat=0 seconds=0.234567 verified=1
+ * Every result is checked against mpz_fac_ui (untimed), as the library's
+ * factorial kernels verify theirs: verified=0 and exit 1 when one is wrong,
+ * 2 on bad usage. MHB_CORRUPT=1 in the environment makes the first result
+ * wrong before the check (the harness's tests).
  */
 #include <gmp.h>
 #include <omp.h>
@@ -101,15 +103,15 @@ static double raw_run(enum raw_kernel kernel, const int *inputs, long n, int wor
     return seconds;
 }
 
-/* Check a sample of results against GMP's own factorial; 0 when right. */
+/* Check every result against GMP's own factorial; 0 when all are right. */
 static long raw_verify(const int *inputs, long n, mpz_t *out)
 {
     mpz_t want;
     mpz_init(want);
     long wrong = 0;
+    if (getenv("MHB_CORRUPT") && n > 0)
+        mpz_add_ui(out[0], out[0], 1);
     for (long i = 0; i < n; i++) {
-        if (i % 997 != 0 && i != n - 1)
-            continue;
         mpz_fac_ui(want, (unsigned long)inputs[i]);
         wrong += mpz_cmp(want, out[i]) != 0;
     }
@@ -190,15 +192,14 @@ int main(int argc, char **argv)
             for (long i = 0; i < n; i++)
                 mpz_clear(out[i]);
         }
+        printf("raw-openmp kernel=%s items=%ld workers=%ld repeat=%ld seconds=%.6f verified=%d\n",
+               raw_kernel_names[kernel], n, workers, r, seconds, bad == 0);
+        fflush(stdout);
         if (bad) {
             fprintf(stderr, "raw-openmp: %ld wrong results (kernel %s)\n", bad,
                     raw_kernel_names[kernel]);
             status = 1;
-            break;
         }
-        printf("raw-openmp kernel=%s items=%ld workers=%ld repeat=%ld seconds=%.6f\n",
-               raw_kernel_names[kernel], n, workers, r, seconds);
-        fflush(stdout);
     }
     free(inputs);
     free(scratch);
