@@ -117,7 +117,18 @@ struct mh_config {
  * On success *pool is set and 0 returned; on error *pool is NULL and
  * nothing is left running. Errors: MH_EINVAL (NULL pool, bad config or
  * environment value), MH_ENOTSUP (backend unknown or not in this build, or
- * a timeout on a backend that cannot enforce one), MH_ENOMEM, MH_EAGAIN.
+ * a timeout on a backend that cannot enforce one), MH_ENOMEM, MH_EAGAIN,
+ * MH_EMPI.
+ *
+ * "mpi" and MPI's lifetime: a program that initialised MPI itself owns
+ * it, and finalises it after closing its pools. Otherwise the first open
+ * calls MPI_Init_thread (MPI_THREAD_MULTIPLE asked) and registers an
+ * atexit hook that calls MPI_Finalize at exit — never mh_pool_close, as
+ * MPI cannot start twice; so MPI stays up between pools, an atexit
+ * handler registered before that open runs after MPI is finalised, and a
+ * map still running at exit (exit() from a callback) leaves MPI
+ * unfinalised for the launcher to end the job. After MPI_Finalize, an
+ * "mpi" open fails with MH_EMPI. See docs/backends.md "mpi".
  */
 MH_EXPORT int mh_pool_open(mh_pool **pool, const struct mh_config *config);
 

@@ -29,12 +29,12 @@
 #endif
 
 #include "check.h"
-#include "fork_records.h"
+#include "records.h"
 #ifdef MH_TEST_GMP
 #include "kernels.h"
 #endif
 
-/* fork_records.c is compiled into this binary (the library hides its
+/* records.c is compiled into this binary (the library hides its
  * internals); these are the allocation calls it uses. */
 void *mh__malloc(size_t size);
 void mh__free(void *p);
@@ -969,8 +969,8 @@ static int test_records_garbage(const char *backend)
     unsigned seed = 99;
     unsigned char block[512];
     for (int round = 0; round < 20000; round++) {
-        struct mh__fork_stream stream = {0};
-        mh__fork_stream_reset(&stream, 1 + round % 50);
+        struct mh__record_stream stream = {0};
+        mh__record_stream_reset(&stream, 1 + round % 50);
         struct rec_sink sink = {.n = stream.n};
         for (int b = 0; b < 4; b++) {
             seed = seed * 1103515245u + 12345u;
@@ -980,13 +980,13 @@ static int test_records_garbage(const char *backend)
                 /* Mostly small numbers, so headers sometimes parse. */
                 block[i] = (unsigned char)((seed >> 16) % 4 ? (seed >> 20) % 3 : seed >> 24);
             }
-            int rc = mh__fork_stream_feed(&stream, block, len, rec_emit, &sink);
+            int rc = mh__record_stream_feed(&stream, block, len, rec_emit, &sink);
             CHECK(rc == MH_OK || rc == MH_ERANGE);
             if (rc)
                 break;
         }
         CHECK(!sink.bad);
-        mh__fork_stream_reset(&stream, 0);
+        mh__record_stream_reset(&stream, 0);
     }
     return 0;
 }
@@ -1015,7 +1015,7 @@ static int test_records_roundtrip(const char *backend)
                 cuts[ncuts++] = total;
                 used = 0;
             }
-            mh__fork_record_put(stream_bytes + total, i, len);
+            mh__record_put(stream_bytes + total, i, len);
             memcpy(stream_bytes + total + 16, want + i * 4096, len);
             total += 16 + len;
             used += 16 + len;
@@ -1026,40 +1026,40 @@ static int test_records_roundtrip(const char *backend)
             count++;
         }
         cuts[ncuts++] = total;
-        struct mh__fork_stream stream = {0};
-        mh__fork_stream_reset(&stream, N);
+        struct mh__record_stream stream = {0};
+        mh__record_stream_reset(&stream, N);
         struct rec_sink sink = {.n = N, .want = want, .want_len = want_len};
         size_t from = 0;
         for (size_t c = 0; c < ncuts; c++) {
-            CHECK_RC(mh__fork_stream_feed(&stream, stream_bytes + from, cuts[c] - from,
-                                          rec_emit, &sink), MH_OK);
+            CHECK_RC(mh__record_stream_feed(&stream, stream_bytes + from, cuts[c] - from,
+                                            rec_emit, &sink), MH_OK);
             from = cuts[c];
         }
         CHECK(!sink.bad);
         CHECK(sink.count == count);
         CHECK(!stream.partial);
-        mh__fork_stream_reset(&stream, 0);
+        mh__record_stream_reset(&stream, 0);
     }
     /* A header cut short, an index past n, an index going back. */
     unsigned char bad[64];
-    struct mh__fork_stream stream = {0};
+    struct mh__record_stream stream = {0};
     struct rec_sink sink = {.n = 10};
-    mh__fork_stream_reset(&stream, 10);
-    mh__fork_record_put(bad, 3, 0);
-    CHECK_RC(mh__fork_stream_feed(&stream, bad, 10, rec_emit, &sink), MH_ERANGE);
-    mh__fork_stream_reset(&stream, 10);
-    mh__fork_record_put(bad, 10, 0);
-    CHECK_RC(mh__fork_stream_feed(&stream, bad, 16, rec_emit, &sink), MH_ERANGE);
-    mh__fork_stream_reset(&stream, 10);
-    mh__fork_record_put(bad, 5, 0);
-    mh__fork_record_put(bad + 16, 5, 0);
-    CHECK_RC(mh__fork_stream_feed(&stream, bad, 32, rec_emit, &sink), MH_ERANGE);
+    mh__record_stream_reset(&stream, 10);
+    mh__record_put(bad, 3, 0);
+    CHECK_RC(mh__record_stream_feed(&stream, bad, 10, rec_emit, &sink), MH_ERANGE);
+    mh__record_stream_reset(&stream, 10);
+    mh__record_put(bad, 10, 0);
+    CHECK_RC(mh__record_stream_feed(&stream, bad, 16, rec_emit, &sink), MH_ERANGE);
+    mh__record_stream_reset(&stream, 10);
+    mh__record_put(bad, 5, 0);
+    mh__record_put(bad + 16, 5, 0);
+    CHECK_RC(mh__record_stream_feed(&stream, bad, 32, rec_emit, &sink), MH_ERANGE);
     /* A huge claimed length allocates only what arrives. */
-    mh__fork_stream_reset(&stream, 10);
-    mh__fork_record_put(bad, 1, SIZE_MAX / 2);
-    CHECK_RC(mh__fork_stream_feed(&stream, bad, 40, rec_emit, &sink), MH_OK);
+    mh__record_stream_reset(&stream, 10);
+    mh__record_put(bad, 1, SIZE_MAX / 2);
+    CHECK_RC(mh__record_stream_feed(&stream, bad, 40, rec_emit, &sink), MH_OK);
     CHECK(stream.partial && stream.got == 24 && stream.cap <= 4096);
-    mh__fork_stream_reset(&stream, 0);
+    mh__record_stream_reset(&stream, 0);
     return 0;
 }
 

@@ -86,8 +86,8 @@ static int fork_child_put_large(const struct fork_map *m, int s, struct fork_out
         mh__free(buf);
         return 1;
     }
-    mh__fork_record_put(fork_half(m, s, o->half), i, size);
-    o->used = MH__FORK_RECORD_HEADER;
+    mh__record_put(fork_half(m, s, o->half), i, size);
+    o->used = MH__RECORD_HEADER;
     for (size_t sent = 0; sent < size;) {
         size_t take = FORK_HALF - o->used;
         if (take > size - sent)
@@ -108,17 +108,17 @@ static int fork_child_put(const struct fork_map *m, int s, struct fork_out *o,
 {
     const struct mh_codec *codec = m->codec;
     size_t size = codec->size(item, m->task->ctx);
-    if (size > SIZE_MAX - MH__FORK_RECORD_HEADER)
+    if (size > SIZE_MAX - MH__RECORD_HEADER)
         return 1;
-    size_t need = MH__FORK_RECORD_HEADER + size;
+    size_t need = MH__RECORD_HEADER + size;
     if (o->used > 0 && o->used + need > FORK_HALF)
         fork_child_publish(m, s, o);
     if (need > FORK_HALF)
         return fork_child_put_large(m, s, o, i, item, size);
     unsigned char *at = fork_half(m, s, o->half) + o->used;
-    if (codec->encode(item, at + MH__FORK_RECORD_HEADER, size, m->task->ctx))
+    if (codec->encode(item, at + MH__RECORD_HEADER, size, m->task->ctx))
         return 1;
-    mh__fork_record_put(at, i, size);
+    mh__record_put(at, i, size);
     o->used += need;
     return 0;
 }

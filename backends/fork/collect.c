@@ -38,7 +38,7 @@ static void fork_take_half(struct fork_map *m, uint32_t s, uint32_t half)
     if (atomic_load_explicit(&slot->ready[half], memory_order_acquire) != 1)
         return;
     size_t len = slot->len[half];
-    int rc = len <= FORK_HALF ? mh__fork_stream_feed(&w->stream, fork_half(m, (int)s, (int)half),
+    int rc = len <= FORK_HALF ? mh__record_stream_feed(&w->stream, fork_half(m, (int)s, (int)half),
                                                      len, fork_emit, m)
                               : MH_ERANGE;
     if (rc) {

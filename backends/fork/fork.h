@@ -10,7 +10,7 @@
 #include <poll.h>
 
 #include "backend.h"
-#include "fork_records.h"
+#include "records.h"
 #include "fork_stdio.h"
 
 /* Bytes in each half of a child's record arena. */
@@ -88,7 +88,7 @@ struct fork_worker {
     size_t redo_lo, redo_hi; /* range a fresh child runs first; children
                               * read it from their copy of this memory */
     size_t retired_done;     /* items OK by earlier children of this slot */
-    struct mh__fork_stream stream;
+    struct mh__record_stream stream;
 };
 
 /* A pool's state: the shared region of its last map, when that was large

@@ -13,7 +13,7 @@
  *   wait.c         the caller's poll on pidfds and the doorbell, deadlines
  *   blame.c        what a child's end means: blame, stop, respawn
  *   collect.c      decoding records, copying results out of the region
- *   fork_records.* the record format (fuzzed on its own)
+ *   ../records.*   the record format, shared with mpi (fuzz_records)
  *   fork_stdio.*   stdio around each fork
  */
 #include <errno.h>
@@ -64,7 +64,7 @@ static void fork_map_close(struct fork_map *m)
         close(m->bell[1]);
     }
     for (int s = 0; s < m->nworkers; s++)
-        mh__fork_stream_reset(&m->workers[s].stream, 0);
+        mh__record_stream_reset(&m->workers[s].stream, 0);
     mh__free(m->slot_of);
     mh__free(m->fds);
     mh__free(m->workers);

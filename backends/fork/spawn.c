@@ -17,7 +17,7 @@ int fork_spawn(struct fork_map *m, int s)
     struct fork_worker *w = &m->workers[s];
     w->retired_done += atomic_load_explicit(&slot->done, memory_order_relaxed);
     fork_slot_reset(slot);
-    mh__fork_stream_reset(&w->stream, m->task->n);
+    mh__record_stream_reset(&w->stream, m->task->n);
     w->timed_out = MH_NO_ITEM;
     w->term_at = 0;
 

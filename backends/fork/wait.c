@@ -82,7 +82,7 @@ static void fork_ended(struct fork_map *m, int s)
     enum fork_life was = w->life;
     fork_drain_bells(m); /* its last doorbells are in the pipe by now */
     int wstatus = fork_reap(m, s);
-    mh__fork_stream_reset(&w->stream, m->task->n); /* a partial record dies with it */
+    mh__record_stream_reset(&w->stream, m->task->n); /* a partial record dies with it */
     fork_after_end(m, s, was, wstatus);
 }
 

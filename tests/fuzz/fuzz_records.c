@@ -1,11 +1,13 @@
 /*
- * libFuzzer target: the fork backend's result-record decoding
- * (backends/fork_records.h), the bytes a worker process — possibly one
- * that died half-way, or wrote garbage — leaves in shared memory.
+ * libFuzzer target: result-record decoding (backends/records.h), the one
+ * format fork and mpi carry encoded results in: the bytes a worker
+ * process — possibly one that died half-way, or wrote garbage — leaves in
+ * shared memory (fork), or sends in a chunk's payload (mpi).
  *
  * Input: 8 bytes of item count n, 1 byte of block size, then the stream.
- * The stream is fed in blocks of that size, as the caller receives arena
- * halves. Properties (checked, not just "no crash"): every emitted record
+ * The stream is fed in blocks of that size, as fork's caller receives
+ * arena halves; block size byte 255 feeds it as one block, as mpi's rank 0
+ * feeds a chunk's records. Properties (checked, not just "no crash"): every emitted record
  * lies inside what was fed, its index is below n and above the one
  * before, and the reassembly buffer never grows past what arrived (a
  * header claiming 2^63 bytes must not make the caller allocate them).
@@ -17,7 +19,7 @@
 #include <string.h>
 
 #include "backend.h"
-#include "fork_records.h"
+#include "records.h"
 
 struct fuzz_seen {
     size_t last;
@@ -28,7 +30,7 @@ struct fuzz_seen {
 
 static void fuzz_fail(const char *what)
 {
-    fprintf(stderr, "fuzz_fork_records: %s\n", what);
+    fprintf(stderr, "fuzz_records: %s\n", what);
     abort();
 }
 
@@ -59,10 +61,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t block = 16 + data[8] * 4u;
     data += 9;
     size -= 9;
+    if (data[-1] == 255 && size > 0)
+        block = size;
 
-    struct mh__fork_stream stream;
+    struct mh__record_stream stream;
     memset(&stream, 0, sizeof stream);
-    mh__fork_stream_reset(&stream, n);
+    mh__record_stream_reset(&stream, n);
     struct fuzz_seen seen = {0};
     for (size_t pos = 0; pos < size; pos += block) {
         size_t len = size - pos < block ? size - pos : block;
@@ -70,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         unsigned char *copy = malloc(len);
         memcpy(copy, data + pos, len);
         seen.fed += len;
-        int rc = mh__fork_stream_feed(&stream, copy, len, fuzz_emit, &seen);
+        int rc = mh__record_stream_feed(&stream, copy, len, fuzz_emit, &seen);
         free(copy);
         if (stream.cap > stream.got + 4096 && stream.cap > 2 * stream.got)
             fuzz_fail("reassembly buffer larger than what arrived");
@@ -79,16 +83,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc != MH_OK)
             break;
     }
-    mh__fork_stream_reset(&stream, 0); /* releases a partial record */
+    mh__record_stream_reset(&stream, 0); /* releases a partial record */
 
     /* Round trip: a header written is the header read back. */
-    unsigned char header[MH__FORK_RECORD_HEADER];
+    unsigned char header[MH__RECORD_HEADER];
     size_t index = n ? (size_t)(n64 >> 17) % n : 0, len = (size_t)(n64 >> 3), gi, gl;
-    mh__fork_record_put(header, index, len);
-    int rc = mh__fork_record_get(header, sizeof header, n, &gi, &gl);
+    mh__record_put(header, index, len);
+    int rc = mh__record_get(header, sizeof header, n, &gi, &gl);
     if (n ? rc != MH_OK || gi != index || gl != len : rc != MH_ERANGE)
         fuzz_fail("header round trip");
-    if (mh__fork_record_get(header, sizeof header - 1, n + 1, &gi, &gl) != MH_ERANGE)
+    if (mh__record_get(header, sizeof header - 1, n + 1, &gi, &gl) != MH_ERANGE)
         fuzz_fail("short header accepted");
     return 0;
 }

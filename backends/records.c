@@ -1,20 +1,20 @@
-/* The fork backend's record stream (see fork_records.h). */
+/* The process backends' result records (see records.h). */
 #include <string.h>
 
 #include "backend.h"
-#include "fork_records.h"
+#include "records.h"
 
-void mh__fork_record_put(unsigned char *buf, size_t index, size_t len)
+void mh__record_put(unsigned char *buf, size_t index, size_t len)
 {
     uint64_t fields[2] = {(uint64_t)index, (uint64_t)len};
     memcpy(buf, fields, sizeof fields);
 }
 
-int mh__fork_record_get(const unsigned char *buf, size_t avail, size_t n,
-                        size_t *index, size_t *len)
+int mh__record_get(const unsigned char *buf, size_t avail, size_t n,
+                   size_t *index, size_t *len)
 {
     uint64_t fields[2];
-    if (avail < MH__FORK_RECORD_HEADER)
+    if (avail < MH__RECORD_HEADER)
         return MH_ERANGE;
     memcpy(fields, buf, sizeof fields);
     if (fields[0] >= n || fields[1] > SIZE_MAX)
@@ -24,7 +24,7 @@ int mh__fork_record_get(const unsigned char *buf, size_t avail, size_t n,
     return MH_OK;
 }
 
-void mh__fork_stream_reset(struct mh__fork_stream *s, size_t n)
+void mh__record_stream_reset(struct mh__record_stream *s, size_t n)
 {
     mh__free(s->buf);
     memset(s, 0, sizeof *s);
@@ -33,8 +33,8 @@ void mh__fork_stream_reset(struct mh__fork_stream *s, size_t n)
 
 /* Append bytes to the partial record, growing by what arrived (doubling,
  * capped at the record's length). */
-static int fork_stream_append(struct mh__fork_stream *s, const unsigned char *p,
-                              size_t take)
+static int records_stream_append(struct mh__record_stream *s, const unsigned char *p,
+                                 size_t take)
 {
     if (s->got + take > s->cap) {
         size_t cap = s->cap ? s->cap : 4096;
@@ -56,8 +56,8 @@ static int fork_stream_append(struct mh__fork_stream *s, const unsigned char *p,
     return MH_OK;
 }
 
-int mh__fork_stream_feed(struct mh__fork_stream *s, const unsigned char *block,
-                         size_t len, mh__fork_emit emit, void *ctx)
+int mh__record_stream_feed(struct mh__record_stream *s, const unsigned char *block,
+                           size_t len, mh__record_emit emit, void *ctx)
 {
     size_t pos = 0;
     int rc;
@@ -66,7 +66,7 @@ int mh__fork_stream_feed(struct mh__fork_stream *s, const unsigned char *block,
             size_t take = s->len - s->got;
             if (take > len - pos)
                 take = len - pos;
-            if ((rc = fork_stream_append(s, block + pos, take)))
+            if ((rc = records_stream_append(s, block + pos, take)))
                 return rc;
             pos += take;
             if (s->got < s->len)
@@ -81,12 +81,12 @@ int mh__fork_stream_feed(struct mh__fork_stream *s, const unsigned char *block,
             continue;
         }
         size_t index, size;
-        if ((rc = mh__fork_record_get(block + pos, len - pos, s->n, &index, &size)))
+        if ((rc = mh__record_get(block + pos, len - pos, s->n, &index, &size)))
             return rc;
         if (index < s->next_min)
             return MH_ERANGE;
         s->next_min = index + 1;
-        pos += MH__FORK_RECORD_HEADER;
+        pos += MH__RECORD_HEADER;
         if (size <= len - pos) {
             if ((rc = emit(index, block + pos, size, ctx)))
                 return rc;

@@ -1,0 +1,64 @@
+/* The mpi backend's table (backend.h); the design is in mpi_int.h. */
+#include "mpi_int.h"
+
+static int mpi_open(void **state, const struct mh_config *config)
+{
+    (void)config; /* workers: the communicator's size decides */
+    int rc = mh__mpi_runtime_start();
+    if (rc)
+        return rc;
+    struct mpi_pool *mp = mh__calloc(1, sizeof *mp);
+    if (!mp)
+        return MH_ENOMEM;
+    if ((rc = mh__mpi_pool_open(mp))) {
+        mh__free(mp);
+        return rc;
+    }
+    *state = mp;
+    return MH_OK;
+}
+
+static int mpi_workers(void *state)
+{
+    const struct mpi_pool *mp = state;
+    return mp->size;
+}
+
+static int mpi_rank(void *state)
+{
+    const struct mpi_pool *mp = state;
+    return mp->rank;
+}
+
+static int mpi_map(void *state, struct mh__run *run)
+{
+    const struct mpi_pool *mp = state;
+    int rc = mh__mpi_map_begin();
+    if (rc)
+        return rc;
+    rc = mp->rank == 0 ? mh__mpi_root_map(mp, run) : mh__mpi_worker_map(mp, run);
+    mh__mpi_map_end();
+    return rc;
+}
+
+static void mpi_close(void *state, bool owner)
+{
+    struct mpi_pool *mp = state;
+    if (!mp)
+        return;
+    int finalised = 1;
+    /* In a forked child, or after MPI_Finalize, MPI is not ours to call. */
+    if (owner && MPI_Finalized(&finalised) == MPI_SUCCESS && !finalised)
+        mh__mpi_pool_close(mp);
+    mh__free(mp);
+}
+
+const struct mh_backend_ops mh__backend_mpi = {
+    .name = "mpi",
+    .caps = MH__CAP_PROCESS | MH__CAP_COLLECTIVE,
+    .open = mpi_open,
+    .map = mpi_map,
+    .close = mpi_close,
+    .workers = mpi_workers,
+    .rank = mpi_rank,
+};

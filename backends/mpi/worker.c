@@ -1,0 +1,142 @@
+/*
+ * Every rank but 0: send rank 0 this rank's task shape, then run the
+ * chunks it hands out (their inputs arrive with them) and send each
+ * chunk's result back, until a stop record brings the map's outcome,
+ * which becomes this rank's own. On these ranks task->out and
+ * task->status are not written, except out[failed_index] without a codec
+ * (docs/backends.md "mpi").
+ */
+#include <string.h>
+
+#include "mpi_int.h"
+
+struct mpi_worker {
+    unsigned char *in, *out;
+    uint8_t *status;
+    struct mpi_buf payload;
+    int error; /* what to answer with when in is NULL */
+};
+
+/* Run one assigned chunk and send its result to rank 0. */
+static int mpi_worker_chunk(const struct mpi_pool *mp, struct mh__run *run,
+                            struct mpi_worker *w, const struct mpi_ctrl *ctrl, int shape_ok)
+{
+    const struct mh_task *task = run->task;
+    /* The chunk's place in rank 0's task, which may differ from ours. */
+    struct mh_task shape_task = {.n = ctrl->shape.n};
+    struct mh__run plan = {.task = &shape_task};
+    mh__chunk_plan(&plan, ctrl->shape.chunk_items, ctrl->shape.tail_width);
+    size_t begin, end;
+    mh__chunk_bounds(&plan, ctrl->chunk, &begin, &end);
+    size_t count = end - begin;
+    struct mpi_result res = {.chunk = ctrl->chunk, .fail = mh__failure_none()};
+    int rc = mh__mpi_recv_bytes(mp, shape_ok && w->in ? w->in : NULL,
+                                count * ctrl->shape.in_size, 0, MPI_TAG_INPUT);
+    if (rc)
+        return rc;
+    if (!shape_ok || !w->in) {
+        res.code = shape_ok ? w->error : MH_EINVAL;
+        return mh__mpi_send(mp, &res, sizeof res, 0, MPI_TAG_RESULT);
+    }
+
+    /* The chunk's items, run against local buffers laid out from item 0:
+     * shift the task so that item `begin` lands at index 0 of them. */
+    struct mh_task local = *task;
+    local.in = w->in;
+    local.out = w->out;
+    local.n = count;
+    pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
+    struct mh__run sub;
+    mh__run_init(&sub, &local, count, run->on_error, w->status, &fail_lock);
+    memset(w->status, MH_ITEM_NOT_RUN, count);
+    mh__run_chunk(&sub, 0);
+
+    size_t len;
+    mh__mpi_payload_encode(&w->payload, &sub, &len);
+    res.ok = atomic_load_explicit(&sub.items_done, memory_order_relaxed);
+    res.codec_failed = (uint64_t)atomic_load_explicit(&sub.codec_failed, memory_order_relaxed);
+    if (sub.failure.index != MH_NO_ITEM) {
+        res.fail = sub.failure;
+        res.fail.index += begin;
+        res.fail.count = atomic_load_explicit(&sub.items_failed, memory_order_relaxed);
+    }
+    res.payload = len;
+    if ((rc = mh__mpi_send(mp, &res, sizeof res, 0, MPI_TAG_RESULT)))
+        return rc;
+    return mh__mpi_send_bytes(mp, w->payload.p, len, 0, MPI_TAG_OUTPUT);
+}
+
+/* Take the outcome rank 0 sent with STOP as this rank's own. */
+static int mpi_worker_outcome(const struct mpi_pool *mp, struct mh__run *run,
+                              const struct mpi_ctrl *ctrl)
+{
+    atomic_store_explicit(&run->items_done, ctrl->items_done, memory_order_relaxed);
+    atomic_store_explicit(&run->items_failed, ctrl->items_failed, memory_order_relaxed);
+    atomic_store_explicit(&run->codec_failed, (int)ctrl->codec_failed, memory_order_relaxed);
+    if (ctrl->fail.index != MH_NO_ITEM) {
+        run->failure = ctrl->fail;
+        atomic_store_explicit(&run->stop, 1, memory_order_relaxed);
+    }
+    if (ctrl->out_bytes) {
+        const struct mh_task *task = run->task;
+        int same = ctrl->out_bytes == task->out_size && ctrl->fail.index < task->n;
+        void *dst = same ? (unsigned char *)task->out + ctrl->fail.index * task->out_size : NULL;
+        int rc = mh__mpi_recv_bytes(mp, dst, ctrl->out_bytes, 0, MPI_TAG_OUTPUT);
+        if (rc)
+            return rc;
+    }
+    return (int)ctrl->code;
+}
+
+/* Buffers for the largest chunk; on failure w->in is NULL and w->error
+ * says what every chunk is answered with. */
+static void mpi_worker_open(struct mpi_worker *w, const struct mh__run *run)
+{
+    const struct mh_task *task = run->task;
+    size_t items = run->chunk < task->n ? run->chunk : task->n; /* largest chunk */
+    size_t out_bytes = items * task->out_size;
+    w->in = mh__malloc(items * task->in_size);
+    w->out = mh__malloc(out_bytes);
+    w->status = mh__malloc(items);
+    w->payload.cap = items + out_bytes; /* statuses and raw outputs fit */
+    w->payload.p = mh__malloc(w->payload.cap);
+    if (!w->out || !w->status || !w->payload.p || run->error) {
+        mh__free(w->in);
+        w->in = NULL; /* answer every chunk with the error */
+    }
+    w->error = run->error ? run->error : MH_ENOMEM;
+}
+
+static void mpi_worker_close(struct mpi_worker *w)
+{
+    mh__free(w->in);
+    mh__free(w->out);
+    mh__free(w->status);
+    mh__free(w->payload.p);
+}
+
+int mh__mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run)
+{
+    struct mpi_worker w = {0};
+    mpi_worker_open(&w, run);
+    /* This rank's shape goes first, whatever follows: rank 0 checks every
+     * rank's, so one given no chunk (n = 0 here or there) is refused too. */
+    struct mpi_shape mine = mh__mpi_shape_of(run);
+    MPI_Request shape_req = MPI_REQUEST_NULL;
+    int rc = mh__mpi_code(MPI_Isend(&mine, sizeof mine, MPI_BYTE, 0, MPI_TAG_SHAPE, mp->comm,
+                                    &shape_req));
+    while (!rc) {
+        struct mpi_ctrl ctrl;
+        if ((rc = mh__mpi_recv(mp, &ctrl, sizeof ctrl, 0, MPI_TAG_CTRL)))
+            break;
+        if (ctrl.kind == MPI_CTRL_STOP) {
+            rc = mpi_worker_outcome(mp, run, &ctrl);
+            break;
+        }
+        rc = mpi_worker_chunk(mp, run, &w, &ctrl, !memcmp(&mine, &ctrl.shape, sizeof mine));
+    }
+    /* A small message: sent already, or as soon as rank 0 takes it. */
+    int wait = mh__mpi_code(MPI_Wait(&shape_req, MPI_STATUS_IGNORE));
+    mpi_worker_close(&w);
+    return rc ? rc : wait;
+}
