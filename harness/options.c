@@ -1,5 +1,6 @@
 /* manyhands-bench command line parsing: pure, see options.h. */
 #include "options.h"
+#include "options_values.h"
 
 #include <errno.h>
 #include <math.h>
@@ -8,156 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Format the error into o->error and return it. */
-static const char *opt_fail(struct mhb_options *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static const char *opt_fail(struct mhb_options *o, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(o->error, sizeof o->error, fmt, ap);
-    va_end(ap);
-    return o->error;
-}
-
-/* Decimal digits only, no sign, no spaces; value in [0, max]. */
-static bool opt_parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-    if (!s || !*s)
-        return false;
-    uint64_t v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return false;
-        unsigned d = (unsigned)(*p - '0');
-        if (v > (max - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return true;
-}
-
-/* A finite number in (0, max]. */
-static bool opt_parse_positive(const char *s, double max, double *out)
-{
-    if (!s || !*s || *s == ' ' || *s == '\t' || *s == '+' || *s == '-')
-        return false;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || !isfinite(v) || v <= 0 || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
-/* Lower-case letters, digits, '-' and '_': what backend and kernel names
- * are made of. */
-static bool opt_is_name(const char *s, size_t len)
-{
-    if (len == 0 || len >= MHB_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-            return false;
-    }
-    return true;
-}
-
-/* "a,b,c" into names; "all" means the default (an empty list). */
-static const char *opt_parse_names(struct mhb_options *o, const char *opt, const char *arg,
-                                   char names[][MHB_NAME_MAX], int *count)
-{
-    *count = 0;
-    if (strcmp(arg, "all") == 0)
-        return NULL;
-    const char *p = arg;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (!opt_is_name(p, len))
-            return opt_fail(o, "%s: '%.*s' is not a name (lower-case letters, digits, "
-                            "'-', '_'; at most %d)", opt, (int)(len > 64 ? 64 : len), p,
-                            MHB_NAME_MAX - 1);
-        for (int i = 0; i < *count; i++)
-            if (strlen(names[i]) == len && memcmp(names[i], p, len) == 0)
-                return opt_fail(o, "%s: '%s' is listed twice", opt, names[i]);
-        if (*count == MHB_LIST_MAX)
-            return opt_fail(o, "%s: more than %d names", opt, MHB_LIST_MAX);
-        memcpy(names[*count], p, len);
-        names[*count][len] = '\0';
-        (*count)++;
-        if (!comma)
-            return NULL;
-        p = comma + 1;
-    }
-}
-
-/* Ascending insertion; duplicates are an error. */
-static const char *opt_add_number(struct mhb_options *o, const char *opt, uint64_t v,
-                                  uint64_t *list, int *count)
-{
-    int i = *count;
-    for (int k = 0; k < *count; k++)
-        if (list[k] == v)
-            return opt_fail(o, "%s: %llu is listed twice", opt, (unsigned long long)v);
-    if (*count == MHB_LIST_MAX)
-        return opt_fail(o, "%s: more than %d values", opt, MHB_LIST_MAX);
-    while (i > 0 && list[i - 1] > v) {
-        list[i] = list[i - 1];
-        i--;
-    }
-    list[i] = v;
-    (*count)++;
-    return NULL;
-}
-
-/* "1,2,8" or "1-4,8": numbers in [lo, hi], ranges when allow_range. */
-static const char *opt_parse_numbers(struct mhb_options *o, const char *opt, const char *arg,
-                                     uint64_t lo, uint64_t hi, bool allow_range,
-                                     uint64_t *list, int *count)
-{
-    char item[32];
-    *count = 0;
-    const char *p = arg;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == 0 || len >= sizeof item)
-            return opt_fail(o, "%s: '%.*s' is not a number", opt, (int)(len > 40 ? 40 : len), p);
-        memcpy(item, p, len);
-        item[len] = '\0';
-        char *dash = allow_range ? strchr(item, '-') : NULL;
-        uint64_t a, b;
-        if (dash) {
-            *dash = '\0';
-            if (!opt_parse_u64(item, UINT64_MAX, &a) || !opt_parse_u64(dash + 1, UINT64_MAX, &b))
-                return opt_fail(o, "%s: '%.*s' is not a range A-B", opt, (int)len, p);
-            if (a > b)
-                return opt_fail(o, "%s: range '%.*s' runs backwards", opt, (int)len, p);
-        } else {
-            if (!opt_parse_u64(item, UINT64_MAX, &a))
-                return opt_fail(o, "%s: '%s' is not a number", opt, item);
-            b = a;
-        }
-        if (a < lo || b > hi)
-            return opt_fail(o, "%s: '%.*s' is not in %llu..%llu", opt, (int)len, p,
-                            (unsigned long long)lo, (unsigned long long)hi);
-        if (b - a >= MHB_LIST_MAX)
-            return opt_fail(o, "%s: more than %d values", opt, MHB_LIST_MAX);
-        for (uint64_t v = a; v <= b; v++) {
-            const char *err = opt_add_number(o, opt, v, list, count);
-            if (err)
-                return err;
-        }
-        if (!comma)
-            return NULL;
-        p = comma + 1;
-    }
-}
 
 static void opt_defaults(struct mhb_options *o)
 {
@@ -193,18 +44,18 @@ static const char *opt_apply_list(struct mhb_options *o, const char *opt, const 
     const char *err = NULL;
     *handled = true;
     if (strcmp(name, "backends") == 0)
-        return opt_parse_names(o, opt, v, o->backends, &o->n_backends);
+        return mhb__opt_parse_names(o, opt, v, o->backends, &o->n_backends);
     if (strcmp(name, "kernels") == 0)
-        return opt_parse_names(o, opt, v, o->kernels, &o->n_kernels);
+        return mhb__opt_parse_names(o, opt, v, o->kernels, &o->n_kernels);
     if (strcmp(name, "workers") == 0) {
-        err = opt_parse_numbers(o, opt, v, 1, MHB_WORKERS_LIMIT, true, list, &count);
+        err = mhb__opt_parse_numbers(o, opt, v, 1, MHB_WORKERS_LIMIT, true, list, &count);
         for (int i = 0; !err && i < count; i++)
             o->workers[i] = (int)list[i];
         o->n_workers = err ? 0 : count;
         return err;
     }
     if (strcmp(name, "chunks") == 0) {
-        err = opt_parse_numbers(o, opt, v, 0, (uint64_t)1 << 32, false, list, &count);
+        err = mhb__opt_parse_numbers(o, opt, v, 0, (uint64_t)1 << 32, false, list, &count);
         for (int i = 0; !err && i < count; i++)
             o->chunks[i] = (size_t)list[i];
         o->n_chunks = err ? 0 : count;
@@ -221,26 +72,26 @@ static const char *opt_apply_number(struct mhb_options *o, const char *opt, cons
     uint64_t n;
     *handled = true;
     if (strcmp(name, "items") == 0) {
-        if (!opt_parse_u64(v, (uint64_t)1 << 40, &n) || n == 0)
-            return opt_fail(o, "%s: '%s' is not a count in 1..2^40", opt, v);
+        if (!mhb__opt_parse_u64(v, (uint64_t)1 << 40, &n) || n == 0)
+            return mhb__opt_fail(o, "%s: '%s' is not a count in 1..2^40", opt, v);
         o->items = (size_t)n;
     } else if (strcmp(name, "scale") == 0) {
-        if (!opt_parse_positive(v, 1e6, &o->scale))
-            return opt_fail(o, "%s: '%s' is not a number in (0, 1e6]", opt, v);
+        if (!mhb__opt_parse_positive(v, 1e6, &o->scale))
+            return mhb__opt_fail(o, "%s: '%s' is not a number in (0, 1e6]", opt, v);
     } else if (strcmp(name, "repeat") == 0) {
-        if (!opt_parse_u64(v, 1000, &n) || n == 0)
-            return opt_fail(o, "%s: '%s' is not in 1..1000", opt, v);
+        if (!mhb__opt_parse_u64(v, 1000, &n) || n == 0)
+            return mhb__opt_fail(o, "%s: '%s' is not in 1..1000", opt, v);
         o->repeat = (int)n;
     } else if (strcmp(name, "cell-repeat") == 0) {
-        if (!opt_parse_u64(v, 1000, &n))
-            return opt_fail(o, "%s: '%s' is not in 0..1000", opt, v);
+        if (!mhb__opt_parse_u64(v, 1000, &n))
+            return mhb__opt_fail(o, "%s: '%s' is not in 0..1000", opt, v);
         o->cell_repeat = (int)n;
     } else if (strcmp(name, "seed") == 0) {
-        if (!opt_parse_u64(v, UINT64_MAX, &o->seed))
-            return opt_fail(o, "%s: '%s' is not an unsigned 64-bit number", opt, v);
+        if (!mhb__opt_parse_u64(v, UINT64_MAX, &o->seed))
+            return mhb__opt_fail(o, "%s: '%s' is not an unsigned 64-bit number", opt, v);
     } else if (strcmp(name, "timeout") == 0) {
-        if (!opt_parse_positive(v, 86400, &o->timeout_s))
-            return opt_fail(o, "%s: '%s' is not a number of seconds in (0, 86400]", opt, v);
+        if (!mhb__opt_parse_positive(v, 86400, &o->timeout_s))
+            return mhb__opt_fail(o, "%s: '%s' is not a number of seconds in (0, 86400]", opt, v);
     } else {
         *handled = false;
     }
@@ -261,7 +112,7 @@ static const char *opt_apply(struct mhb_options *o, const char *name, const char
     if (strcmp(name, "out") == 0) {
         size_t len = strlen(v);
         if (len == 0 || len >= sizeof o->out)
-            return opt_fail(o, "%s: the directory name is empty or too long", opt);
+            return mhb__opt_fail(o, "%s: the directory name is empty or too long", opt);
         memcpy(o->out, v, len + 1);
         return NULL;
     }
@@ -274,7 +125,7 @@ static const char *opt_apply(struct mhb_options *o, const char *name, const char
                  c == '.' || c == '-' || c == '_';
         }
         if (!ok)
-            return opt_fail(o, "%s: '%.64s' must be 1..%d of [A-Za-z0-9._-], not starting "
+            return mhb__opt_fail(o, "%s: '%.64s' must be 1..%d of [A-Za-z0-9._-], not starting "
                             "with '.'", opt, v, MHB_NAME_MAX - 1);
         memcpy(o->label, v, len + 1);
         return NULL;
@@ -288,7 +139,7 @@ static const char *opt_apply(struct mhb_options *o, const char *name, const char
     else if (strcmp(name, "help") == 0)
         o->command = MHB_HELP;
     else
-        return opt_fail(o, "unknown option '%.64s'", opt);
+        return mhb__opt_fail(o, "unknown option '%.64s'", opt);
     return NULL;
 }
 
@@ -308,40 +159,40 @@ const char *mhb_options_parse(struct mhb_options *o, int argc, char *const argv[
         else if (strcmp(argv[1], "help") == 0)
             o->command = MHB_HELP;
         else
-            return opt_fail(o, "unknown command '%.64s' (commands: matrix, seed, cluster)", argv[1]);
+            return mhb__opt_fail(o, "unknown command '%.64s' (commands: matrix, seed, cluster)", argv[1]);
         i = 2;
     }
     bool help = false;
     for (; i < argc; i++) {
         const char *arg = argv[i];
         if (!arg)
-            return opt_fail(o, "argument %d is NULL", i);
+            return mhb__opt_fail(o, "argument %d is NULL", i);
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             help = true;
             continue;
         }
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
-            return opt_fail(o, "unexpected argument '%.64s'", arg);
+            return mhb__opt_fail(o, "unexpected argument '%.64s'", arg);
         const char *name = arg + 2;
         const char *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
         char key[32];
         if (len == 0 || len >= sizeof key)
-            return opt_fail(o, "unknown option '%.64s'", arg);
+            return mhb__opt_fail(o, "unknown option '%.64s'", arg);
         memcpy(key, name, len);
         key[len] = '\0';
         const char *value = NULL;
         if (!opt_in(opt_with_value, key) && !opt_in(opt_flags, key))
-            return opt_fail(o, "unknown option '--%s'", key);
+            return mhb__opt_fail(o, "unknown option '--%s'", key);
         if (opt_in(opt_with_value, key)) {
             if (eq)
                 value = eq + 1;
             else if (i + 1 < argc && argv[i + 1])
                 value = argv[++i];
             else
-                return opt_fail(o, "--%s needs a value", key);
+                return mhb__opt_fail(o, "--%s needs a value", key);
         } else if (eq) {
-            return opt_fail(o, "--%s takes no value", key);
+            return mhb__opt_fail(o, "--%s takes no value", key);
         }
         const char *err = opt_apply(o, key, value);
         if (err)
@@ -380,21 +231,21 @@ const char *mhb_options_check(struct mhb_options *o, const char *const *backends
     for (int i = 0; i < o->n_backends; i++) {
         if (!opt_in_list(o->backends[i], backends)) {
             opt_join(have, sizeof have, backends);
-            return opt_fail(o, "--backends: '%s' is not in this build (built: %s)",
+            return mhb__opt_fail(o, "--backends: '%s' is not in this build (built: %s)",
                             o->backends[i], have);
         }
     }
     for (int i = 0; i < o->n_kernels; i++) {
         if (!opt_in_list(o->kernels[i], kernels)) {
             opt_join(have, sizeof have, kernels);
-            return opt_fail(o, "--kernels: unknown kernel '%s' (kernels: %s)", o->kernels[i],
+            return mhb__opt_fail(o, "--kernels: unknown kernel '%s' (kernels: %s)", o->kernels[i],
                             have);
         }
     }
     if (o->command == MHB_CELL) {
         if (o->n_backends != 1 || o->n_kernels != 1 || o->n_workers != 1 || o->n_chunks > 1 ||
             o->items == 0)
-            return opt_fail(o, "cell: give exactly one --backends, --kernels, --workers and "
+            return mhb__opt_fail(o, "cell: give exactly one --backends, --kernels, --workers and "
                             "--items (and at most one --chunks)");
     }
     return NULL;

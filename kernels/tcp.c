@@ -19,14 +19,12 @@
  * when no answer came within the delay plus TCP_TIMEOUT_S, EPROTO for a
  * malformed answer) and drops the connection; it never blocks forever.
  */
-#define _GNU_SOURCE /* ppoll: a nanosecond timeout, for sub-millisecond delays */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -36,44 +34,9 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tcp.h"
 
-#define TCP_MAX_CONNS 2048 /* server side; more than MH_WORKERS_MAX + 1 */
 #define TCP_TIMEOUT_S 10   /* a client gives up this long past the delay */
-#define TCP_MSG 8          /* request and response bytes */
-
-/* One accepted connection, in the server thread only. */
-struct tcp_conn {
-    int fd;
-    enum { TCP_READING, TCP_DELAYING, TCP_SENDING } state;
-    unsigned char buf[TCP_MSG]; /* request, then response */
-    size_t done;                /* bytes of buf read or sent */
-    uint64_t due_ns;            /* when the response may go */
-};
-
-struct tcp_ctx {
-    /* This setup's generation, from tcp_generations; mhk_tcp_stop_server
-     * replaces it. Read by fn in every thread; written only while no map
-     * runs (the map's start and end order it), so relaxed. */
-    _Atomic uint64_t gen;
-    pid_t owner;         /* the process that ran setup */
-    uint16_t port;       /* the server's, host order */
-    uint64_t key;        /* response = mix(request ^ key) */
-    uint64_t delay_ns;   /* service delay */
-
-    int listen_fd;       /* owned by the server thread once started */
-    int wake[2];         /* teardown writes wake[1]; the server polls wake[0] */
-    pthread_t server;
-    bool server_running; /* joined yet? (setup/teardown thread only) */
-    struct tcp_conn *conns;  /* TCP_MAX_CONNS, server thread only */
-    /* Connections accepted: written by the server thread, read by
-     * mhk_tcp_accepted; relaxed, a statistic. */
-    _Atomic uint64_t accepted;
-    struct pollfd *pfds;     /* TCP_MAX_CONNS + 2, server thread only */
-
-    pthread_mutex_t lock; /* guards clients, nclients, cap */
-    int *clients;         /* connections the owner process opened */
-    size_t nclients, cap;
-};
 
 /* Source of generations: unique in a process, never 0 (a thread's
  * thread-local starts at 0). Relaxed: only uniqueness matters. */
@@ -85,177 +48,6 @@ static _Thread_local struct {
     pid_t pid;
     int fd;
 } tcp_mine;
-
-/* ------------------------------------------------------------ the server */
-
-static void tcp_conn_close(struct tcp_conn *conn)
-{
-    close(conn->fd);
-    conn->fd = -1;
-}
-
-/* Accept every pending connection; refuse (close) past TCP_MAX_CONNS. */
-static void tcp_server_accept(struct tcp_ctx *ctx, size_t *nconns)
-{
-    for (;;) {
-        int fd = accept(ctx->listen_fd, NULL, NULL);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            return; /* EAGAIN: none left; anything else: try next poll */
-        }
-        atomic_fetch_add_explicit(&ctx->accepted, 1, memory_order_relaxed);
-        if (*nconns == TCP_MAX_CONNS) {
-            close(fd);
-            continue;
-        }
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-        fcntl(fd, F_SETFL, O_NONBLOCK);
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        ctx->conns[(*nconns)++] = (struct tcp_conn){.fd = fd, .state = TCP_READING};
-    }
-}
-
-/* Read what the client sent; a whole request starts its delay. */
-static void tcp_server_read(struct tcp_ctx *ctx, struct tcp_conn *conn)
-{
-    ssize_t got = recv(conn->fd, conn->buf + conn->done, TCP_MSG - conn->done, 0);
-    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return;
-    if (got <= 0) { /* the client closed, or the connection broke */
-        tcp_conn_close(conn);
-        return;
-    }
-    conn->done += (size_t)got;
-    if (conn->done < TCP_MSG)
-        return;
-    uint64_t request;
-    memcpy(&request, conn->buf, TCP_MSG);
-    uint64_t response = mhk__mix64(request ^ ctx->key);
-    memcpy(conn->buf, &response, TCP_MSG);
-    conn->done = 0;
-    conn->due_ns = mhk__now_ns() + ctx->delay_ns;
-    conn->state = TCP_DELAYING;
-}
-
-static void tcp_server_send(struct tcp_conn *conn)
-{
-    ssize_t sent = send(conn->fd, conn->buf + conn->done, TCP_MSG - conn->done,
-                        MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return;
-    if (sent < 0) {
-        tcp_conn_close(conn);
-        return;
-    }
-    conn->done += (size_t)sent;
-    if (conn->done == TCP_MSG) {
-        conn->done = 0;
-        conn->state = TCP_READING;
-    }
-}
-
-/*
- * The poll loop: pfds[0] is the wake pipe, pfds[1] the listening socket,
- * then one per connection. Responses whose delay has passed are sent
- * before polling; the poll sleeps until the earliest pending one is due.
- */
-static void *tcp_server_main(void *arg)
-{
-    struct tcp_ctx *ctx = arg;
-    size_t nconns = 0;
-    for (;;) {
-        uint64_t now = mhk__now_ns(), next_due = UINT64_MAX;
-        size_t live = 0;
-        for (size_t c = 0; c < nconns; c++) {
-            struct tcp_conn *conn = &ctx->conns[c];
-            if (conn->state == TCP_DELAYING && conn->due_ns <= now) {
-                conn->state = TCP_SENDING;
-                tcp_server_send(conn);
-            }
-            if (conn->fd < 0)
-                continue; /* closed: compact it away */
-            if (conn->state == TCP_DELAYING && conn->due_ns < next_due)
-                next_due = conn->due_ns;
-            ctx->conns[live++] = *conn;
-        }
-        nconns = live;
-
-        ctx->pfds[0] = (struct pollfd){.fd = ctx->wake[0], .events = POLLIN};
-        ctx->pfds[1] = (struct pollfd){.fd = ctx->listen_fd, .events = POLLIN};
-        for (size_t c = 0; c < nconns; c++) {
-            struct tcp_conn *conn = &ctx->conns[c];
-            short events = conn->state == TCP_READING   ? POLLIN
-                           : conn->state == TCP_SENDING ? POLLOUT
-                                                        : 0;
-            ctx->pfds[c + 2] = (struct pollfd){.fd = conn->fd, .events = events};
-        }
-        struct timespec wait, *timeout = NULL;
-        if (next_due != UINT64_MAX) {
-            uint64_t left = next_due > now ? next_due - now : 0;
-            wait.tv_sec = (time_t)(left / 1000000000u);
-            wait.tv_nsec = (long)(left % 1000000000u);
-            timeout = &wait;
-        }
-        int ready = ppoll(ctx->pfds, nconns + 2, timeout, NULL);
-        if (ready < 0)
-            continue; /* EINTR (signals are blocked here, but be safe) */
-        if (ctx->pfds[0].revents)
-            break;
-        for (size_t c = 0; c < nconns; c++) {
-            short revents = ctx->pfds[c + 2].revents;
-            struct tcp_conn *conn = &ctx->conns[c];
-            if (!revents)
-                continue;
-            if (conn->state == TCP_READING)
-                tcp_server_read(ctx, conn); /* reads 0 on hang-up: closes */
-            else if (conn->state == TCP_SENDING)
-                tcp_server_send(conn);
-        }
-        if (ctx->pfds[1].revents & POLLIN)
-            tcp_server_accept(ctx, &nconns);
-    }
-    for (size_t c = 0; c < nconns; c++)
-        if (ctx->conns[c].fd >= 0)
-            close(ctx->conns[c].fd);
-    close(ctx->listen_fd);
-    ctx->listen_fd = -1;
-    return NULL;
-}
-
-/* Listen on 127.0.0.1, a port the system picks. 0 or MH_ESYS. */
-static int tcp_listen(struct tcp_ctx *ctx)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return MH_ESYS;
-    struct sockaddr_in addr = {
-        .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-    };
-    socklen_t len = sizeof addr;
-    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 ||
-        listen(fd, SOMAXCONN) != 0 ||
-        getsockname(fd, (struct sockaddr *)&addr, &len) != 0) {
-        close(fd);
-        return MH_ESYS;
-    }
-    ctx->listen_fd = fd;
-    ctx->port = ntohs(addr.sin_port);
-    return 0;
-}
-
-/* Stop the server thread and wait for it; it closes its sockets. */
-static void tcp_server_stop(struct tcp_ctx *ctx)
-{
-    if (!ctx->server_running)
-        return;
-    char byte = 0;
-    while (write(ctx->wake[1], &byte, 1) < 0 && errno == EINTR)
-        ;
-    pthread_join(ctx->server, NULL);
-    ctx->server_running = false;
-}
 
 /* Close the connections this (owner) process opened; threads holding one
  * see a new generation and reconnect, never reuse the closed number. */
@@ -275,7 +67,7 @@ static void tcp_teardown(void *vctx)
     if (!ctx)
         return;
     tcp_clients_close(ctx);
-    tcp_server_stop(ctx);
+    mhk__tcp_server_stop(ctx);
     if (ctx->listen_fd >= 0)
         close(ctx->listen_fd); /* the server never started */
     close(ctx->wake[0]);
@@ -293,7 +85,7 @@ int mhk_tcp_stop_server(void *vctx)
     if (!ctx || ctx->owner != getpid())
         return MH_EINVAL;
     tcp_clients_close(ctx);
-    tcp_server_stop(ctx);
+    mhk__tcp_server_stop(ctx);
     return 0;
 }
 
@@ -340,20 +132,12 @@ static int tcp_setup(void **ctxp, size_t n, uint64_t seed)
     }
     fcntl(ctx->wake[0], F_SETFD, FD_CLOEXEC);
     fcntl(ctx->wake[1], F_SETFD, FD_CLOEXEC);
-    rc = tcp_listen(ctx);
+    rc = mhk__tcp_listen(ctx);
     if (rc)
         goto out_teardown;
-    /* The server thread takes no signals: they stay the caller's. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int err = pthread_create(&ctx->server, NULL, tcp_server_main, ctx);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (err) {
-        rc = MH_EAGAIN;
+    rc = mhk__tcp_server_start(ctx);
+    if (rc)
         goto out_teardown;
-    }
-    ctx->server_running = true;
     *ctxp = ctx;
     return 0;
 
