@@ -20,6 +20,20 @@ namespace micro {
 
 // ------------------------------------------------------------ library
 
+// The empty function over in into out, one int each: the map both
+// overhead benchmarks time.
+static struct mh_task empty_task(std::vector<int> &in, std::vector<int> &out)
+{
+    struct mh_task task = {};
+    task.n = in.size();
+    task.in = in.data();
+    task.in_size = sizeof(int);
+    task.out = out.data();
+    task.out_size = sizeof(int);
+    task.fn = micro_empty;
+    return task;
+}
+
 void bm_map_empty(benchmark::State &state, const char *backend, int workers, size_t n,
                   size_t chunk)
 {
@@ -27,13 +41,7 @@ void bm_map_empty(benchmark::State &state, const char *backend, int workers, siz
     Pool p(state, backend, workers, chunk);
     if (!p.pool)
         return;
-    struct mh_task task = {};
-    task.n = n;
-    task.in = in.data();
-    task.in_size = sizeof(int);
-    task.out = out.data();
-    task.out_size = sizeof(int);
-    task.fn = micro_empty;
+    struct mh_task task = empty_task(in, out);
     struct mh_report report = {};
     for (auto _ : state) {
         int rc = mh_map(p.pool, &task, &report);
@@ -54,13 +62,7 @@ void bm_map_small(benchmark::State &state, const char *backend, int workers)
     Pool p(state, backend, workers, 0);
     if (!p.pool)
         return;
-    struct mh_task task = {};
-    task.n = n;
-    task.in = in.data();
-    task.in_size = sizeof(int);
-    task.out = out.data();
-    task.out_size = sizeof(int);
-    task.fn = micro_empty;
+    struct mh_task task = empty_task(in, out);
     for (auto _ : state) {
         int rc = mh_map(p.pool, &task, nullptr);
         if (rc) {
