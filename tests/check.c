@@ -245,6 +245,22 @@ static int warm_up(const char *backend, int *workers)
     return rc != 0;
 }
 
+/* The thread count once it has held still for 20 ms (at most 2 s): a
+ * thread pthread_join has returned for may still be listed in
+ * /proc/self/task for a moment, so a count read just after a pool closed
+ * can be one too high. */
+int mh_test_threads_steady(void)
+{
+    int now = mh_test_count_threads();
+    for (int i = 0, still = 0; i < 2000 && still < 20; i++) {
+        mh_test_sleep_ms(1);
+        int next = mh_test_count_threads();
+        still = next == now ? still + 1 : 0;
+        now = next;
+    }
+    return now;
+}
+
 int mh_test_threads_settle(int baseline)
 {
     int now = mh_test_count_threads();
@@ -329,7 +345,7 @@ int mh_test_main(int argc, char **argv, const struct mh_test *tests)
                 mh_test_workers(backend, 2), argv[3]);
         return 1;
     }
-    int fds = mh_test_count_fds(), threads = mh_test_count_threads();
+    int fds = mh_test_count_fds(), threads = mh_test_threads_steady();
 
     int rc = test->run(backend);
     if (rc == MH_SKIP)

@@ -92,6 +92,10 @@ int mh_test_count_threads(void);
  * threads may take a moment to leave /proc after they are joined. */
 int mh_test_threads_settle(int baseline);
 
+/* The thread count once it has held still for 20 ms (at most 2 s): the
+ * baseline to compare with after a pool has just closed. */
+int mh_test_threads_steady(void);
+
 /*
  * Maps on "mpi" are collective: under `mpiexec -n N` every rank runs the
  * test and calls the same maps, and only rank 0 receives results (other

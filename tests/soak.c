@@ -399,7 +399,7 @@ int main(int argc, char **argv)
      * the baseline. */
     for (int b = 0; b < nbackends; b++)
         CHECK_OK(soak_warm(backends[b]));
-    int fds0 = mh_test_count_fds(), threads0 = mh_test_count_threads();
+    int fds0 = mh_test_count_fds(), threads0 = mh_test_threads_steady();
 
     /* Long-lived pools, reused by half the maps; the other half open a
      * fresh pool with their own workers and chunk. */
@@ -413,7 +413,7 @@ int main(int argc, char **argv)
     CHECK(oracle);
     for (int b = 0; b < nbackends; b++)
         CHECK_OK(soak_warm(backends[b]));
-    int fds1 = mh_test_count_fds(), threads1 = mh_test_threads_settle(mh_test_count_threads());
+    int fds1 = mh_test_count_fds(), threads1 = mh_test_threads_steady();
 
     unsigned long warm = maps / 10 > 20 ? maps / 10 : 20, failures = 0;
     unsigned long per_backend[SOAK_BACKENDS_MAX] = {0}, failing_maps = 0, codec_maps = 0;
