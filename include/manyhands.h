@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define MH_VERSION_MAJOR 0
-#define MH_VERSION_MINOR 1
+#define MH_VERSION_MINOR 2
 #define MH_VERSION_PATCH 0
 
 /* ------------------------------------------------------------------ errors */
@@ -57,7 +57,10 @@ extern "C" {
     X(ECODEC, -12, "the output codec failed to encode or decode an item")     \
     X(ESYS, -13, "a system call failed unexpectedly")                         \
     X(EMPI, -14, "the MPI library reported an error")                         \
-    X(EINTR, -15, "interrupted: the map was stopped by a signal")
+    X(EINTR, -15, "cancelled: mh_pool_cancel, or progress returned non-zero") \
+    X(ESOURCE, -16, "the stream's source reported an error")                 \
+    X(ESINK, -17, "the stream's sink asked to stop")                         \
+    X(EINIT, -18, "a worker's init hook failed")
 
 enum mh_error {
     MH_OK = 0,
@@ -110,6 +113,38 @@ struct mh_config {
     double timeout_s;
     /* MH_STOP (default) or MH_CONTINUE. */
     enum mh_on_error on_error;
+
+    /* Retries: an item whose worker crashed or timed out runs again, in a
+     * fresh worker, up to this many more times (only the item that was
+     * running is charged). 0: none. Negative: MH_EINVAL. Only "fork"
+     * retries crashes and timeouts; docs/backends.md says what the others
+     * do. */
+    int retries;
+    /* Non-zero: retry items whose callback returned non-zero too (on
+     * every backend), up to `retries` more times. */
+    int retry_callback_errors;
+    /* "fork": each child runs under this address-space limit in bytes
+     * (RLIMIT_AS), so a runaway item fails alone; 0: none. Other backends:
+     * MH_ENOTSUP. */
+    size_t worker_memory_max;
+    /* "fork": a child is replaced by a fresh one after it has run this
+     * many items (a callback that leaks); 0: never. Other backends:
+     * MH_ENOTSUP. */
+    size_t worker_items_max;
+
+    /* Per-worker hooks, NULL: none. init runs once per worker (thread,
+     * process or rank) before its first item, with the worker's index
+     * (0 .. workers - 1); what it stores in *state is what
+     * mh_worker_state() returns in that worker's callbacks. Non-zero
+     * fails the open or run with MH_EINIT before any item runs, after
+     * fini has run for the workers already initialised. fini runs once
+     * per worker after its last item. When they run, per backend: seq
+     * and threads per pool (open and close), openmp per run, fork in
+     * each child per map or stream (the place to reopen what must not
+     * cross a fork), mpi per pool on each rank. */
+    int (*init)(int worker, void **state, void *ctx);
+    void (*fini)(int worker, void *state, void *ctx);
+    void *hook_ctx; /* passed to init and fini */
 };
 
 /**
@@ -159,6 +194,36 @@ MH_EXPORT int mh_pool_rank(const mh_pool *pool);
  */
 MH_EXPORT const char *const *mh_backends(void);
 
+/**
+ * Cancel the map or stream running on pool, or, when none is, the next
+ * one to start: one cancel ends one run, which returns MH_EINTR. No new
+ * item starts; seq, threads and openmp let running items finish (a long
+ * item asks mh_cancelled()); fork sends running children SIGTERM, then
+ * SIGKILL after a grace period; on mpi a cancel on any rank ends the run
+ * on every rank, all returning MH_EINTR. Finished results are kept as the
+ * status array says; items stopped while running are MH_ITEM_CANCELLED,
+ * never-started ones MH_ITEM_NOT_RUN.
+ *
+ * Async-signal-safe, and safe from any thread: it only stores to atomics
+ * and writes one byte to a pipe. NULL is a no-op. docs/design.md,
+ * "Cancel", shows the Ctrl-C pattern.
+ */
+MH_EXPORT void mh_pool_cancel(mh_pool *pool);
+
+/**
+ * Inside a callback: non-zero when the run it belongs to is being
+ * cancelled, so a long item can return early. 0 outside any run.
+ */
+MH_EXPORT int mh_cancelled(void);
+
+/**
+ * Inside a callback: the index of the worker running it (0 .. workers -
+ * 1), and the state its init hook stored (NULL without one). -1 and NULL
+ * outside any run.
+ */
+MH_EXPORT int mh_worker_index(void);
+MH_EXPORT void *mh_worker_state(void);
+
 /** The library version, "MAJOR.MINOR.PATCH". */
 MH_EXPORT const char *mh_version(void);
 
@@ -196,6 +261,8 @@ enum mh_item_status {
     MH_ITEM_FAILED = 2,    /* the callback returned non-zero */
     MH_ITEM_CRASHED = 3,   /* the worker died while running it */
     MH_ITEM_TIMED_OUT = 4, /* it ran past the per-item timeout itself */
+    MH_ITEM_CANCELLED = 5, /* running when the run was cancelled, and
+                            * stopped (fork: its worker was killed) */
 };
 
 /** Name of an MH_ITEM_* value, such as "ok". */
@@ -220,8 +287,13 @@ struct mh_task {
     const struct mh_codec *codec; /* NULL: outputs are plain bytes */
     uint8_t *status;      /* NULL, or n MH_ITEM_* values written by the map */
     /* NULL, or called on the calling thread as items complete, with the
-     * count done so far; the last call has done == n on success. */
-    void (*progress)(size_t done, size_t n, void *ctx);
+     * count done so far; the last call has done == n on success. A
+     * non-zero return cancels the run (MH_EINTR), as mh_pool_cancel. */
+    int (*progress)(size_t done, size_t n, void *ctx);
+    /* Non-zero: resume an earlier run of this task. status (required)
+     * holds that run's outcome; only items not MH_ITEM_OK run, and the
+     * others' outputs are left untouched (codec outputs included). */
+    int resume;
 };
 
 /** Index meaning "no item" in a report. */
@@ -242,6 +314,9 @@ struct mh_report {
     int worker_exit;       /* exit status of a worker that quit without a
                             * result, or -1 */
     long worker_pid;       /* that worker's pid, or 0 */
+    int attempts;          /* runs of the failing item (1 + retries used),
+                            * or 0 */
+    int memory_capped;     /* its worker ran under worker_memory_max */
     double wall_s;         /* wall-clock seconds the map took */
 };
 
@@ -298,6 +373,84 @@ struct mh_reducer {
  */
 MH_EXPORT int mh_reduce(mh_pool *pool, const struct mh_task *task,
                         const struct mh_reducer *reducer, void *acc,
+                        struct mh_report *report);
+
+/* ----------------------------------------------------------------- streams */
+
+/** What a stream's source says besides "error" (any other value). */
+enum mh_source_result {
+    MH_SOURCE_ITEM = 0, /* the buffer holds the next input item */
+    MH_SOURCE_END = 1,  /* no more input */
+};
+
+/**
+ * A stream's source: write the next input item (in_size bytes) into
+ * item, a buffer the library owns, and return MH_SOURCE_ITEM; or return
+ * MH_SOURCE_END, or any other value for an error (the stream ends with
+ * MH_ESOURCE). seq is the item's sequence number: 0, 1, 2, ... Called on
+ * the calling thread, and only while fewer than the window's items are
+ * in flight (pulled, not yet delivered).
+ */
+typedef int (*mh_source_fn)(void *item, size_t seq, void *ctx);
+
+/**
+ * A stream's sink: called on the calling thread once per item that ran,
+ * with its sequence number, its MH_ITEM_* status and its output (out_size
+ * bytes, valid during the call; a result only when status is
+ * MH_ITEM_OK). With a codec the library owns the output and clears it
+ * with codec->clear after the sink returns: a sink that keeps it moves it
+ * out first (GMP: mpz_swap with an initialised mpz_t of its own). Return
+ * 0 to go on; non-zero ends the stream with MH_ESINK.
+ */
+typedef int (*mh_sink_fn)(size_t seq, int status, void *out, void *ctx);
+
+/** The order a stream delivers in. */
+enum mh_order {
+    MH_ORDERED = 0,      /* sequence order */
+    MH_AS_COMPLETED = 1, /* as items complete (a chunk at a time) */
+};
+
+/**
+ * A stream: out = fn(in) for every item a source produces, each handed
+ * to a sink, with at most `window` items in memory whatever the input's
+ * length. fn, ctx, in_size, out_size and codec are as in mh_task; ctx
+ * also goes to source and sink.
+ */
+struct mh_stream_task {
+    size_t in_size;
+    size_t out_size;
+    mh_fn fn;
+    void *ctx;
+    const struct mh_codec *codec; /* NULL: outputs are plain bytes */
+    mh_source_fn source;
+    mh_sink_fn sink;
+    /* Most items in flight (pulled, not yet delivered); the source is not
+     * called while that many are. 0: adaptive (enough whole chunks to keep
+     * every worker busy; report.chunk gives the chunk). */
+    size_t window;
+    enum mh_order order;
+};
+
+/**
+ * Run a stream on pool until the source ends, every item pulled has been
+ * delivered, or the run stops. Returns 0 when every item succeeded.
+ * Errors: as mh_map's (MH_EINVAL also for a NULL source or sink), plus
+ * MH_ESOURCE, MH_ESINK and MH_EINTR (cancelled). Under MH_STOP the first
+ * failure stops pulling, lets what is in flight finish (fork: stops it),
+ * delivers nothing after the failing item in ordered mode, and returns
+ * its code; under MH_CONTINUE every item is delivered with its status.
+ * The report is mh_map's: failed_index is a sequence number, items_done
+ * counts delivered MH_ITEM_OK items.
+ *
+ * "fork" forks its children once per stream and feeds them through
+ * shared memory: they see the caller's memory as it was when the stream
+ * started (a child replaced after a crash: when it was forked). "mpi":
+ * every rank calls mh_stream; rank 0 runs the source and the sink, and
+ * every rank returns the same code. Called from inside a callback it runs
+ * inline; streams and maps on one pool from several threads are
+ * serialised.
+ */
+MH_EXPORT int mh_stream(mh_pool *pool, const struct mh_stream_task *stream,
                         struct mh_report *report);
 
 #ifdef __cplusplus

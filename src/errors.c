@@ -42,6 +42,8 @@ const char *mh_item_status_name(int status)
         return "crashed";
     case MH_ITEM_TIMED_OUT:
         return "timed out";
+    case MH_ITEM_CANCELLED:
+        return "cancelled";
     }
     return "unknown";
 }
@@ -57,6 +59,8 @@ int mh__status_code(int item_status)
         return MH_EWORKER;
     case MH_ITEM_TIMED_OUT:
         return MH_ETIMEDOUT;
+    case MH_ITEM_CANCELLED:
+        return MH_EINTR;
     }
     return MH_EINVAL;
 }

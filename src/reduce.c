@@ -73,11 +73,11 @@ static int reduce_chunk_fn(const void *in, void *out, void *ctx)
     return reduce_items(rc, in, rc->chunk, out);
 }
 
-static void reduce_progress(size_t done, size_t n, void *ctx)
+static int reduce_progress(size_t done, size_t n, void *ctx)
 {
     const struct reduce_ctx *rc = ctx;
     (void)n;
-    rc->task->progress(rc->base + done * rc->chunk, rc->n, rc->task->ctx);
+    return rc->task->progress(rc->base + done * rc->chunk, rc->n, rc->task->ctx);
 }
 
 /* Run count inner items (count >= 1) of rc into partials, and turn the

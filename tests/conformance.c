@@ -366,13 +366,14 @@ static int fn_progress(const void *in, void *out, void *ctx)
     return 0;
 }
 
-static void on_progress(size_t done, size_t n, void *ctx)
+static int on_progress(size_t done, size_t n, void *ctx)
 {
     struct progress_log *log = ctx;
     log->calls++;
     log->backwards |= done < log->last;
     log->wrong_n |= n != log->n;
     log->last = done;
+    return 0;
 }
 
 static int test_map_progress(const char *backend)
@@ -926,11 +927,12 @@ static int fn_widen(const void *in, void *out, void *ctx)
     return 0;
 }
 
-static void nest_on_progress(size_t done, size_t n, void *ctx)
+static int nest_on_progress(size_t done, size_t n, void *ctx)
 {
     (void)done;
     (void)n;
     nest_from_callback(ctx);
+    return 0;
 }
 
 static int nest_encode(const void *item, void *buf, size_t len, void *ctx)

@@ -1367,7 +1367,7 @@ static int test_stdio_closed(const char *backend)
 /* A progress callback that keeps the caller busy for 1 s, twice a map. */
 static int progress_slow_left;
 
-static void progress_slow(size_t done, size_t n, void *ctx)
+static int progress_slow(size_t done, size_t n, void *ctx)
 {
     int slow = progress_slow_left;
     (void)done;
@@ -1377,6 +1377,7 @@ static void progress_slow(size_t done, size_t n, void *ctx)
         progress_slow_left = slow - 1;
         sleep_ms(1000);
     }
+    return 0;
 }
 
 static int test_slow_caller(const char *backend)

@@ -241,11 +241,12 @@ static int fn_count_calls(const void *in, void *out, void *ctx)
     return 0;
 }
 
-static void progress_count(size_t done, size_t n, void *ctx)
+static int progress_count(size_t done, size_t n, void *ctx)
 {
     (void)done;
     (void)n;
     (*(int *)ctx)++;
+    return 0;
 }
 
 static int test_empty_map_shape(const char *backend)
