@@ -110,6 +110,8 @@ struct mh__run {
     atomic_int codec_failed;
 };
 
+#include "stream.h"
+
 struct mh_backend_ops {
     /* Name users select it by, such as "threads". */
     const char *name;
@@ -128,6 +130,10 @@ struct mh_backend_ops {
     /* Release state. owner is false in a child forked after open: free
      * memory only, do not join, signal or wait for anything. */
     void (*close)(void *state, bool owner);
+    /* Run a stream (backends/stream.h says how) until every worker has
+     * stopped and mh__stream_finish has run. Same rules as map: item
+     * failures are the stream's record, not errors of this call. */
+    int (*stream)(void *state, struct mh__stream *st);
     /* Optional: the worker count when the backend decides it rather than
      * the config (mpi: the ranks of the job); read once, after open. */
     int (*workers)(void *state);
