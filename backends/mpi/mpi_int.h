@@ -48,10 +48,18 @@ enum {
 
 enum { MPI_CTRL_WORK = 1, MPI_CTRL_STOP = 2 };
 
+/* What a shape is of: a map, or a stream. */
+enum { MPI_SHAPE_MAP = 0, MPI_SHAPE_STREAM = 1 };
+
 /* The task's shape. It travels with every control record, so that a rank
- * whose task differs says so (MH_EINVAL) instead of computing garbage. */
+ * whose task differs says so (MH_EINVAL) instead of computing garbage; a
+ * rank in a stream while the others map (or the reverse) differs in kind.
+ * A stream's chunk c of k items travels as n = c * chunk_items + k: the
+ * chunk plan any rank makes from the record then gives chunk c those k
+ * items, so a rank that maps takes exactly the bytes sent (and refuses
+ * them). */
 struct mpi_shape {
-    uint64_t n, in_size, out_size, chunk_items, tail_width, has_codec, on_error;
+    uint64_t kind, n, in_size, out_size, chunk_items, tail_width, has_codec, on_error;
 };
 
 /* rank 0 -> worker. WORK: run chunk `chunk` (its inputs follow). STOP:
@@ -66,6 +74,7 @@ struct mpi_ctrl {
     struct mh__failure fail; /* run->failure */
     uint64_t out_bytes; /* bytes of out[fail.index] that follow, or 0 */
     uint64_t codec_failed; /* run->codec_failed */
+    int64_t stream_code; /* a stream's own end: MH_ESOURCE, MH_ESINK, ... */
 };
 
 /* worker -> rank 0: what chunk `chunk` gave; `payload` bytes follow. */
@@ -131,6 +140,10 @@ int mh__mpi_recv_bytes(const struct mpi_pool *mp, void *buf, size_t len, int src
 /* The task's shape, as every control record carries it. */
 struct mpi_shape mh__mpi_shape_of(const struct mh__run *run);
 
+/* Whether a record's shape is mine: equal, but for a stream's n (which
+ * says where the chunk ends). */
+bool mh__mpi_shape_same(const struct mpi_shape *mine, const struct mpi_shape *theirs);
+
 /* ------------------------------------------------------------ payload.c */
 
 /* A growing byte buffer. */
@@ -161,5 +174,21 @@ int mh__mpi_payload_merge(struct mh__run *run, const struct mpi_result *res,
 /* Rank 0's and the other ranks' side of one map. */
 int mh__mpi_root_map(const struct mpi_pool *mp, struct mh__run *run);
 int mh__mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run);
+
+/* Rank 0 ends a map or stream: every other rank's shape (sent as its
+ * part began) against mine (*code becomes MH_EINVAL, unless set, when
+ * one differs), then to each one stop record with *code, stream_code,
+ * run's counters and failure, and failed_out's out_size bytes after it
+ * when not NULL. 0, or the MPI error. */
+int mh__mpi_root_end(const struct mpi_pool *mp, const struct mh__run *run,
+                     const struct mpi_shape *mine, int *code, int stream_code,
+                     const void *failed_out);
+
+/* Another rank's part of a map or stream: send rank 0 mine, then run the
+ * chunks it sends (each of at most `items` items, with run's fn, task
+ * and policy) until its stop record, whose outcome becomes run's; *end
+ * gets that record. Returns its code, or an MPI error. */
+int mh__mpi_worker_serve(const struct mpi_pool *mp, struct mh__run *run,
+                         const struct mpi_shape *mine, size_t items, struct mpi_ctrl *end);
 
 #endif /* MH_MPI_INT_H */

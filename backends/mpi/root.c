@@ -101,19 +101,47 @@ static int mpi_root_take(struct mpi_root *r, const struct mpi_result *res, int s
     return MH_OK;
 }
 
-/* Every other rank's shape, sent as its map began: one that differs
- * fails the map on every rank, whether chunks went to it or not. */
-static int mpi_root_check_shapes(struct mpi_root *r, const struct mpi_shape *mine)
+/* Every other rank's shape, sent as its part began: one that differs
+ * fails the map or stream on every rank, whether chunks went to it or
+ * not. */
+static int mpi_root_check_shapes(const struct mpi_pool *mp, const struct mpi_shape *mine,
+                                 int *code)
 {
     struct mpi_shape theirs;
-    for (int src = 1; src < r->mp->size; src++) {
-        int rc = mh__mpi_recv(r->mp, &theirs, sizeof theirs, src, MPI_TAG_SHAPE);
+    for (int src = 1; src < mp->size; src++) {
+        int rc = mh__mpi_recv(mp, &theirs, sizeof theirs, src, MPI_TAG_SHAPE);
         if (rc)
             return rc;
-        if (memcmp(mine, &theirs, sizeof theirs) != 0)
-            mpi_root_error(r, MH_EINVAL);
+        if (memcmp(mine, &theirs, sizeof theirs) != 0 && !*code)
+            *code = MH_EINVAL;
     }
     return MH_OK;
+}
+
+int mh__mpi_root_end(const struct mpi_pool *mp, const struct mh__run *run,
+                     const struct mpi_shape *mine, int *code, int stream_code,
+                     const void *failed_out)
+{
+    int rc = mpi_root_check_shapes(mp, mine, code);
+    if (rc)
+        return rc;
+    struct mpi_ctrl stop = {
+        .kind = MPI_CTRL_STOP,
+        .code = *code,
+        .items_done = atomic_load_explicit(&run->items_done, memory_order_relaxed),
+        .items_failed = atomic_load_explicit(&run->items_failed, memory_order_relaxed),
+        .fail = run->failure,
+        .codec_failed = (uint64_t)atomic_load_explicit(&run->codec_failed, memory_order_relaxed),
+        .stream_code = stream_code,
+        .shape = *mine,
+        .out_bytes = failed_out ? run->task->out_size : 0,
+    };
+    for (int dest = 1; dest < mp->size && !rc; dest++) {
+        rc = mh__mpi_send(mp, &stop, sizeof stop, dest, MPI_TAG_CTRL);
+        if (!rc && stop.out_bytes)
+            rc = mh__mpi_send_bytes(mp, failed_out, stop.out_bytes, dest, MPI_TAG_OUTPUT);
+    }
+    return rc;
 }
 
 /* Tell every worker the map is over, with its outcome. */
@@ -122,31 +150,13 @@ static int mpi_root_finish(struct mpi_root *r)
     struct mh__run *run = r->run;
     const struct mh_task *task = run->task;
     struct mpi_shape mine = mh__mpi_shape_of(run);
-    int rc = mpi_root_check_shapes(r, &mine);
-    if (rc)
-        return rc;
-    struct mpi_ctrl stop = {
-        .kind = MPI_CTRL_STOP,
-        .code = r->code,
-        .items_done = atomic_load_explicit(&run->items_done, memory_order_relaxed),
-        .items_failed = atomic_load_explicit(&run->items_failed, memory_order_relaxed),
-        .fail = run->failure,
-        .codec_failed = (uint64_t)atomic_load_explicit(&run->codec_failed, memory_order_relaxed),
-        .shape = mine,
-    };
     /* Without a codec the failing item's bytes go along, so that every
      * rank's mh_reduce reports the same failing item. */
-    if (run->failure.index != MH_NO_ITEM && !task->codec)
-        stop.out_bytes = task->out_size;
     const unsigned char *failed_out =
-        stop.out_bytes ? (const unsigned char *)task->out + run->failure.index * task->out_size
-                       : NULL;
-    for (int dest = 1; dest < r->mp->size && !rc; dest++) {
-        rc = mh__mpi_send(r->mp, &stop, sizeof stop, dest, MPI_TAG_CTRL);
-        if (!rc && stop.out_bytes)
-            rc = mh__mpi_send_bytes(r->mp, failed_out, stop.out_bytes, dest, MPI_TAG_OUTPUT);
-    }
-    return rc;
+        run->failure.index != MH_NO_ITEM && !task->codec
+            ? (const unsigned char *)task->out + run->failure.index * task->out_size
+            : NULL;
+    return mh__mpi_root_end(r->mp, run, &mine, &r->code, MH_OK, failed_out);
 }
 
 /* Hand out and run every chunk, taking results as they come. */
