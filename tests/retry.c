@@ -321,7 +321,7 @@ static int test_timeout_retried(const char *backend)
         ctx.act[ONCE] = ACT_HANG_ONCE;
         if (always)
             ctx.act[ALWAYS] = ACT_HANG;
-        mh_pool *pool = retry_pool(backend, 2, 0, MH_CONTINUE, 1, 0, 0.5);
+        mh_pool *pool = retry_pool(backend, 2, 0, MH_CONTINUE, 1, 0, 1.0);
         CHECK(pool);
         struct mh_report report;
         CHECK_RC(retry_map(pool, &ctx, in, out, status, &report),
