@@ -365,6 +365,8 @@ int mh_stream(mh_pool *pool, const struct mh_stream_task *t, struct mh_report *r
     mh__run_init(&st.run, &inner, chunk, MH_CONTINUE, NULL, &fail_lock);
     st.run.workers = workers;
     st.run.timeout_s = pool->config.timeout_s;
+    st.run.retries = pool->config.retries;
+    st.run.callback_retries = pool->config.retry_callback_errors ? pool->config.retries : 0;
     if (!rc)
         rc = mh__ring_open(&st.ring, chunk, slots, t->in_size, t->out_size);
     if (rc && !collective)
