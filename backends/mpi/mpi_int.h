@@ -11,6 +11,8 @@
  *                merged into the caller's arrays by rank 0
  *   root.c       rank 0: hands chunks out, runs its own, ends the map
  *   worker.c     every other rank: runs the chunks it is given
+ *   stream.c     a stream: rank 0 pumps the ring and ships its chunks,
+ *                the other ranks serve them as they do a map's
  *   ops.c        the backend's table (struct mh_backend_ops)
  *
  * Messages of one map, per other rank: first its task's shape (checked
@@ -60,6 +62,9 @@ enum { MPI_SHAPE_MAP = 0, MPI_SHAPE_STREAM = 1 };
  * them). */
 struct mpi_shape {
     uint64_t kind, n, in_size, out_size, chunk_items, tail_width, has_codec, on_error;
+    /* Not part of the shape (never compared): the rank's own run->error,
+     * so that rank 0 learns it even when it sends that rank no chunk. */
+    int64_t error;
 };
 
 /* rank 0 -> worker. WORK: run chunk `chunk` (its inputs follow). STOP:
@@ -140,8 +145,8 @@ int mh__mpi_recv_bytes(const struct mpi_pool *mp, void *buf, size_t len, int src
 /* The task's shape, as every control record carries it. */
 struct mpi_shape mh__mpi_shape_of(const struct mh__run *run);
 
-/* Whether a record's shape is mine: equal, but for a stream's n (which
- * says where the chunk ends). */
+/* Whether a record's shape is mine: equal, but for its error and a
+ * stream's n (which says where the chunk ends). */
 bool mh__mpi_shape_same(const struct mpi_shape *mine, const struct mpi_shape *theirs);
 
 /* ------------------------------------------------------------ payload.c */
@@ -176,10 +181,11 @@ int mh__mpi_root_map(const struct mpi_pool *mp, struct mh__run *run);
 int mh__mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run);
 
 /* Rank 0 ends a map or stream: every other rank's shape (sent as its
- * part began) against mine (*code becomes MH_EINVAL, unless set, when
- * one differs), then to each one stop record with *code, stream_code,
- * run's counters and failure, and failed_out's out_size bytes after it
- * when not NULL. 0, or the MPI error. */
+ * part began) against mine (*code, unless set, becomes that rank's own
+ * error, or MH_EINVAL when the shape differs), then to each rank one
+ * stop record with *code, stream_code, run's counters and failure, and
+ * failed_out's out_size bytes after it when not NULL. 0, or the MPI
+ * error. */
 int mh__mpi_root_end(const struct mpi_pool *mp, const struct mh__run *run,
                      const struct mpi_shape *mine, int *code, int stream_code,
                      const void *failed_out);
@@ -190,5 +196,8 @@ int mh__mpi_root_end(const struct mpi_pool *mp, const struct mh__run *run,
  * gets that record. Returns its code, or an MPI error. */
 int mh__mpi_worker_serve(const struct mpi_pool *mp, struct mh__run *run,
                          const struct mpi_shape *mine, size_t items, struct mpi_ctrl *end);
+
+/* The backend's stream op, on every rank (stream.c). */
+int mh__mpi_stream(const struct mpi_pool *mp, struct mh__stream *st);
 
 #endif /* MH_MPI_INT_H */

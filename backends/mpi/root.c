@@ -101,9 +101,9 @@ static int mpi_root_take(struct mpi_root *r, const struct mpi_result *res, int s
     return MH_OK;
 }
 
-/* Every other rank's shape, sent as its part began: one that differs
- * fails the map or stream on every rank, whether chunks went to it or
- * not. */
+/* Every other rank's shape, sent as its part began: one that differs,
+ * or a rank's own error, fails the map or stream on every rank, whether
+ * chunks went to it or not. */
 static int mpi_root_check_shapes(const struct mpi_pool *mp, const struct mpi_shape *mine,
                                  int *code)
 {
@@ -112,7 +112,9 @@ static int mpi_root_check_shapes(const struct mpi_pool *mp, const struct mpi_sha
         int rc = mh__mpi_recv(mp, &theirs, sizeof theirs, src, MPI_TAG_SHAPE);
         if (rc)
             return rc;
-        if (memcmp(mine, &theirs, sizeof theirs) != 0 && !*code)
+        if (!*code && theirs.error)
+            *code = (int)theirs.error;
+        else if (!*code && !mh__mpi_shape_same(mine, &theirs))
             *code = MH_EINVAL;
     }
     return MH_OK;
