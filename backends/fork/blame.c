@@ -59,6 +59,22 @@ static void fork_worker_failed(struct fork_map *m, size_t index, int status, int
     mh__run_fail(m->run, &fail);
 }
 
+/* Slot s's child was stopped by a cancel before it handed over its
+ * results: the item it was in is MH_ITEM_CANCELLED, not a failure. */
+static void fork_mark_cancelled(struct fork_map *m, int s)
+{
+    struct fork_slot *slot = &m->slots[s];
+    size_t item = atomic_load_explicit(&slot->busy, memory_order_acquire);
+    if (item == MH_NO_ITEM || item >= m->task->n)
+        item = fork_first_open(m, atomic_load_explicit(&slot->lo, memory_order_relaxed),
+                               atomic_load_explicit(&slot->hi, memory_order_relaxed));
+    if (item == MH_NO_ITEM)
+        return;
+    m->sstatus[item] = MH_ITEM_CANCELLED;
+    if (m->codec)
+        m->pstatus[item] = MH_ITEM_CANCELLED;
+}
+
 /* Blame the end of slot s's child, which was in state `was`: whether an
  * item failed with it. */
 static bool fork_blame(struct fork_map *m, int s, enum fork_life was, int wstatus)
@@ -75,9 +91,13 @@ static bool fork_blame(struct fork_map *m, int s, enum fork_life was, int wstatu
         fork_set_rc(m, MH_ESYS); /* the child's own OS call, not its item */
         return false;
     }
-    if (was == FORK_STOPPING || was == FORK_KILLED ||
-        atomic_load_explicit(&slot->finished, memory_order_acquire))
+    if (atomic_load_explicit(&slot->finished, memory_order_acquire))
         return false;
+    if (was == FORK_STOPPING || was == FORK_KILLED) {
+        if (m->cancelling)
+            fork_mark_cancelled(m, s);
+        return false;
+    }
     /* Died without handing over its results: blame the item it was
      * running, or else the first one its chunk had left. */
     size_t culprit = atomic_load_explicit(&slot->busy, memory_order_acquire);
