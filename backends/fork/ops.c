@@ -12,6 +12,7 @@
  *   spawn.c        forking, signalling and reaping one child
  *   wait.c         the caller's poll on pidfds and the doorbell, deadlines
  *   blame.c        what a child's end means: blame, stop, respawn
+ *   retry.c        the retries charged per item
  *   collect.c      decoding records, copying results out of the region
  *   ../records.*   the record format, shared with mpi (fuzz_records)
  *   fork_stdio.*   stdio around each fork
@@ -31,6 +32,10 @@ static int fork_map_open(struct fork_map *m)
     int rc = fork_region_map(m);
     if (rc)
         return rc;
+    if ((rc = fork_retry_open(m))) {
+        fork_region_unmap(m);
+        return rc;
+    }
     size_t slots = (size_t)m->nworkers;
     m->workers = mh__calloc(slots, sizeof *m->workers);
     m->fds = mh__calloc(slots + 2, sizeof *m->fds); /* + doorbell, cancel */
@@ -54,6 +59,7 @@ out_free:
     mh__free(m->slot_of);
     mh__free(m->fds);
     mh__free(m->workers);
+    fork_retry_close(m);
     fork_region_unmap(m);
     return rc;
 }
@@ -69,6 +75,7 @@ static void fork_map_close(struct fork_map *m)
     mh__free(m->slot_of);
     mh__free(m->fds);
     mh__free(m->workers);
+    fork_retry_close(m);
     fork_region_unmap(m);
 }
 

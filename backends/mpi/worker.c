@@ -53,6 +53,7 @@ static int mpi_worker_chunk(const struct mpi_pool *mp, struct mh__run *run,
     pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
     struct mh__run sub;
     mh__run_init(&sub, &local, count, run->on_error, w->status, &fail_lock);
+    sub.callback_retries = run->callback_retries;
     /* A cancel here stops the chunk's next items, and fn sees it. */
     sub.cancel_flag = &run->cancelled;
     atomic_store_explicit(&sub.stop, atomic_load_explicit(&run->stop, memory_order_relaxed),
