@@ -57,7 +57,7 @@ struct mh_pool {
 extern MH__TLS_FAST _Thread_local int mh__callback_depth;
 
 /* The cancel flag of the item loop this thread is in (run->cancel_flag),
- * or NULL: what mh_cancelled() reads. Set by mh__run_range. */
+ * or NULL: what mh_cancelled() reads. Set by mh__run_items. */
 extern MH__TLS_FAST _Thread_local atomic_int *mh__cancel_flag;
 
 /* The built backends, best first, NULL-terminated (src/registry.c). */
@@ -95,8 +95,8 @@ int mh__task_check(const struct mh_task *task, bool need_out);
  * under the pool's map_lock, mh__control_begin(pool, run) before the
  * backend runs and mh__control_end(pool, run) after it has returned and
  * before run->cancelled is read. begin publishes run as the one a
- * cancel ends (a stream sets run->cancel_stop = &ring->stop first, so a
- * cancel stops its ring), gives it the wake pipe (run->cancel_fd), and
+ * cancel ends (mh_stream sets run->cancel_stop = &ring->stop first, so
+ * a cancel stops its ring), gives it the wake pipe (run->cancel_fd), and
  * takes a pending cancel: run->cancelled and *cancel_stop are then set
  * before the backend starts, and begin returns true (a non-collective
  * run may skip its backend: nothing is to start). end unpublishes run
@@ -109,6 +109,7 @@ int mh__control_open(struct mh__control *control, unsigned caps);
 void mh__control_close(struct mh__control *control);
 bool mh__control_begin(mh_pool *pool, struct mh__run *run);
 void mh__control_end(mh_pool *pool, struct mh__run *run);
+
 /* Map a ring of slots chunk slots of chunk items, in_size and out_size
  * bytes each, shared with processes forked after (backends/stream.h):
  * 0, MH_EOVERFLOW or MH_ENOMEM. */
