@@ -1,6 +1,6 @@
 /*
  * The fork backend's own definitions, shared by the files of
- * backends/fork/ (README there says which file does what; the design is
+ * backends/fork/ (ops.c's header says which file does what; the design is
  * docs/backends.md, "fork"): the shared region's layout, the caller's
  * view of a child, and the calls between the files.
  */
