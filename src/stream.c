@@ -360,9 +360,9 @@ int mh_stream(mh_pool *pool, const struct mh_stream_task *t, struct mh_report *r
     int workers;
     bool inline_run = mh__pool_runner(pool, &ops, &state, &workers);
     bool collective = ops->caps & MH__CAP_COLLECTIVE;
-    if (!rc && !ops->stream)
-        rc = MH_ENOTSUP;
-    if (rc && !collective)
+    if (!ops->stream) /* every rank lacks it alike: nobody waits */
+        rc = rc ? rc : MH_ENOTSUP;
+    if (rc && (!collective || !ops->stream))
         return rc;
 
     struct mh_task inner = t ? stream_inner(t) : (struct mh_task){0};
