@@ -1,8 +1,9 @@
 /*
- * openmp: one `parallel for schedule(dynamic, 1)` region per map, over
- * chunk indices. Each iteration is one chunk of the size the core chose,
- * run by mh__run_chunk, so the item loop, status array and failure
- * recording are the very code every other backend uses.
+ * openmp: one `parallel` region per map, whose threads claim chunk
+ * indices from one counter (dynamic self-scheduling, as threads does).
+ * Each claim is one chunk of the size the core chose, run by
+ * mh__run_chunk, so the item loop, status array and failure recording
+ * are the very code every other backend uses.
  *
  * The team belongs to the OpenMP runtime, not to the pool: libgomp keeps
  * one team of idle threads per calling thread and reuses it from one
@@ -11,8 +12,8 @@
  * pool leaves no thread behind and a later fork starts from a clean
  * runtime (GCC PR 60035, see docs/backends.md).
  *
- * Nothing leaves the region early: C has no exceptions, and after a
- * failure under MH_STOP the remaining iterations only read run->stop.
+ * After a failure under MH_STOP or a cancel, each thread leaves its claim
+ * loop at its next look at run->stop.
  *
  * libgomp cannot fail to start a team: when pthread_create fails it
  * prints "Thread creation failed" and calls exit(1). So before a region
@@ -153,18 +154,21 @@ static int openmp_map(void *state, struct mh__run *run)
         return mh__backend_seq.map(NULL, run); /* a one-thread team costs a region for nothing */
 
     int team = 0;
+    atomic_size_t next = 0; /* next chunk to claim (relaxed: a counter only) */
 #pragma omp parallel num_threads(run->workers)
     {
         const bool caller = omp_get_thread_num() == 0;
         if (caller)
             team = omp_get_num_threads();
-#pragma omp for schedule(dynamic, 1) nowait
-        for (size_t c = 0; c < nchunks; c++) {
-            /* Relaxed: the flag only says "stop soon"; it guards no data.
-             * Once set, each remaining iteration is this load and no
-             * more: a parallel for cannot be left with break. */
+        /* A claim counter, not `omp for`: a stopped map (a failure, a
+         * cancel) leaves at once instead of walking every index left. */
+        for (;;) {
+            /* Relaxed: the flag only says "stop soon"; it guards no data. */
             if (atomic_load_explicit(&run->stop, memory_order_relaxed))
-                continue;
+                break;
+            size_t c = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed);
+            if (c >= nchunks)
+                break;
             mh__run_chunk(run, c);
             if (caller)
                 mh__run_progress(run); /* the calling thread only */

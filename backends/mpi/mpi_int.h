@@ -39,6 +39,16 @@ enum {
     MPI_TAG_OUTPUT = 4, /* worker -> rank 0: a result's payload;
                          * rank 0 -> worker: out[failed_index] at the end */
     MPI_TAG_SHAPE = 5,  /* worker -> rank 0: its task's shape, first */
+    MPI_TAG_CANCEL = 6, /* worker -> rank 0: struct mpi_cancel, at most
+                         * once per map, when the map is cancelled there */
+    MPI_TAG_STATUS = 7, /* rank 0 -> worker: a resumed chunk's statuses */
+};
+
+/* A cancel on a worker rank, for rank 0 to end the map everywhere. It
+ * names its map (a pool's maps are counted alike on every rank), so that
+ * one sent as the map ended is dropped by the next map's rank 0. */
+struct mpi_cancel {
+    uint64_t map;
 };
 
 /* Chunks a worker holds at once: it runs one while the next arrives. */
@@ -61,7 +71,7 @@ enum { MPI_SHAPE_MAP = 0, MPI_SHAPE_STREAM = 1 };
  * items, so a rank that maps takes exactly the bytes sent (and refuses
  * them). */
 struct mpi_shape {
-    uint64_t kind, n, in_size, out_size, chunk_items, tail_width, has_codec, on_error;
+    uint64_t kind, n, in_size, out_size, chunk_items, tail_width, has_codec, on_error, resume;
     /* Not part of the shape (never compared): the rank's own run->error,
      * so that rank 0 learns it even when it sends that rank no chunk. */
     int64_t error;
@@ -97,6 +107,8 @@ struct mpi_pool {
     MPI_Comm comm;       /* our duplicate of MPI_COMM_WORLD */
     MPI_Datatype block;  /* MPI_BLOCK contiguous bytes */
     int rank, size;
+    uint64_t maps;       /* maps and streams begun on this pool (the same
+                          * on every rank) */
 };
 
 /* ------------------------------------------------------------ runtime.c */
@@ -180,15 +192,16 @@ int mh__mpi_payload_merge(struct mh__run *run, const struct mpi_result *res,
 int mh__mpi_root_map(const struct mpi_pool *mp, struct mh__run *run);
 int mh__mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run);
 
-/* Rank 0 ends a map or stream: every other rank's shape (sent as its
- * part began) against mine (*code, unless set, becomes that rank's own
- * error, or MH_EINVAL when the shape differs), then to each rank one
- * stop record with *code, stream_code, run's counters and failure, and
- * failed_out's out_size bytes after it when not NULL. 0, or the MPI
- * error. */
-int mh__mpi_root_end(const struct mpi_pool *mp, const struct mh__run *run,
-                     const struct mpi_shape *mine, int *code, int stream_code,
-                     const void *failed_out);
+/* Rank 0 ends a map or stream. shapes: every other rank's shape (sent as
+ * its part began) against mine; *code, unless set, becomes that rank's
+ * own error, or MH_EINVAL when the shape differs. stop: then, *code
+ * becoming MH_EINTR when run was cancelled, to each rank one stop record
+ * with *code, stream_code, run's counters and failure, and failed_out's
+ * out_size bytes after it when not NULL. 0, or the MPI error. */
+int mh__mpi_root_shapes(const struct mpi_pool *mp, const struct mpi_shape *mine, int *code);
+int mh__mpi_root_stop(const struct mpi_pool *mp, const struct mh__run *run,
+                      const struct mpi_shape *mine, int *code, int stream_code,
+                      const void *failed_out);
 
 /* Another rank's part of a map or stream: send rank 0 mine, then run the
  * chunks it sends (each of at most `items` items, with run's fn, task

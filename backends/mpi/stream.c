@@ -239,7 +239,9 @@ static int mpi_stream_root(const struct mpi_pool *mp, struct mh__stream *st)
     if (st->ring)
         mh__stream_finish(st); /* nothing runs at another rank now */
     if (!rc)
-        rc = mh__mpi_root_end(mp, &st->run, &r.shape, &r.code, st->code, NULL);
+        rc = mh__mpi_root_shapes(mp, &r.shape, &r.code);
+    if (!rc)
+        rc = mh__mpi_root_stop(mp, &st->run, &r.shape, &r.code, st->code, NULL);
     mh__free(r.outs);
     mh__free(r.payload.p);
     return rc ? rc : r.code;

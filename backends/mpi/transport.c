@@ -109,10 +109,9 @@ struct mpi_shape mh__mpi_shape_of(const struct mh__run *run)
     const struct mh_task *task = run->task;
     return (struct mpi_shape){
         .kind = MPI_SHAPE_MAP, .n = task->n, .in_size = task->in_size,
-        .out_size = task->out_size,
-        .chunk_items = run->chunk, .tail_width = run->tail_width,
+        .out_size = task->out_size, .chunk_items = run->chunk, .tail_width = run->tail_width,
         .has_codec = task->codec != NULL, .on_error = (uint64_t)run->on_error,
-        .error = run->error,
+        .resume = task->resume != 0, .error = run->error,
     };
 }
 
