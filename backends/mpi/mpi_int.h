@@ -192,6 +192,23 @@ int mh__mpi_payload_merge(struct mh__run *run, const struct mpi_result *res,
 int mh__mpi_root_map(const struct mpi_pool *mp, struct mh__run *run);
 int mh__mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run);
 
+/* Rank 0 listening for a worker's cancel of the map or stream in flight:
+ * listen posts the receive; poll takes a cancel that came for this one
+ * (run is then cancelled, mh__run_cancel, and ends MH_EINTR everywhere)
+ * and drops one sent as an earlier part ended; wait waits for *pending
+ * while polling (a cancel must not wait for the next result); end stops
+ * listening before any worker can begin the next part (a cancel already
+ * received still counts). 0, or the MPI error. */
+struct mpi_listen {
+    MPI_Request req; /* a worker's struct mpi_cancel, posted */
+    struct mpi_cancel msg;
+};
+int mh__mpi_listen(const struct mpi_pool *mp, struct mpi_listen *l);
+int mh__mpi_listen_poll(const struct mpi_pool *mp, struct mpi_listen *l, struct mh__run *run);
+int mh__mpi_listen_wait(const struct mpi_pool *mp, struct mpi_listen *l, struct mh__run *run,
+                        MPI_Request *pending, MPI_Status *st);
+void mh__mpi_listen_end(const struct mpi_pool *mp, struct mpi_listen *l, struct mh__run *run);
+
 /* Rank 0 ends a map or stream. shapes: every other rank's shape (sent as
  * its part began) against mine; *code, unless set, becomes that rank's
  * own error, or MH_EINVAL when the shape differs. stop: then, *code

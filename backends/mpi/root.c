@@ -24,8 +24,7 @@ struct mpi_root {
     size_t outstanding;     /* chunks out at workers */
     int code;               /* the map's own error (not an item's) */
     struct mpi_buf payload;
-    MPI_Request cancel_req; /* a worker's struct mpi_cancel, posted */
-    struct mpi_cancel cancel_msg;
+    struct mpi_listen listen; /* for a worker's cancel */
 };
 
 static void mpi_root_error(struct mpi_root *r, int code)
@@ -40,41 +39,54 @@ static bool mpi_root_stopping(const struct mpi_root *r)
     return atomic_load_explicit(&r->run->stop, memory_order_relaxed) != 0;
 }
 
-/* Take a worker's cancel, if one came for this map: the run is then
- * cancelled here too, and ends on every rank with MH_EINTR. */
-static int mpi_root_poll_cancel(struct mpi_root *r)
+int mh__mpi_listen(const struct mpi_pool *mp, struct mpi_listen *l)
+{
+    return mh__mpi_code(MPI_Irecv(&l->msg, sizeof l->msg, MPI_BYTE, MPI_ANY_SOURCE,
+                                  MPI_TAG_CANCEL, mp->comm, &l->req));
+}
+
+int mh__mpi_listen_poll(const struct mpi_pool *mp, struct mpi_listen *l, struct mh__run *run)
 {
     int arrived = 0;
-    while (r->cancel_req != MPI_REQUEST_NULL) {
-        int rc = mh__mpi_code(MPI_Test(&r->cancel_req, &arrived, MPI_STATUS_IGNORE));
+    while (l->req != MPI_REQUEST_NULL) {
+        int rc = mh__mpi_code(MPI_Test(&l->req, &arrived, MPI_STATUS_IGNORE));
         if (rc || !arrived)
             return rc;
-        if (r->cancel_msg.map == r->mp->maps) {
-            mh__run_cancel(r->run);
+        if (l->msg.map == mp->maps) {
+            mh__run_cancel(run);
             return MH_OK; /* one is enough: the request stays NULL */
         }
         /* Sent as an earlier map ended: dropped; listen again. */
-        rc = mh__mpi_code(MPI_Irecv(&r->cancel_msg, sizeof r->cancel_msg, MPI_BYTE,
-                                    MPI_ANY_SOURCE, MPI_TAG_CANCEL, r->mp->comm,
-                                    &r->cancel_req));
-        if (rc)
+        if ((rc = mh__mpi_listen(mp, l)))
             return rc;
     }
     return MH_OK;
 }
 
-/* Wait for *pending (a result) while taking cancels: Open MPI's own wait
- * spins too, and a cancel must not wait for the next result. */
-static int mpi_root_wait(struct mpi_root *r, MPI_Request *pending, MPI_Status *st)
+int mh__mpi_listen_wait(const struct mpi_pool *mp, struct mpi_listen *l, struct mh__run *run,
+                        MPI_Request *pending, MPI_Status *st)
 {
     for (;;) {
         int arrived = 0;
         int rc = mh__mpi_code(MPI_Test(pending, &arrived, st));
         if (rc || arrived)
             return rc;
-        if ((rc = mpi_root_poll_cancel(r)))
+        if ((rc = mh__mpi_listen_poll(mp, l, run)))
             return rc;
     }
+}
+
+void mh__mpi_listen_end(const struct mpi_pool *mp, struct mpi_listen *l, struct mh__run *run)
+{
+    if (l->req == MPI_REQUEST_NULL)
+        return;
+    MPI_Status st;
+    int cancelled = 1;
+    MPI_Cancel(&l->req);
+    if (MPI_Wait(&l->req, &st) == MPI_SUCCESS &&
+        MPI_Test_cancelled(&st, &cancelled) == MPI_SUCCESS && !cancelled &&
+        l->msg.map == mp->maps)
+        mh__run_cancel(run);
 }
 
 /* Hand chunk `next` to worker rank `dest`, in a free slot of its. */
@@ -161,22 +173,6 @@ int mh__mpi_root_shapes(const struct mpi_pool *mp, const struct mpi_shape *mine,
     return MH_OK;
 }
 
-/* Stop listening for cancels, before any worker can begin the next map
- * (and send one for it): one already received still counts; one sent
- * later is dropped by the next map's rank 0 (its number). */
-static void mpi_root_unlisten(struct mpi_root *r)
-{
-    if (r->cancel_req == MPI_REQUEST_NULL)
-        return;
-    MPI_Status st;
-    int cancelled = 1;
-    MPI_Cancel(&r->cancel_req);
-    if (MPI_Wait(&r->cancel_req, &st) == MPI_SUCCESS &&
-        MPI_Test_cancelled(&st, &cancelled) == MPI_SUCCESS && !cancelled &&
-        r->cancel_msg.map == r->mp->maps)
-        mh__run_cancel(r->run);
-}
-
 int mh__mpi_root_stop(const struct mpi_pool *mp, const struct mh__run *run,
                       const struct mpi_shape *mine, int *code, int stream_code,
                       const void *failed_out)
@@ -211,7 +207,7 @@ static int mpi_root_finish(struct mpi_root *r)
     const struct mh_task *task = run->task;
     struct mpi_shape mine = mh__mpi_shape_of(run);
     int rc = mh__mpi_root_shapes(r->mp, &mine, &r->code);
-    mpi_root_unlisten(r);
+    mh__mpi_listen_end(r->mp, &r->listen, r->run);
     if (rc)
         return rc;
     /* Without a codec the failing item's bytes go along, so that every
@@ -237,7 +233,7 @@ static int mpi_root_loop(struct mpi_root *r)
     struct mpi_result res;
     MPI_Request pending = MPI_REQUEST_NULL;
     while (!rc) {
-        if ((rc = mpi_root_poll_cancel(r)))
+        if ((rc = mh__mpi_listen_poll(r->mp, &r->listen, r->run)))
             break;
         if (r->outstanding > 0 && pending == MPI_REQUEST_NULL &&
             (rc = mh__mpi_code(MPI_Irecv(&res, sizeof res, MPI_BYTE, MPI_ANY_SOURCE,
@@ -251,7 +247,7 @@ static int mpi_root_loop(struct mpi_root *r)
         if (r->outstanding > 0) {
             /* Poll while there is work of our own; wait when there is not. */
             rc = local ? mh__mpi_code(MPI_Test(&pending, &arrived, &st))
-                       : mpi_root_wait(r, &pending, &st);
+                       : mh__mpi_listen_wait(r->mp, &r->listen, r->run, &pending, &st);
             if (rc)
                 break;
             arrived |= !local;
@@ -277,7 +273,7 @@ static int mpi_root_loop(struct mpi_root *r)
 int mh__mpi_root_map(const struct mpi_pool *mp, struct mh__run *run)
 {
     struct mpi_root r = {.mp = mp, .run = run, .nslots = (size_t)mp->size * MPI_DEPTH,
-                         .cancel_req = MPI_REQUEST_NULL};
+                         .listen.req = MPI_REQUEST_NULL};
     r.slots = run->error ? NULL : mh__calloc(r.nslots, sizeof *r.slots);
     if (!r.slots) {
         /* Still end the map on every worker, with the error. */
@@ -288,14 +284,13 @@ int mh__mpi_root_map(const struct mpi_pool *mp, struct mh__run *run)
         for (int q = 0; q < 4; q++)
             r.slots[s].req[q] = MPI_REQUEST_NULL;
 
-    int rc = mh__mpi_code(MPI_Irecv(&r.cancel_msg, sizeof r.cancel_msg, MPI_BYTE,
-                                    MPI_ANY_SOURCE, MPI_TAG_CANCEL, mp->comm, &r.cancel_req));
+    int rc = mh__mpi_listen(mp, &r.listen);
     if (!rc)
         rc = mpi_root_loop(&r);
     for (size_t s = 0; s < r.nslots && !rc; s++)
         rc = mh__mpi_code(MPI_Waitall(4, r.slots[s].req, MPI_STATUSES_IGNORE));
     if (rc)
-        mpi_root_unlisten(&r);
+        mh__mpi_listen_end(mp, &r.listen, run);
     else
         rc = mpi_root_finish(&r);
     if (!rc)

@@ -28,6 +28,7 @@ struct mpi_sroot {
     size_t outstanding;      /* chunks out at other ranks */
     int code;                /* the stream's own error (not an item's) */
     struct mpi_buf payload;
+    struct mpi_listen listen; /* for another rank's cancel */
 };
 
 /* This rank's shape of st: what every rank must agree on to serve it. */
@@ -173,7 +174,7 @@ static int mpi_stream_loop(struct mpi_sroot *r)
     MPI_Request pending = MPI_REQUEST_NULL;
     bool idle = true; /* rank 0 has nothing of its own to run */
     int rc = MH_OK;
-    while (!rc) {
+    while (!rc && !(rc = mh__mpi_listen_poll(r->mp, &r->listen, &st->run))) {
         size_t before = atomic_load_explicit(&ring->published, memory_order_relaxed);
         /* A rank with room, or rank 0 that found nothing to run, is
          * idle: part-filled chunks go out, and the pump returns after
@@ -205,7 +206,8 @@ static int mpi_stream_loop(struct mpi_sroot *r)
         bool moved = atomic_load_explicit(&ring->published, memory_order_relaxed) != before;
         if (!arrived && (moved || r->outstanding == 0))
             continue;
-        if (!arrived && (rc = mh__mpi_code(MPI_Wait(&pending, &status))))
+        if (!arrived && (rc = mh__mpi_listen_wait(r->mp, &r->listen, &st->run, &pending,
+                                                  &status)))
             break;
         pending = MPI_REQUEST_NULL;
         rc = mpi_stream_take(r, &res, status.MPI_SOURCE);
@@ -222,7 +224,8 @@ static int mpi_stream_loop(struct mpi_sroot *r)
 /* Rank 0: run the stream, then end it on every rank with its outcome. */
 static int mpi_stream_root(const struct mpi_pool *mp, struct mh__stream *st)
 {
-    struct mpi_sroot r = {.mp = mp, .st = st, .shape = mpi_stream_shape(st)};
+    struct mpi_sroot r = {.mp = mp, .st = st, .shape = mpi_stream_shape(st),
+                          .listen.req = MPI_REQUEST_NULL};
     size_t nouts = (size_t)mp->size * MPI_DEPTH;
     int rc = MH_OK;
     r.code = st->run.error;
@@ -232,7 +235,9 @@ static int mpi_stream_root(const struct mpi_pool *mp, struct mh__stream *st)
         for (size_t o = 0; o < nouts; o++)
             for (int q = 0; q < 3; q++)
                 r.outs[o].req[q] = MPI_REQUEST_NULL;
-        rc = mpi_stream_loop(&r);
+        rc = mh__mpi_listen(mp, &r.listen);
+        if (!rc)
+            rc = mpi_stream_loop(&r);
         for (size_t o = 0; o < nouts && !rc; o++)
             rc = mh__mpi_code(MPI_Waitall(3, r.outs[o].req, MPI_STATUSES_IGNORE));
     }
@@ -240,6 +245,7 @@ static int mpi_stream_root(const struct mpi_pool *mp, struct mh__stream *st)
         mh__stream_finish(st); /* nothing runs at another rank now */
     if (!rc)
         rc = mh__mpi_root_shapes(mp, &r.shape, &r.code);
+    mh__mpi_listen_end(mp, &r.listen, &st->run);
     if (!rc)
         rc = mh__mpi_root_stop(mp, &st->run, &r.shape, &r.code, st->code, NULL);
     mh__free(r.outs);
