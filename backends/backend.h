@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "manyhands.h"
@@ -26,6 +27,8 @@
 #define MH__CAP_PROCESS (1u << 1) /* workers are processes: codec needed */
 #define MH__CAP_COLLECTIVE (1u << 2) /* every process of a job calls map
                                         * (mpi): see mh__run.error */
+#define MH__CAP_WORKER_LIMITS (1u << 3) /* enforces worker_memory_max and
+                                           * worker_items_max (fork) */
 
 /* One failure, as a backend found it. */
 struct mh__failure {
@@ -217,6 +220,36 @@ void mh__run_progress(struct mh__run *run);
 int mh__status_code(int item_status);
 
 /*
+ * Per-worker hooks (src/hooks.c, the one owner of the rule; when each
+ * backend calls them: docs/backends.md, "Per-worker hooks").
+ */
+
+/* Worker's init hook, if config has one: *state is what it stored (NULL
+ * without one). 0, or MH_EINIT when it returned non-zero (*state NULL). */
+int mh__hook_init(const struct mh_config *config, int worker, void **state);
+
+/* Worker's fini hook with its state, if config has one. */
+void mh__hook_fini(const struct mh_config *config, int worker, void *state);
+
+/* init for workers 0 .. count - 1 in order, on this thread, into
+ * states[]; when one fails, fini for those before it, then MH_EINIT. */
+int mh__hooks_init_all(const struct mh_config *config, void **states, int count);
+
+/* fini for workers 0 .. count - 1 in order, on this thread. */
+void mh__hooks_fini_all(const struct mh_config *config, void *const *states, int count);
+
+/* Which worker this thread runs items for: what mh_worker_index() and
+ * mh_worker_state() return in its callbacks. mh__worker_enter binds it
+ * and returns the binding before, which mh__worker_leave restores; a
+ * backend brackets each worker's item loops of a run with the pair. */
+struct mh__worker {
+    int index;
+    void *state;
+};
+struct mh__worker mh__worker_enter(int index, void *state);
+void mh__worker_leave(struct mh__worker previous);
+
+/*
  * Nesting: a map called from inside any callback (fn, progress, codec)
  * runs inline instead of waiting on workers it may occupy. The core sees
  * to it — mh__run_range marks every item loop, on any thread or process,
@@ -251,6 +284,7 @@ ssize_t mh__write(int fd, const void *buf, size_t count);
 int mh__kill(pid_t pid, int sig);
 int mh__pidfd_send_signal(int pidfd, int sig); /* (pidfd, sig, NULL, 0) */
 int mh__prctl(int option, unsigned long arg);
+int mh__setrlimit(int resource, rlim_t soft); /* the soft limit; hard kept */
 
 /* Every descriptor the library makes (mh__pipe2, mh__pidfd_open) is
  * never 0, 1 or 2: a caller may start with them closed, and its

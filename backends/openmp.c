@@ -11,6 +11,10 @@
  * pool leaves no thread behind and a later fork starts from a clean
  * runtime (GCC PR 60035, see docs/backends.md).
  *
+ * Per-worker hooks run per map, in each team thread (worker index: its
+ * thread number): every thread's init, a barrier, then the items only if
+ * every init succeeded; each thread's fini after its last item.
+ *
  * Nothing leaves the region early: C has no exceptions, and after a
  * failure under MH_STOP the remaining iterations only read run->stop.
  *
@@ -108,20 +112,34 @@ static int openmp_probe(int count)
 
 static int openmp_open(void **state, const struct mh_config *config)
 {
-    (void)config;
-    *state = NULL; /* the team is the runtime's; run->workers sizes it */
+    /* The team is the runtime's (run->workers sizes it): the state is
+     * the pool's own config, for its hooks; it lives as long as the pool. */
+    *state = (void *)config;
     return MH_OK;
+}
+
+/* A one-thread team: worker 0 on the calling thread, with its hooks. */
+static int openmp_map_alone(const struct mh_config *config, struct mh__run *run)
+{
+    void *hook_state;
+    if (mh__hook_init(config, 0, &hook_state))
+        return MH_EINIT;
+    struct mh__worker previous = mh__worker_enter(0, hook_state);
+    int rc = mh__backend_seq.map(NULL, run); /* a region would cost for nothing */
+    mh__worker_leave(previous);
+    mh__hook_fini(config, 0, hook_state);
+    return rc;
 }
 
 static int openmp_map(void *state, struct mh__run *run)
 {
-    (void)state;
+    const struct mh_config *config = state;
     const size_t nchunks = run->nchunks;
     const pid_t self = getpid();
     if (openmp_team_pid && openmp_team_pid != self)
         run->workers = 1; /* a forked child: see openmp_team_pid */
     if (run->workers <= 1)
-        return mh__backend_seq.map(NULL, run); /* a one-thread team costs a region for nothing */
+        return openmp_map_alone(config, run);
 
     /* Threads libgomp would start: past the team this thread keeps, or
      * a whole team when nested (libgomp reuses no threads there). */
@@ -134,28 +152,44 @@ static int openmp_map(void *state, struct mh__run *run)
 
     openmp_team_pid = self;
     int team = 0;
+    const bool hooked = config->init != NULL;
+    /* Relaxed: set before the barrier, read after it; the barrier orders. */
+    atomic_int init_failed = 0;
 #pragma omp parallel num_threads(run->workers)
     {
-        const bool caller = omp_get_thread_num() == 0;
+        const int me = omp_get_thread_num();
+        const bool caller = me == 0;
         if (caller)
             team = omp_get_num_threads();
+        void *hook_state = NULL;
+        const bool ready = mh__hook_init(config, me, &hook_state) == MH_OK;
+        if (!ready)
+            atomic_store_explicit(&init_failed, 1, memory_order_relaxed);
+        if (hooked) {
+#pragma omp barrier
+        }
+        const bool run_items = !atomic_load_explicit(&init_failed, memory_order_relaxed);
+        struct mh__worker previous = mh__worker_enter(me, hook_state);
 #pragma omp for schedule(dynamic, 1) nowait
         for (size_t c = 0; c < nchunks; c++) {
             /* Relaxed: the flag only says "stop soon"; it guards no data.
              * Once set, each remaining iteration is this load and no
              * more: a parallel for cannot be left with break. */
-            if (atomic_load_explicit(&run->stop, memory_order_relaxed))
+            if (!run_items || atomic_load_explicit(&run->stop, memory_order_relaxed))
                 continue;
             mh__run_chunk(run, c);
             if (caller)
                 mh__run_progress(run); /* the calling thread only */
         }
+        mh__worker_leave(previous);
+        if (ready)
+            mh__hook_fini(config, me, hook_state);
     }
     /* The region's closing barrier orders every thread's outputs,
      * statuses and counters before the core reads them. */
     if (omp_get_level() == 0)
         openmp_team_size = team;
-    return MH_OK;
+    return atomic_load_explicit(&init_failed, memory_order_relaxed) ? MH_EINIT : MH_OK;
 }
 
 static void openmp_close(void *state, bool owner)

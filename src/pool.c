@@ -192,8 +192,13 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
         pthread_mutex_unlock(&pool->map_lock);
     mh__free(own_status);
 
-    if (report)
+    if (report) {
         pool_report(report, &run, ops, rc, start);
+        /* Every worker of the pool's backend ran under the cap, the
+         * failing item's too; an inline run's caller may not have. */
+        report->memory_capped = !inline_run && run.failure.index != MH_NO_ITEM &&
+                                pool->config.worker_memory_max > 0;
+    }
     return rc;
 }
 

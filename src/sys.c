@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -289,6 +290,19 @@ int mh__pidfd_send_signal(int pidfd, int sig)
 int mh__prctl(int option, unsigned long arg)
 {
     return SYS_FAILS(PRCTL) ? -1 : prctl(option, arg, 0UL, 0UL, 0UL);
+}
+
+int mh__setrlimit(int resource, rlim_t soft)
+{
+    struct rlimit limit;
+    if (SYS_FAILS(SETRLIMIT) || getrlimit(resource, &limit))
+        return -1;
+    /* Only the soft limit: an unprivileged process may not raise its
+     * hard one, and keeps the right to raise the soft one up to it. */
+    limit.rlim_cur = limit.rlim_max != RLIM_INFINITY && soft > limit.rlim_max
+                         ? limit.rlim_max
+                         : soft;
+    return setrlimit(resource, &limit);
 }
 
 uint64_t mh__now_ns(void)

@@ -59,6 +59,24 @@ static void fork_worker_failed(struct fork_map *m, size_t index, int status, int
     mh__run_fail(m->run, &fail);
 }
 
+/* Slot s's child ended in its init hook (it failed, or the child died in
+ * it): the map fails with MH_EINIT and no item runs; children waiting at
+ * the gate run their fini and end by themselves. */
+static bool fork_init_ended(struct fork_map *m, int s, enum fork_life was)
+{
+    const struct fork_slot *slot = &m->slots[s];
+    bool ended = atomic_load_explicit(&slot->init_failed, memory_order_acquire) ||
+                 (m->state->config->init && (was == FORK_RUNNING || was == FORK_GONE) &&
+                  !atomic_load_explicit(&slot->inited, memory_order_acquire));
+    if (!ended)
+        return false;
+    m->init_failed = true;
+    atomic_store_explicit(&m->sh->stop, 1, memory_order_relaxed);
+    atomic_store_explicit(&m->sh->init_failed, 1, memory_order_release);
+    fork_init_gate_bump(m->sh);
+    return true;
+}
+
 /* Blame the end of slot s's child, which was in state `was`: whether an
  * item failed with it. */
 static bool fork_blame(struct fork_map *m, int s, enum fork_life was, int wstatus)
@@ -75,6 +93,8 @@ static bool fork_blame(struct fork_map *m, int s, enum fork_life was, int wstatu
         fork_set_rc(m, MH_ESYS); /* the child's own OS call, not its item */
         return false;
     }
+    if (fork_init_ended(m, s, was))
+        return false;
     if (was == FORK_STOPPING || was == FORK_KILLED ||
         atomic_load_explicit(&slot->finished, memory_order_acquire))
         return false;
@@ -107,9 +127,24 @@ static void fork_respawn(struct fork_map *m, int s)
     fork_set_rc(m, fork_spawn(m, s));
 }
 
+/* Whether slot s's child ended as planned after worker_items_max items,
+ * with the map going on: then it is replaced, as a dead one would be. */
+static bool fork_recycled(const struct fork_map *m, int s, enum fork_life was)
+{
+    return was == FORK_RUNNING &&
+           atomic_load_explicit(&m->slots[s].recycled, memory_order_acquire) &&
+           !atomic_load_explicit(&m->sh->stop, memory_order_relaxed) &&
+           !atomic_load_explicit(&m->run->stop, memory_order_relaxed);
+}
+
 void fork_after_end(struct fork_map *m, int s, enum fork_life was, int wstatus)
 {
-    if (!fork_blame(m, s, was, wstatus) || m->rc)
+    if (!fork_blame(m, s, was, wstatus)) {
+        if (!m->rc && fork_recycled(m, s, was))
+            fork_respawn(m, s);
+        return;
+    }
+    if (m->rc)
         return;
     if (m->run->on_error == MH_STOP)
         fork_stop_all(m);

@@ -83,6 +83,8 @@ struct mpi_pool {
     MPI_Comm comm;       /* our duplicate of MPI_COMM_WORLD */
     MPI_Datatype block;  /* MPI_BLOCK contiguous bytes */
     int rank, size;
+    const struct mh_config *config; /* the pool's: its hooks */
+    void *worker_state;  /* what this rank's init stored (worker = rank) */
 };
 
 /* ------------------------------------------------------------ runtime.c */
