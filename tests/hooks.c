@@ -543,6 +543,122 @@ static int test_recycle_after_k_items(const char *backend)
     return 0;
 }
 
+/* A heap string per item (through the codec), noting its process. */
+static int fn_bytes(const void *in, void *out, void *ctx)
+{
+    struct hooks_seen *seen = ctx;
+    uint64_t x;
+    memcpy(&x, in, sizeof x);
+    struct mh_test_bytes *b = out;
+    b->len = 1 + (size_t)(x * 7919 % 300) * 41; /* up to 12 KB */
+    b->p = mh_test_bytes_alloc(b->len);
+    if (!b->p)
+        return 1;
+    for (size_t i = 0; i < b->len; i++)
+        b->p[i] = (char)('a' + (x + i) % 26);
+    if (x < HOOKS_PIDS)
+        seen->pids[x] = getpid();
+    return 0;
+}
+
+/* Recycling with a codec: a child hands over every record before it
+ * ends, so its replacement redoes nothing twice and loses nothing. */
+static int test_recycle_codec(const char *backend)
+{
+    (void)backend;
+    enum { N = 90, K = 4 };
+    struct hooks_seen *seen = seen_open(3, -1);
+    CHECK(seen);
+    uint64_t in[N];
+    struct mh_test_bytes out[N], want[N];
+    for (uint64_t i = 0; i < N; i++)
+        in[i] = i;
+    struct mh_config config = {
+        .backend = "fork", .workers = 3, .chunk = 6, .worker_items_max = K,
+    };
+    mh_pool *pool;
+    CHECK_RC(mh_pool_open(&pool, &config), MH_OK);
+    struct mh_task task = {
+        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = fn_bytes, .ctx = seen, .codec = &mh_test_bytes_codec,
+    };
+    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
+    mh_pool_close(pool);
+    size_t most, children = distinct_pids(seen->pids, N, &most);
+    CHECK(children >= (N + K - 1) / K && most <= K);
+    mh_pool *seq = mh_test_pool("seq", 1, 6, MH_STOP);
+    CHECK(seq);
+    task.out = want;
+    CHECK_RC(mh_map(seq, &task, NULL), MH_OK);
+    mh_pool_close(seq);
+    for (size_t i = 0; i < N; i++) {
+        CHECK(out[i].len == want[i].len && memcmp(out[i].p, want[i].p, out[i].len) == 0);
+        mh_test_bytes_codec.clear(&out[i], NULL);
+        mh_test_bytes_codec.clear(&want[i], NULL);
+    }
+    CHECK(mh_test_bytes_live() == 0);
+    munmap(seen, sizeof *seen);
+    return 0;
+}
+
+/* init fails only for the first replacement child (the fourth init of
+ * the map): the map stops with MH_EINIT, what had finished is kept, and
+ * every child that passed init ran fini. */
+static int hook_init_fourth_fails(int worker, void **state, void *ctx)
+{
+    struct hooks_seen *seen = ctx;
+    int all = 0;
+    for (int w = 0; w < HOOKS_MAX; w++)
+        all += atomic_load(&seen->inits[w]);
+    atomic_fetch_add(&seen->inits[worker], 1);
+    if (all == 3)
+        return 1;
+    *state = &seen->tokens[worker];
+    return 0;
+}
+
+static int test_replacement_init_fails(const char *backend)
+{
+    (void)backend;
+    struct hooks_seen *seen = seen_open(3, -1);
+    CHECK(seen);
+    uint64_t in[N_ITEMS], out[N_ITEMS];
+    uint8_t status[N_ITEMS];
+    for (uint64_t i = 0; i < N_ITEMS; i++)
+        in[i] = i;
+    struct mh_config config = {
+        .backend = "fork", .workers = 3, .chunk = 2, .worker_items_max = 4,
+        .init = hook_init_fourth_fails, .fini = hook_fini, .hook_ctx = seen,
+    };
+    mh_pool *pool;
+    CHECK_RC(mh_pool_open(&pool, &config), MH_OK);
+    struct mh_task task = {
+        .n = N_ITEMS, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = fn_item, .ctx = seen, .status = status,
+    };
+    struct mh_report report;
+    CHECK_RC(mh_map(pool, &task, &report), MH_EINIT);
+    mh_pool_close(pool);
+    size_t ok = 0;
+    for (size_t i = 0; i < N_ITEMS; i++) {
+        CHECK(status[i] == MH_ITEM_OK || status[i] == MH_ITEM_NOT_RUN);
+        if (status[i] == MH_ITEM_OK) {
+            CHECK(out[i] == in[i] * 3 + 1);
+            ok++;
+        }
+    }
+    CHECK(ok >= 4 && ok < N_ITEMS && report.items_done == ok);
+    int inits = 0, finis = 0;
+    for (int w = 0; w < HOOKS_MAX; w++) {
+        inits += atomic_load(&seen->inits[w]);
+        finis += atomic_load(&seen->finis[w]);
+    }
+    CHECK(finis == inits - 1); /* all but the one that failed */
+    CHECK(atomic_load(&seen->item_bad) == 0 && atomic_load(&seen->fini_state_bad) == 0);
+    munmap(seen, sizeof *seen);
+    return 0;
+}
+
 /* Item CRASHER kills its worker: blamed alone, recycling or not. */
 #define CRASHER 23
 static int fn_crash_one(const void *in, void *out, void *ctx)
@@ -646,6 +762,8 @@ static const struct mh_test tests[] = {
     MH_TEST_ON(memory_cap_not_reported_without, "fork")
     MH_TEST_ON(recycle_after_k_items, "fork")
     MH_TEST_ON(recycle_blame_exact, "fork")
+    MH_TEST_ON(recycle_codec, "fork")
+    MH_TEST_ON(replacement_init_fails, "fork")
     MH_TEST_ON(init_dies_in_child, "fork")
     MH_TEST_ON(worker_limits_enotsup, "seq,threads,openmp,mpi")
     {NULL, NULL},
