@@ -39,6 +39,7 @@ struct mh__failure {
     int exit_status;   /* for _CRASHED without a signal: exit status, or -1 */
     long pid;          /* the worker's pid, or 0 */
     size_t count;      /* failures this record stands for (>= 1) */
+    int attempts;      /* runs of the item, retries included (>= 1) */
 };
 
 /* No failure: index MH_NO_ITEM. */
@@ -53,7 +54,7 @@ static inline struct mh__failure mh__failure_callback(size_t index, int code)
 {
     return (struct mh__failure){
         .index = index, .status = MH_ITEM_FAILED, .callback_code = code,
-        .exit_status = -1, .count = 1,
+        .exit_status = -1, .count = 1, .attempts = 1,
     };
 }
 
@@ -65,7 +66,7 @@ static inline struct mh__failure mh__failure_worker(size_t index, int status, in
 {
     return (struct mh__failure){
         .index = index, .status = status, .signal = sig,
-        .exit_status = exit_status, .pid = pid, .count = 1,
+        .exit_status = exit_status, .pid = pid, .count = 1, .attempts = 1,
     };
 }
 
@@ -91,6 +92,19 @@ struct mh__run {
     int workers;                /* workers to use: min(pool's, nchunks) */
     enum mh_on_error on_error;
     double timeout_s;           /* 0: none */
+    /* config.retries: more runs an item whose worker died (crash,
+     * timeout) may have; backends that survive a worker's death use it. */
+    int retries;
+    /* More runs mh__run_range gives an item whose fn returned non-zero:
+     * retries with config.retry_callback_errors, else 0. */
+    int callback_retries;
+    /* NULL, or per item the retries already used (fork: the crashes and
+     * timeouts the caller charged, in memory a child inherits): an item's
+     * callback retries come out of the same budget. */
+    const int *charged;
+    /* Set by a backend whose workers ran under config.worker_memory_max
+     * (fork): report.memory_capped says so of a failing item. */
+    bool memory_capped;
     /* Non-zero (an MH_E* code) when the core could not prepare this
      * process's part of the map; only a MH__CAP_COLLECTIVE backend is
      * then called, to end the map on every process with that code. */
@@ -154,7 +168,9 @@ void mh__run_init(struct mh__run *run, const struct mh_task *task, size_t chunk,
 /*
  * Run items [begin, end) in order, writing outputs at out (the base of an
  * array laid out like task->out) and statuses at status (base of n
- * entries, or NULL). Polls *stop before each item. Returns how many items
+ * entries, or NULL). Polls *stop before each item. An item whose fn
+ * fails runs again, at once, while it has callback retries left (run's
+ * callback_retries less what charged says it used). Returns how many items
  * succeeded; *fail receives the first failure in the range (index
  * MH_NO_ITEM when none) and how many there were. Under MH_STOP it stops at
  * the first failure and sets *stop. Touches no other shared state, so a
@@ -162,6 +178,14 @@ void mh__run_init(struct mh__run *run, const struct mh_task *task, size_t chunk,
  */
 size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
                      void *out, uint8_t *status, atomic_int *stop,
+                     struct mh__failure *fail);
+
+/* mh__run_range's loop over count items whose inputs, outputs and
+ * statuses (or NULL) start at in, out and status, the first one being
+ * item `first` (the index failures carry). A stream's chunk runs
+ * through it. */
+size_t mh__run_items(const struct mh__run *run, const void *in, void *out,
+                     uint8_t *status, size_t count, size_t first, atomic_int *stop,
                      struct mh__failure *fail);
 
 /* Record a failure into run (keeps the lowest index, counts, and sets
@@ -285,6 +309,12 @@ int mh__kill(pid_t pid, int sig);
 int mh__pidfd_send_signal(int pidfd, int sig); /* (pidfd, sig, NULL, 0) */
 int mh__prctl(int option, unsigned long arg);
 int mh__setrlimit(int resource, rlim_t soft); /* the soft limit; hard kept */
+/* FUTEX_WAIT on *word while it holds seen, at most timeout_ns; and
+ * FUTEX_WAKE of up to count waiters. Shared futexes: they work across
+ * fork on MAP_SHARED memory. A wait may end early for any reason, so
+ * every caller re-checks its condition in a loop. */
+int mh__futex_wait(_Atomic uint32_t *word, uint32_t seen, uint64_t timeout_ns);
+int mh__futex_wake(_Atomic uint32_t *word, int count);
 
 /* Every descriptor the library makes (mh__pipe2, mh__pidfd_open) is
  * never 0, 1 or 2: a caller may start with them closed, and its

@@ -11,9 +11,9 @@
  * pool leaves no thread behind and a later fork starts from a clean
  * runtime (GCC PR 60035, see docs/backends.md).
  *
- * Per-worker hooks run per map, in each team thread (worker index: its
- * thread number): every thread's init, a barrier, then the items only if
- * every init succeeded; each thread's fini after its last item.
+ * Per-worker hooks run per map or stream, in each team thread (worker
+ * index: its thread number): every thread's init, a barrier, then items
+ * only if every init succeeded; each thread's fini after its last item.
  *
  * Nothing leaves the region early: C has no exceptions, and after a
  * failure under MH_STOP the remaining iterations only read run->stop.
@@ -118,42 +118,77 @@ static int openmp_open(void **state, const struct mh_config *config)
     return MH_OK;
 }
 
-/* A one-thread team: worker 0 on the calling thread, with its hooks. */
-static int openmp_map_alone(const struct mh_config *config, struct mh__run *run)
+/* In team thread me, at the region's start: its init hook, then, with an
+ * init hook, a barrier, so that no thread starts an item before every
+ * init has run. Whether every thread's init succeeded; *ready: whether
+ * this one's did (then its fini is due). init_failed is the team's flag
+ * (relaxed: set before the barrier, read after it; the barrier orders). */
+static bool openmp_hooks_start(const struct mh_config *config, int me, void **hook_state,
+                               bool *ready, atomic_int *init_failed)
+{
+    *ready = mh__hook_init(config, me, hook_state) == MH_OK;
+    if (!*ready)
+        atomic_store_explicit(init_failed, 1, memory_order_relaxed);
+    if (config->init) {
+#pragma omp barrier
+    }
+    return !atomic_load_explicit(init_failed, memory_order_relaxed);
+}
+
+/* A one-thread team: seq's map or stream as worker 0, with its hooks. */
+static int openmp_alone(const struct mh_config *config, struct mh__run *run,
+                        struct mh__stream *st)
 {
     void *hook_state;
     if (mh__hook_init(config, 0, &hook_state))
         return MH_EINIT;
     struct mh__worker previous = mh__worker_enter(0, hook_state);
-    int rc = mh__backend_seq.map(NULL, run); /* a region would cost for nothing */
+    int rc = st ? mh__backend_seq.stream(NULL, st) : mh__backend_seq.map(NULL, run);
     mh__worker_leave(previous);
     mh__hook_fini(config, 0, hook_state);
     return rc;
+}
+
+/* Get ready for a team of *workers threads: 1 in a forked child (see
+ * openmp_team_pid); probe for the threads libgomp would start. 0 or
+ * MH_EAGAIN / MH_ENOMEM, having run nothing. */
+static int openmp_team_ready(int *workers)
+{
+    const pid_t self = getpid();
+    if (openmp_team_pid && openmp_team_pid != self)
+        *workers = 1; /* a forked child: see openmp_team_pid */
+    if (*workers <= 1)
+        return MH_OK;
+    /* Threads libgomp would start: past the team this thread keeps, or
+     * a whole team when nested (libgomp reuses no threads there). */
+    int known = omp_get_level() == 0 ? openmp_team_size : 0;
+    if (*workers > known) {
+        int rc = openmp_probe(*workers - (known > 1 ? known : 1));
+        if (rc)
+            return rc;
+    }
+    openmp_team_pid = self;
+    return MH_OK;
+}
+
+/* The team's size after a region, for openmp_team_ready's next probe. */
+static void openmp_team_done(int team)
+{
+    if (omp_get_level() == 0)
+        openmp_team_size = team;
 }
 
 static int openmp_map(void *state, struct mh__run *run)
 {
     const struct mh_config *config = state;
     const size_t nchunks = run->nchunks;
-    const pid_t self = getpid();
-    if (openmp_team_pid && openmp_team_pid != self)
-        run->workers = 1; /* a forked child: see openmp_team_pid */
+    int rc = openmp_team_ready(&run->workers);
+    if (rc)
+        return rc;
     if (run->workers <= 1)
-        return openmp_map_alone(config, run);
+        return openmp_alone(config, run, NULL); /* a region would cost for nothing */
 
-    /* Threads libgomp would start: past the team this thread keeps, or
-     * a whole team when nested (libgomp reuses no threads there). */
-    int known = omp_get_level() == 0 ? openmp_team_size : 0;
-    if (run->workers > known) {
-        int rc = openmp_probe(run->workers - (known > 1 ? known : 1));
-        if (rc)
-            return rc;
-    }
-
-    openmp_team_pid = self;
     int team = 0;
-    const bool hooked = config->init != NULL;
-    /* Relaxed: set before the barrier, read after it; the barrier orders. */
     atomic_int init_failed = 0;
 #pragma omp parallel num_threads(run->workers)
     {
@@ -162,13 +197,8 @@ static int openmp_map(void *state, struct mh__run *run)
         if (caller)
             team = omp_get_num_threads();
         void *hook_state = NULL;
-        const bool ready = mh__hook_init(config, me, &hook_state) == MH_OK;
-        if (!ready)
-            atomic_store_explicit(&init_failed, 1, memory_order_relaxed);
-        if (hooked) {
-#pragma omp barrier
-        }
-        const bool run_items = !atomic_load_explicit(&init_failed, memory_order_relaxed);
+        bool ready;
+        const bool run_items = openmp_hooks_start(config, me, &hook_state, &ready, &init_failed);
         struct mh__worker previous = mh__worker_enter(me, hook_state);
 #pragma omp for schedule(dynamic, 1) nowait
         for (size_t c = 0; c < nchunks; c++) {
@@ -187,9 +217,42 @@ static int openmp_map(void *state, struct mh__run *run)
     }
     /* The region's closing barrier orders every thread's outputs,
      * statuses and counters before the core reads them. */
-    if (omp_get_level() == 0)
-        openmp_team_size = team;
+    openmp_team_done(team);
     return atomic_load_explicit(&init_failed, memory_order_relaxed) ? MH_EINIT : MH_OK;
+}
+
+/* Thread 0 of the team is the calling thread: it pumps, and works. */
+static int openmp_stream(void *state, struct mh__stream *st)
+{
+    const struct mh_config *config = state;
+    int rc = openmp_team_ready(&st->run.workers);
+    if (rc)
+        return rc;
+    if (st->run.workers <= 1)
+        return openmp_alone(config, NULL, st);
+    int team = 0;
+    atomic_int init_failed = 0;
+#pragma omp parallel num_threads(st->run.workers)
+    {
+        const int id = omp_get_thread_num();
+        if (id == 0)
+            team = omp_get_num_threads();
+        void *hook_state = NULL;
+        bool ready;
+        /* A failed init: no thread works, nothing is pulled. */
+        if (openmp_hooks_start(config, id, &hook_state, &ready, &init_failed)) {
+            struct mh__worker previous = mh__worker_enter(id, hook_state);
+            mh__stream_work(st, (unsigned)id, id == 0);
+            mh__worker_leave(previous);
+        }
+        if (ready)
+            mh__hook_fini(config, id, hook_state);
+    }
+    openmp_team_done(team);
+    if (atomic_load_explicit(&init_failed, memory_order_relaxed))
+        return MH_EINIT;
+    mh__stream_finish(st);
+    return MH_OK;
 }
 
 static void openmp_close(void *state, bool owner)
@@ -212,4 +275,5 @@ const struct mh_backend_ops mh__backend_openmp = {
     .open = openmp_open,
     .map = openmp_map,
     .close = openmp_close,
+    .stream = openmp_stream,
 };

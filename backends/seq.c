@@ -52,6 +52,19 @@ static int seq_map(void *state, struct mh__run *run)
     return MH_OK;
 }
 
+static int seq_stream(void *state, struct mh__stream *st)
+{
+    const struct seq_pool *sp = state;
+    struct mh__worker previous = {0};
+    if (sp)
+        previous = mh__worker_enter(0, sp->worker_state);
+    mh__stream_work(st, 0, true);
+    if (sp)
+        mh__worker_leave(previous);
+    mh__stream_finish(st);
+    return MH_OK;
+}
+
 static void seq_close(void *state, bool owner)
 {
     struct seq_pool *sp = state;
@@ -68,4 +81,5 @@ const struct mh_backend_ops mh__backend_seq = {
     .open = seq_open,
     .map = seq_map,
     .close = seq_close,
+    .stream = seq_stream,
 };

@@ -8,9 +8,10 @@
  * thread costs tens of microseconds, so back-to-back maps stay fast — then
  * sleep on a condition variable: an idle pool uses no CPU.
  *
- * Worker indexes: helper i is worker i, the thread that calls mh_map
- * (whichever it is) the last, workers - 1. Their init hooks run at open,
- * on the opening thread, in index order; their fini at close.
+ * Worker indexes (hooks, mh_worker_index): helper i is worker i, the
+ * thread that calls mh_map or mh_stream (whichever it is) the last,
+ * workers - 1. Their init hooks run at open, on the opening thread, in
+ * index order; their fini at close.
  *
  * Invariant: a helper takes part in map g only if it read the ticket of
  * map g; the caller does not publish map g+1 until every participant of
@@ -43,6 +44,7 @@ struct threads_pool {
      * acquire by helpers, so a helper that sees the ticket sees the map. */
     _Atomic uint64_t ticket;
     struct mh__run *run;
+    struct mh__stream *stream; /* the stream, when the ticket is one */
     atomic_size_t next;  /* next chunk to claim (relaxed: a counter only) */
     atomic_int pending;  /* participants not yet checked out (acq_rel:
                           * publishes their outputs to the caller) */
@@ -60,23 +62,19 @@ static inline void threads_cpu_relax(void)
 #endif
 }
 
-/* As worker `index`, claim and run chunks until none are left or the map
- * is stopping. The caller is the last worker. */
-static void threads_work(struct threads_pool *tp, struct mh__run *run, int index)
+/* Claim and run chunks until none are left or the map is stopping. */
+static void threads_work(struct threads_pool *tp, struct mh__run *run, bool caller)
 {
-    bool caller = index == tp->helpers;
-    struct mh__worker previous = mh__worker_enter(index, tp->states[index]);
     for (;;) {
         if (atomic_load_explicit(&run->stop, memory_order_relaxed))
-            break;
+            return;
         size_t c = atomic_fetch_add_explicit(&tp->next, 1, memory_order_relaxed);
         if (c >= run->nchunks)
-            break;
+            return;
         mh__run_chunk(run, c);
         if (caller)
             mh__run_progress(run);
     }
-    mh__worker_leave(previous);
 }
 
 /* Wait for a ticket other than seen; returns it, or 0 on shutdown. */
@@ -115,7 +113,12 @@ static void *threads_helper_main(void *arg)
             break;
         if (self->id >= (int)(uint32_t)seen)
             continue; /* not needed for this map */
-        threads_work(tp, tp->run, self->id);
+        struct mh__worker previous = mh__worker_enter(self->id, tp->states[self->id]);
+        if (tp->stream)
+            mh__stream_work(tp->stream, (unsigned)self->id + 1, false);
+        else
+            threads_work(tp, tp->run, false);
+        mh__worker_leave(previous);
         if (atomic_fetch_sub_explicit(&tp->pending, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&tp->lock);
             pthread_cond_signal(&tp->idle);
@@ -159,14 +162,17 @@ static void threads_wait_idle(struct threads_pool *tp, struct mh__run *run)
     pthread_mutex_unlock(&tp->lock);
 }
 
-static int threads_map(void *state, struct mh__run *run)
+/* Publish run (and stream, for a stream) to helpers of the pool, at most
+ * run->workers - 1 of them; returns how many take part. */
+static int threads_publish(struct threads_pool *tp, struct mh__run *run,
+                           struct mh__stream *stream)
 {
-    struct threads_pool *tp = state;
     int helpers = run->workers - 1;
     if (helpers > tp->helpers)
         helpers = tp->helpers;
 
     tp->run = run;
+    tp->stream = stream;
     atomic_store_explicit(&tp->next, 0, memory_order_relaxed);
     atomic_store_explicit(&tp->pending, helpers, memory_order_relaxed);
     if (helpers > 0) {
@@ -179,9 +185,32 @@ static int threads_map(void *state, struct mh__run *run)
         pthread_mutex_unlock(&tp->lock);
         pthread_cond_broadcast(&tp->wake);
     }
-    threads_work(tp, run, tp->helpers);
+    return helpers;
+}
+
+static int threads_map(void *state, struct mh__run *run)
+{
+    struct threads_pool *tp = state;
+    int helpers = threads_publish(tp, run, NULL);
+    struct mh__worker previous = mh__worker_enter(tp->helpers, tp->states[tp->helpers]);
+    threads_work(tp, run, true);
+    mh__worker_leave(previous);
     if (helpers > 0)
         threads_wait_idle(tp, run);
+    return MH_OK;
+}
+
+/* The calling thread is worker 0 and pumps; helper k is worker k + 1. */
+static int threads_stream(void *state, struct mh__stream *st)
+{
+    struct threads_pool *tp = state;
+    int helpers = threads_publish(tp, &st->run, st);
+    struct mh__worker previous = mh__worker_enter(tp->helpers, tp->states[tp->helpers]);
+    mh__stream_work(st, 0, true);
+    mh__worker_leave(previous);
+    if (helpers > 0)
+        threads_wait_idle(tp, &st->run);
+    mh__stream_finish(st);
     return MH_OK;
 }
 
@@ -298,4 +327,5 @@ const struct mh_backend_ops mh__backend_threads = {
     .open = threads_open,
     .map = threads_map,
     .close = threads_close,
+    .stream = threads_stream,
 };

@@ -48,6 +48,7 @@ void mh_pool_close(mh_pool *pool)
     if (!pool)
         return;
     pool->ops->close(pool->state, pool->owner == getpid());
+    mh__ring_close(atomic_load_explicit(&pool->ring_kept, memory_order_acquire));
     pthread_mutex_destroy(&pool->map_lock);
     mh__free(pool);
 }
@@ -105,9 +106,8 @@ static void pool_clear_results(const struct mh_task *task, const uint8_t *status
             task->codec->clear(out + i * task->out_size, task->ctx);
 }
 
-/* What a map did, from its run (report was initialised at its start). */
-static void pool_report(struct mh_report *report, struct mh__run *run,
-                        const struct mh_backend_ops *ops, int rc, double start)
+void mh__report_fill(struct mh_report *report, struct mh__run *run,
+                     const struct mh_backend_ops *ops, int rc, double start)
 {
     report->code = rc;
     report->backend = ops->name;
@@ -122,8 +122,22 @@ static void pool_report(struct mh_report *report, struct mh__run *run,
         report->worker_signal = run->failure.signal;
         report->worker_exit = run->failure.exit_status;
         report->worker_pid = run->failure.pid;
+        report->attempts = run->failure.attempts;
+        report->memory_capped = run->memory_capped;
     }
     report->wall_s = mh__now() - start;
+}
+
+bool mh__pool_runner(const mh_pool *pool, const struct mh_backend_ops **ops, void **state,
+                     int *workers)
+{
+    /* Inside a callback, or in a child forked after open, the pool's
+     * workers are not ours to wait on: run inline, on this thread. */
+    bool inline_run = mh__callback_depth > 0 || pool->owner != getpid();
+    *ops = inline_run ? &mh__backend_seq : pool->ops;
+    *state = inline_run ? NULL : pool->state;
+    *workers = inline_run ? 1 : pool->config.workers;
+    return inline_run;
 }
 
 int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
@@ -132,12 +146,10 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
     double start = mh__now();
     mh__report_init(report, pool, MH_OK);
 
-    /* Inside a callback, or in a child forked after open, the pool's
-     * workers are not ours to wait on: run inline, on this thread. */
-    bool inline_run = mh__callback_depth > 0 || pool->owner != getpid();
-    const struct mh_backend_ops *ops = inline_run ? &mh__backend_seq : pool->ops;
-    void *state = inline_run ? NULL : pool->state;
-    int workers = inline_run ? 1 : pool->config.workers;
+    const struct mh_backend_ops *ops;
+    void *state;
+    int workers;
+    bool inline_run = mh__pool_runner(pool, &ops, &state, &workers);
     /* n = 0 runs nothing, except on a collective backend: its peers may
      * map items, and only the backend can tell them the shapes differ. */
     if (task->n == 0 && !(ops->caps & MH__CAP_COLLECTIVE))
@@ -155,6 +167,8 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
                        2 * (size_t)workers);
     run.workers = (size_t)workers < run.nchunks ? workers : (int)run.nchunks;
     run.timeout_s = pool->config.timeout_s;
+    run.retries = pool->config.retries;
+    run.callback_retries = pool->config.retry_callback_errors ? pool->config.retries : 0;
 
     /* With a codec and no status array we still need to know which items
      * own memory, to release them if the map fails. */
@@ -192,13 +206,8 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
         pthread_mutex_unlock(&pool->map_lock);
     mh__free(own_status);
 
-    if (report) {
-        pool_report(report, &run, ops, rc, start);
-        /* Every worker of the pool's backend ran under the cap, the
-         * failing item's too; an inline run's caller may not have. */
-        report->memory_capped = !inline_run && run.failure.index != MH_NO_ITEM &&
-                                pool->config.worker_memory_max > 0;
-    }
+    if (report)
+        mh__report_fill(report, &run, ops, rc, start);
     return rc;
 }
 

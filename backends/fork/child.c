@@ -243,7 +243,7 @@ void fork_init_gate_bump(struct fork_shared *sh)
     /* Release: whatever changed before (init_left, init_failed) is seen
      * by a child that reads the new value. */
     atomic_fetch_add_explicit(&sh->init_gate, 1, memory_order_release);
-    syscall(SYS_futex, (uint32_t *)&sh->init_gate, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    mh__futex_wake(&sh->init_gate, INT_MAX);
 }
 
 /* With an init hook: count this child past its init, then wait until
@@ -262,7 +262,8 @@ static bool fork_child_gate(const struct fork_map *m)
             return false;
         if (atomic_load_explicit(&sh->init_left, memory_order_acquire) <= 0)
             return true;
-        syscall(SYS_futex, (uint32_t *)&sh->init_gate, FUTEX_WAIT, seen, NULL, NULL, 0);
+        /* Bounded: a wake that could not be made costs 10 ms, no hang. */
+        mh__futex_wait(&sh->init_gate, seen, 10000000u);
     }
 }
 
