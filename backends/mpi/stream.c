@@ -122,10 +122,13 @@ static int mpi_stream_merge(struct mpi_sroot *r, const struct mpi_result *res,
     if (view.failure.index != MH_NO_ITEM) {
         slot->fail = view.failure;
         slot->fail.index += slot->seq + slot->begin;
+        /* Relaxed, here and for view's codec_failed: view is this
+         * thread's alone. */
         slot->fail.count = atomic_load_explicit(&view.items_failed, memory_order_relaxed);
         /* Relaxed: the pump only stops pulling sooner (as mh__ring_run). */
         atomic_store_explicit(&ring->failed, 1, memory_order_relaxed);
     }
+    /* Relaxed: read after the stream, on this thread (as in a map). */
     if (atomic_load_explicit(&view.codec_failed, memory_order_relaxed))
         atomic_store_explicit(&st->run.codec_failed, 1, memory_order_relaxed);
     return rc;
@@ -175,6 +178,7 @@ static int mpi_stream_loop(struct mpi_sroot *r)
     bool idle = true; /* rank 0 has nothing of its own to run */
     int rc = MH_OK;
     while (!rc && !(rc = mh__mpi_listen_poll(r->mp, &r->listen, &st->run))) {
+        /* Relaxed: published is written by the pump, on this thread. */
         size_t before = atomic_load_explicit(&ring->published, memory_order_relaxed);
         /* A rank with room, or rank 0 that found nothing to run, is
          * idle: part-filled chunks go out, and the pump returns after
