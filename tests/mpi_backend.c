@@ -713,6 +713,62 @@ static int test_stream_shape_mismatch(const char *backend)
     return 0;
 }
 
+/*
+ * The library's Nth allocation fails on one rank (rank 0, then the last)
+ * during a stream of GMP factorials, N = 1, 2, ... until a stream makes
+ * fewer: every rank returns the same code (MH_OK, MH_ENOMEM, or
+ * MH_ECODEC for an item whose encode buffer could not grow), nobody
+ * hangs, and every rank's library allocations balance. Needs a
+ * MANYHANDS_FAULT_INJECTION build.
+ */
+static int test_stream_alloc_failures(const char *backend)
+{
+#ifndef MH_TEST_FAULTS
+    (void)backend;
+    fprintf(stderr, "not a fault-injection build: skipped\n");
+    return MH_SKIP;
+#else
+    int victims[2] = {0, world_size() - 1};
+    for (int v = 0; v < 2; v++) {
+        int failures = 0; /* streams that gave MH_ENOMEM or MH_ECODEC */
+        for (unsigned long nth = 1;; nth++) {
+            long live = mh__fault_live_allocs();
+            mh_pool *pool = mh_test_pool(backend, 0, 0, MH_STOP);
+            CHECK(pool);
+            struct mstream ms = mstream_of(3000);
+            ms.gmp = 1;
+            struct mh_stream_task task = {
+                .in_size = sizeof(int), .out_size = sizeof(mpz_t), .fn = ms_fn, .ctx = &ms,
+                .codec = &mhk_mpz_codec, .source = ms_source, .sink = ms_sink,
+            };
+            int armed = world_rank() == victims[v];
+            if (armed)
+                mh__fault_arm(MH__FAULT_ALLOC, nth);
+            struct mh_report report;
+            int rc = mh_stream(pool, &task, &report);
+            int reached = !armed || mh__fault_calls(MH__FAULT_ALLOC) >= nth;
+            mh__fault_arm(MH__FAULT_ALLOC, 0);
+            CHECK(rc == MH_OK || rc == MH_ENOMEM || rc == MH_ECODEC);
+            CHECK_OK(check_same_report(&report));
+            failures += rc != MH_OK;
+            if (rc == MH_OK && world_rank() == 0)
+                CHECK(ms.wrong == 0 && ms.sink_calls == 3000);
+            mh_pool_close(pool);
+            CHECK(mh__fault_live_allocs() == live);
+            int all_reached = 0;
+            CHECK(MPI_Allreduce(&reached, &all_reached, 1, MPI_INT, MPI_MIN,
+                                MPI_COMM_WORLD) == MPI_SUCCESS);
+            if (!all_reached)
+                break; /* the stream made fewer than nth allocations there */
+            CHECK(nth < 1000);
+        }
+        fprintf(stderr, "rank %d failing: %d streams failed\n", victims[v], failures);
+        CHECK(failures >= 1); /* its first allocation, at least, matters */
+    }
+    return 0;
+#endif
+}
+
 /* ------------------------------------------------------------ death */
 
 /* Kills its own process on the first item run on rank `victim` (a
@@ -778,6 +834,7 @@ static const struct mh_test tests[] = {
     MH_TEST(stream_big_items)
     MH_TEST(stream_same_code)
     MH_TEST(stream_shape_mismatch)
+    MH_TEST(stream_alloc_failures)
     MH_TEST_DIES(worker_rank_dies, "exited on signal 9")
     MH_TEST_DIES(root_rank_dies, "exited on signal 9")
     MH_TEST_DIES(worker_rank_exits, "exiting improperly")
