@@ -50,6 +50,7 @@ static int fstream_open(struct fstream *fs)
     m->slots = (struct fork_slot *)((unsigned char *)region + off_slots);
     m->arenas = m->codec ? (unsigned char *)region + off_arena : NULL;
     atomic_init(&m->sh->codec_failed, 0);
+    atomic_init(&m->sh->cancelled, 0);
     m->workers = mh__calloc(W, sizeof *m->workers);
     m->fds = mh__calloc(W, sizeof *m->fds);
     m->slot_of = mh__calloc(W, sizeof *m->slot_of);
@@ -120,6 +121,10 @@ static void fstream_loop(struct fstream *fs)
             if (fork_live(&m->workers[s]))
                 fstream_take(fs, s);
         int r = mh__stream_pump(fs->st);
+        /* Relaxed, both: "stop soon" flags. A cancel stopped the ring;
+         * mh_cancelled() in the children reads the shared flag. */
+        if (atomic_load_explicit(&m->run->cancelled, memory_order_relaxed))
+            atomic_store_explicit(&m->sh->cancelled, 1, memory_order_relaxed);
         if (m->rc || r == MH__PUMP_END || (r == MH__PUMP_DRAIN && !mh__ring_busy(ring)))
             return;
         if (r == MH__PUMP_MORE && fstream_want_child(fs)) {

@@ -196,6 +196,9 @@ void fstream_child(const struct fork_map *m, int s, const struct mh__fork_stdio 
     if (getppid() != m->parent)
         _exit(FORK_EXIT_ORPHAN);
     mh__fork_stdio_child_start(stdio);
+    /* Our copy of the run: mh_cancelled() in fn reads the shared flag
+     * the caller sets when the stream is cancelled. */
+    m->run->cancel_flag = &m->sh->cancelled;
     struct fstream_out o = {0, 0, NULL};
     if (m->codec && !(o.item = mh__calloc(1, fs->ring->out_size)))
         fstream_child_sys_failed(m, s);
