@@ -106,6 +106,19 @@ static void fstream_start_one(struct fstream *fs)
     fork_set_rc(&fs->m, rc);
 }
 
+/* Sleep on done_seq until it differs from seen or timeout_ns passes,
+ * without mh__ring_wait_done's spin; its value. */
+static uint32_t fstream_sleep_done(struct mh__ring *ring, uint32_t seen, uint64_t timeout_ns)
+{
+    /* seq_cst with mh__ring_done's bump and read of caller_waits. */
+    atomic_store(&ring->caller_waits, 1);
+    if (atomic_load(&ring->done_seq) == seen)
+        mh__futex_wait(&ring->done_seq, seen, timeout_ns);
+    atomic_store(&ring->caller_waits, 0);
+    /* Acquire: pairs with the bump, as mh__ring_wait_done's read. */
+    return atomic_load_explicit(&ring->done_seq, memory_order_acquire);
+}
+
 /* The caller's loop, until the pump says END, or DRAIN with no chunk
  * running, or the backend fails. */
 static void fstream_loop(struct fstream *fs)
@@ -143,7 +156,8 @@ static void fstream_loop(struct fstream *fs)
                 fork_set_rc(m, MH_ESYS);
             continue;
         }
-        uint32_t now = mh__ring_wait_done(ring, seen, fstream_slice_ns(fs));
+        uint32_t now = fs->no_spin ? fstream_sleep_done(ring, seen, fstream_slice_ns(fs))
+                                   : mh__ring_wait_done(ring, seen, fstream_slice_ns(fs));
         if (now == seen || mh__now_ns() - fs->looked_ns >= FSTREAM_LOOK_NS)
             fstream_look(fs);
     }
@@ -175,6 +189,9 @@ int fork_stream(void *state, struct mh__stream *st)
         },
         .st = st, .ring = st->ring,
         .one_item = st->run.task->codec || st->run.timeout_s > 0,
+        /* A spin only helps with a CPU to spare: with more children
+         * than CPUs it takes one from a child. */
+        .no_spin = workers > sysconf(_SC_NPROCESSORS_ONLN),
     };
     /* The caller runs no item: the pump publishes a part-filled chunk
      * soon and comes back after each chunk, so that results are

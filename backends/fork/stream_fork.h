@@ -43,6 +43,7 @@ struct fstream {
     struct mh__ring *ring;
     struct fstream_kid *kids;
     int started;       /* slots that have had a child */
+    bool no_spin;      /* more children than CPUs: sleep at once */
     bool one_item;     /* a timeout or a codec: publish each item */
     uint64_t looked_ns; /* when the pidfds were last looked at */
 };
