@@ -28,15 +28,16 @@ static void fstream_free(struct fstream *fs)
     fork_region_unmap(m); /* one that cannot be unmapped the pool keeps */
 }
 
-/* The region (counters, a slot per child, two arena halves per child
- * with a codec) and the caller's arrays. 0, MH_ENOMEM or MH_ESYS (the
+/* The region (counters, a slot and a gate per child, two arena halves
+ * per child with a codec) and the caller's arrays. 0, MH_ENOMEM or MH_ESYS (the
  * pool's kept map region could not be unmapped), everything released. */
 static int fstream_open(struct fstream *fs)
 {
     struct fork_map *m = &fs->m;
     size_t W = (size_t)m->nworkers;
     size_t off_slots = fstream_round64(sizeof(struct fork_shared));
-    size_t off_arena = off_slots + W * sizeof(struct fork_slot);
+    size_t off_gates = off_slots + W * sizeof(struct fork_slot);
+    size_t off_arena = fstream_round64(off_gates + W * sizeof *fs->gates);
     size_t size = off_arena + (m->codec ? W * 2 * FORK_HALF : 0);
     if (fork_region_drop(m->state)) /* the pool keeps one region at most */
         return MH_ESYS;
@@ -48,6 +49,7 @@ static int fstream_open(struct fstream *fs)
     m->region_size = size;
     m->sh = region;
     m->slots = (struct fork_slot *)((unsigned char *)region + off_slots);
+    fs->gates = (_Atomic uint32_t *)((unsigned char *)region + off_gates);
     m->arenas = m->codec ? (unsigned char *)region + off_arena : NULL;
     atomic_init(&m->sh->codec_failed, 0);
     atomic_init(&m->sh->cancelled, 0);

@@ -18,7 +18,15 @@ int fstream_spawn(struct fstream *fs, int s)
 {
     fs->kids[s].half = 0;
     fs->kids[s].fail = mh__failure_none();
+    /* Relaxed: the fork orders it before the child's first look. */
+    atomic_store_explicit(&fs->gates[s], 0, memory_order_relaxed);
     int rc = fork_spawn(&fs->m, s);
+    if (rc == MH_OK) {
+        /* Release: what we set for the child (its slot) before it goes;
+         * a failed wake costs the child one FSTREAM_SLICE_NS wait. */
+        atomic_store_explicit(&fs->gates[s], 1, memory_order_release);
+        mh__futex_wake(&fs->gates[s], 1);
+    }
     /* Record indices are c * (chunk + 1) + k: no bound but size_t's. */
     mh__record_stream_reset(&fs->m.workers[s].stream, SIZE_MAX);
     fs->kids[s].redo = MH_NO_ITEM; /* the child has its copy */

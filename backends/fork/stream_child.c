@@ -195,6 +195,9 @@ void fstream_child(const struct fork_map *m, int s, const struct mh__fork_stdio 
         fstream_child_sys_failed(m, s);
     if (getppid() != m->parent)
         _exit(FORK_EXIT_ORPHAN);
+    /* Acquire: pairs with the caller's release once it watches us. */
+    while (atomic_load_explicit(&fs->gates[s], memory_order_acquire) == 0)
+        mh__futex_wait(&fs->gates[s], 0, FSTREAM_SLICE_NS);
     mh__fork_stdio_child_start(stdio);
     /* Our copy of the run: mh_cancelled() in fn reads the shared flag
      * the caller sets when the stream is cancelled. */

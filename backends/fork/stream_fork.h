@@ -42,6 +42,10 @@ struct fstream {
     struct mh__stream *st;
     struct mh__ring *ring;
     struct fstream_kid *kids;
+    /* Per slot, shared: 1 (release, then a futex wake) once the caller
+     * watches the child through its pidfd. A child claims nothing before:
+     * one killed because its pidfd could not be opened holds no chunk. */
+    _Atomic uint32_t *gates;
     int started;       /* slots that have had a child */
     bool no_spin;      /* more children than CPUs: sleep at once */
     bool one_item;     /* a timeout or a codec: publish each item */
