@@ -121,6 +121,37 @@ static uint32_t fstream_sleep_done(struct mh__ring *ring, uint32_t seen, uint64_
     return atomic_load_explicit(&ring->done_seq, memory_order_acquire);
 }
 
+/* With an init hook: every child is forked and past its init before the
+ * source is first called, so that an init that fails (or a child that
+ * dies in it) ends the stream with MH_EINIT before anything is pulled. */
+static void fstream_start_inited(struct fstream *fs)
+{
+    struct fork_map *m = &fs->m;
+    while (!m->rc && fs->started < m->nworkers)
+        fstream_start_one(fs);
+    while (!m->rc) {
+        bool gone, waiting = false;
+        int nfds = fstream_watch(fs, &gone);
+        for (int s = 0; s < fs->started; s++) {
+            struct fork_worker *w = &m->workers[s];
+            /* Acquire, both: the child's release stores. */
+            bool inited = atomic_load_explicit(&m->slots[s].inited, memory_order_acquire);
+            if (atomic_load_explicit(&m->slots[s].init_failed, memory_order_acquire) ||
+                (w->life == FORK_GONE && !inited))
+                fork_set_rc(m, MH_EINIT); /* failed, or ended unseen in it */
+            waiting |= fork_live(w) && !inited;
+        }
+        if (m->rc || !waiting)
+            return;
+        int ready = mh__poll(m->fds, (nfds_t)nfds, 1);
+        if (ready < 0 && errno != EINTR)
+            fork_set_rc(m, mh__errno_code(errno));
+        for (int k = 0; ready > 0 && k < nfds; k++)
+            if (m->fds[k].revents && fstream_init_ended(fs, m->slot_of[k], FORK_RUNNING))
+                fork_set_rc(m, MH_EINIT); /* it died in its init */
+    }
+}
+
 /* The caller's loop, until the pump says END, or DRAIN with no chunk
  * running, or the backend fails. */
 static void fstream_loop(struct fstream *fs)
@@ -204,17 +235,24 @@ int fork_stream(void *state, struct mh__stream *st)
         mh__stream_finish(st);
         return rc;
     }
-    fstream_loop(&fs);
+    if (fs.m.state->config->init)
+        fstream_start_inited(&fs);
+    if (!fs.m.rc)
+        fstream_loop(&fs);
     /* The pump closed the ring (END) or stopped it (DRAIN): children exit
-     * from mh__ring_wait_work. After a failure of ours, kill them. */
-    if (fs.m.rc) {
+     * from mh__ring_wait_work, running their fini. After a failure of
+     * ours, stop them; kill them unless it was an init (the others then
+     * run their fini). */
+    if (fs.m.rc)
         fstream_stop(fs.ring);
+    if (fs.m.rc && fs.m.rc != MH_EINIT)
         fork_kill_all(&fs.m);
-    }
     fstream_reap_all(&fs);
     fstream_settle(&fs);
     if (atomic_load_explicit(&fs.m.sh->codec_failed, memory_order_relaxed))
         atomic_store_explicit(&st->run.codec_failed, 1, memory_order_relaxed);
+    if (fs.started > 0)
+        st->run.workers = fs.started; /* the report says how many ran */
     mh__stream_finish(st);
     rc = fs.m.rc;
     fstream_free(&fs);

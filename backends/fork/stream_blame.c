@@ -193,6 +193,15 @@ static void fstream_blame(struct fstream *fs, int s, size_t c, enum fork_life wa
     fstream_replace(fs, s, MH_NO_ITEM);
 }
 
+bool fstream_init_ended(const struct fstream *fs, int s, enum fork_life was)
+{
+    const struct fork_slot *slot = &fs->m.slots[s];
+    /* Acquire, both: the child's release stores before it ended. */
+    return atomic_load_explicit(&slot->init_failed, memory_order_acquire) ||
+           (fs->m.state->config->init && (was == FORK_RUNNING || was == FORK_GONE) &&
+            !atomic_load_explicit(&slot->inited, memory_order_acquire));
+}
+
 /* Child s ended: take its last records, reap it, account for it. */
 static void fstream_ended(struct fstream *fs, int s)
 {
@@ -207,6 +216,10 @@ static void fstream_ended(struct fstream *fs, int s)
     mh__record_stream_reset(&w->stream, SIZE_MAX); /* a partial record dies with it */
     if (atomic_load_explicit(&slot->sys_failed, memory_order_acquire))
         fork_set_rc(m, MH_ESYS); /* the child's own OS call, not its item */
+    if (fstream_init_ended(fs, s, was)) {
+        fork_set_rc(m, MH_EINIT); /* no item ran in it: nothing to blame */
+        return;
+    }
     size_t c = fstream_held(fs, s);
     if (c != MH_NO_ITEM)
         fstream_blame(fs, s, c, was, wstatus, pid);
@@ -216,7 +229,7 @@ static void fstream_ended(struct fstream *fs, int s)
 
 /* Fill m->fds with the live children's pidfds; their count. *gone: a
  * child ended that no pidfd will report. */
-static int fstream_watch(struct fstream *fs, bool *gone)
+int fstream_watch(struct fstream *fs, bool *gone)
 {
     struct fork_map *m = &fs->m;
     int nfds = 0;
@@ -325,7 +338,7 @@ void fstream_reap_all(struct fstream *fs)
 {
     struct fork_map *m = &fs->m;
     double until = mh__now() + FSTREAM_EXIT_S;
-    while (m->live > 0 && !m->rc) {
+    while (m->live > 0) {
         bool gone;
         int nfds = fstream_watch(fs, &gone);
         for (int s = 0; gone && s < fs->started; s++)

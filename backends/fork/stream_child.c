@@ -195,17 +195,29 @@ void fstream_child(const struct fork_map *m, int s, const struct mh__fork_stdio 
         fstream_child_sys_failed(m, s);
     if (getppid() != m->parent)
         _exit(FORK_EXIT_ORPHAN);
-    /* Acquire: pairs with the caller's release once it watches us. */
-    while (atomic_load_explicit(&fs->gates[s], memory_order_acquire) == 0)
-        mh__futex_wait(&fs->gates[s], 0, FSTREAM_SLICE_NS);
     mh__fork_stdio_child_start(stdio);
     /* Our copy of the run: mh_cancelled() in fn reads the shared flag
      * the caller sets when the stream is cancelled. */
     m->run->cancel_flag = &m->sh->cancelled;
+    const struct mh_config *config = m->state->config;
+    void *state;
+    int rc = fork_child_hooks_init(config, s, &state); /* the memory cap too */
+    if (rc == MH_ESYS)
+        fstream_child_sys_failed(m, s);
+    if (rc) {
+        atomic_store_explicit(&m->slots[s].init_failed, 1, memory_order_release);
+        mh__fork_stdio_child_end(stdio);
+        _exit(FORK_EXIT_INIT);
+    }
+    atomic_store_explicit(&m->slots[s].inited, 1, memory_order_release);
+    /* Acquire: pairs with the caller's release once it watches us. */
+    while (atomic_load_explicit(&fs->gates[s], memory_order_acquire) == 0)
+        mh__futex_wait(&fs->gates[s], 0, FSTREAM_SLICE_NS);
     struct fstream_out o = {0, 0, NULL};
     if (m->codec && !(o.item = mh__calloc(1, fs->ring->out_size)))
         fstream_child_sys_failed(m, s);
 
+    mh__worker_enter(s, state); /* for the rest of this process */
     struct mh__ring *ring = fs->ring;
     size_t c = fs->kids[s].redo;
     if (c != MH_NO_ITEM)
@@ -215,6 +227,7 @@ void fstream_child(const struct fork_map *m, int s, const struct mh__fork_stdio 
             fstream_child_chunk(fs, s, &o, c);
     } while (mh__ring_wait_work(ring));
     mh__free(o.item);
+    fork_child_hooks_fini(config, s, state);
     mh__fork_stdio_child_end(stdio);
     atomic_store_explicit(&m->slots[s].finished, 1, memory_order_release);
     _exit(0);

@@ -61,7 +61,9 @@ void fstream_fail_merge(struct mh__failure *into, const struct mh__failure *fail
 int fstream_spawn(struct fstream *fs, int s);
 void fstream_stop(struct mh__ring *ring);
 void fstream_take(struct fstream *fs, int s);
+int fstream_watch(struct fstream *fs, bool *gone);
 void fstream_look(struct fstream *fs);
+bool fstream_init_ended(const struct fstream *fs, int s, enum fork_life was);
 void fstream_enforce(struct fstream *fs);
 uint64_t fstream_slice_ns(const struct fstream *fs);
 void fstream_reap_all(struct fstream *fs);
