@@ -1849,6 +1849,38 @@ static int test_stream_small_jobs(const char *backend)
     return 0;
 }
 
+/* Recycling (worker_items_max 50): children end cleanly after 50 items,
+ * mid-chunk too, and fresh ones finish what they left; every result is
+ * delivered once, in order, plain and codec. */
+static int test_stream_recycled(const char *backend)
+{
+    for (int codec = 0; codec <= 1; codec++) {
+        struct sfault sf = {
+            .n = 1000, .codec = codec, .ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 0),
+        };
+        CHECK(sf.ctx);
+        sf.times = calloc(SFAULT_CAP, 1);
+        sf.status = calloc(SFAULT_CAP, 1);
+        CHECK(sf.times && sf.status);
+        struct mh_config config = {.backend = backend, .workers = 2, .worker_items_max = 50};
+        mh_pool *pool = NULL;
+        CHECK_RC(mh_pool_open(&pool, &config), MH_OK);
+        struct mh_stream_task task = {
+            .in_size = sizeof(size_t), .out_size = codec ? sizeof(struct blob) : sizeof(size_t),
+            .fn = sfault_fn, .ctx = &sf, .codec = codec ? &blob_codec : NULL,
+            .source = sfault_source, .sink = sfault_sink,
+        };
+        CHECK_RC(mh_stream(pool, &task, NULL), MH_OK);
+        mh_pool_close(pool);
+        CHECK(sf.delivered == 1000 && sf.ok == 1000 && sf.out_of_order == 0 &&
+              sf.bad_output == 0);
+        CHECK(atomic_load(&sf.ctx->pids[19]) != 0); /* 1000 / 50 children at least */
+        sfault_free(&sf);
+        munmap(sf.ctx, sizeof *sf.ctx);
+    }
+    return 0;
+}
+
 static int test_stream_parent_sigkill(const char *backend)
 {
     return parent_killed_in(backend, SIGKILL, true);
@@ -1898,6 +1930,7 @@ static const struct mh_test tests[] = {
     MH_TEST(stream_crashes)
     MH_TEST(stream_small_jobs)
     MH_TEST(stream_parent_sigkill)
+    MH_TEST(stream_recycled)
     {NULL, NULL},
 };
 

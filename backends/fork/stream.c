@@ -221,7 +221,10 @@ int fork_stream(void *state, struct mh__stream *st)
             .bell = {-1, -1}, .child = fstream_child,
         },
         .st = st, .ring = st->ring,
-        .one_item = st->run.task->codec || st->run.timeout_s > 0,
+        /* Item by item where an item's own time, its encode or the
+         * count of items a child may run matters. */
+        .one_item = st->run.task->codec || st->run.timeout_s > 0 ||
+                    ((struct fork_state *)state)->config->worker_items_max,
         /* A spin only helps with a CPU to spare: with more children
          * than CPUs it takes one from a child. */
         .no_spin = workers > sysconf(_SC_NPROCESSORS_ONLN),

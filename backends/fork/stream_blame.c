@@ -220,10 +220,14 @@ static void fstream_ended(struct fstream *fs, int s)
         fork_set_rc(m, MH_EINIT); /* no item ran in it: nothing to blame */
         return;
     }
+    /* Acquire, both: the child's release stores before it ended. A
+     * recycled child (worker_items_max) ended as planned: no item is
+     * blamed, and a fresh one takes over. */
+    bool recycled = atomic_load_explicit(&slot->recycled, memory_order_acquire);
     size_t c = fstream_held(fs, s);
     if (c != MH_NO_ITEM)
-        fstream_blame(fs, s, c, was, wstatus, pid);
-    else if (!atomic_load_explicit(&slot->finished, memory_order_acquire))
+        fstream_blame(fs, s, c, recycled ? FORK_STOPPING : was, wstatus, pid);
+    else if (recycled || !atomic_load_explicit(&slot->finished, memory_order_acquire))
         fstream_replace(fs, s, MH_NO_ITEM);
 }
 

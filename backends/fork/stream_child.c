@@ -12,11 +12,15 @@
 
 #include "stream_fork.h"
 
-/* A child's place in its arena, and its private output (codec). */
+/* A child's place in its arena, its private output (codec), the items
+ * it may still run (worker_items_max) and what its end needs. */
 struct fstream_out {
     int half;
     size_t used;
     unsigned char *item;
+    size_t left;
+    void *state;
+    const struct mh__fork_stdio *stdio;
 };
 
 void fstream_fail_merge(struct mh__failure *into, const struct mh__failure *fail)
@@ -128,6 +132,24 @@ static void fstream_child_encode(const struct fstream *fs, int s, struct fstream
     atomic_store_explicit(&fs->m.sh->codec_failed, 1, memory_order_relaxed);
 }
 
+/* The child's end: what it encoded handed over, its fini hook, its
+ * stdio; recycled: it ran worker_items_max items (a planned end, which
+ * the caller replaces, not a death it blames). */
+static _Noreturn void fstream_child_end(const struct fstream *fs, int s, struct fstream_out *o,
+                                        bool recycled)
+{
+    const struct fork_map *m = &fs->m;
+    if (o->item && o->used > 0)
+        fstream_child_publish(fs, s, o);
+    mh__free(o->item);
+    fork_child_hooks_fini(m->state->config, s, o->state);
+    mh__fork_stdio_child_end(o->stdio);
+    if (recycled)
+        atomic_store_explicit(&m->slots[s].recycled, 1, memory_order_release);
+    atomic_store_explicit(&m->slots[s].finished, 1, memory_order_release);
+    _exit(0);
+}
+
 /* Run what chunk c has left, one item at a time, publishing each (busy)
  * and skipping what is settled (a replaced child's chunk, whose records
  * that never reached the caller left items NOT_RUN before `begin`'s). */
@@ -166,6 +188,8 @@ static void fstream_child_items(const struct fstream *fs, int s, struct fstream_
         if (fail.index != MH_NO_ITEM) /* relaxed: the pump only stops pulling sooner */
             atomic_store_explicit(&ring->failed, 1, memory_order_relaxed);
         atomic_store_explicit(&slot->busy, MH_NO_ITEM, memory_order_release);
+        if (--o->left == 0 && k + 1 < ch->count)
+            fstream_child_end(fs, s, o, true); /* the caller hands on the rest */
     }
 }
 
@@ -213,7 +237,10 @@ void fstream_child(const struct fork_map *m, int s, const struct mh__fork_stdio 
     /* Acquire: pairs with the caller's release once it watches us. */
     while (atomic_load_explicit(&fs->gates[s], memory_order_acquire) == 0)
         mh__futex_wait(&fs->gates[s], 0, FSTREAM_SLICE_NS);
-    struct fstream_out o = {0, 0, NULL};
+    struct fstream_out o = {
+        .left = config->worker_items_max ? config->worker_items_max : SIZE_MAX,
+        .state = state, .stdio = stdio,
+    };
     if (m->codec && !(o.item = mh__calloc(1, fs->ring->out_size)))
         fstream_child_sys_failed(m, s);
 
@@ -223,12 +250,8 @@ void fstream_child(const struct fork_map *m, int s, const struct mh__fork_stdio 
     if (c != MH_NO_ITEM)
         fstream_child_chunk(fs, s, &o, c);
     do {
-        while (mh__ring_claim(ring, (unsigned)s, &c))
+        while (o.left > 0 && mh__ring_claim(ring, (unsigned)s, &c))
             fstream_child_chunk(fs, s, &o, c);
-    } while (mh__ring_wait_work(ring));
-    mh__free(o.item);
-    fork_child_hooks_fini(config, s, state);
-    mh__fork_stdio_child_end(stdio);
-    atomic_store_explicit(&m->slots[s].finished, 1, memory_order_release);
-    _exit(0);
+    } while (o.left > 0 && mh__ring_wait_work(ring));
+    fstream_child_end(fs, s, &o, o.left == 0);
 }
