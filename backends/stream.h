@@ -154,6 +154,9 @@ struct mh__stream {
                           * `published`), not yet published */
     uint64_t fill_ns;    /* when that slot's filling began */
     bool ended;          /* the source said MH_SOURCE_END */
+    bool grow;           /* adaptive: a chunk takes at most pulled / slots
+                          * items, so that a short stream of slow items
+                          * still spreads over every worker */
     bool self_idle;      /* the calling thread, a worker too, has nothing
                           * to run: part-filled chunks go out at once */
     bool halted;         /* ordered MH_STOP: nothing more is delivered */

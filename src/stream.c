@@ -112,18 +112,23 @@ static bool stream_pulling(const struct mh__stream *st)
     return st->on_error != MH_STOP || !atomic_load_explicit(&ring->failed, memory_order_relaxed);
 }
 
-/* Fill the slot being filled from the source until it is full or a
- * flush is due (looked at for each of the first 16 items, then every
- * 16th: the clock is not free). The source's last answer. */
+/* Fill the slot being filled from the source until it is full (growing:
+ * as many items as were pulled before it, per slot) or a flush is due
+ * (looked at for each of the first 16 items, then every 16th: the clock
+ * is not free). The source's last answer. */
 static int stream_fill(struct mh__stream *st)
 {
     const struct mh_stream_task *t = st->task;
     struct mh__ring *ring = st->ring;
     size_t c = atomic_load_explicit(&ring->published, memory_order_relaxed);
-    size_t filling = st->filling, seq = st->pulled;
+    size_t filling = st->filling, seq = st->pulled, full = ring->chunk;
+    if (st->grow && (seq - filling) / ring->slots < full)
+        full = (seq - filling) / ring->slots; /* pulled before this slot */
+    if (full <= filling)
+        full = filling + 1;
     unsigned char *item = ring->in + (mh__ring_item(ring, c) + filling) * t->in_size;
     int rc = MH_SOURCE_ITEM;
-    while (filling < ring->chunk) {
+    while (filling < full) {
         if (filling > 0 && (filling < 16 || filling % 16 == 0) && stream_flush_due(st))
             break;
         rc = t->source(item, seq, t->ctx);
@@ -147,7 +152,7 @@ static void stream_pull(struct mh__stream *st)
         if (st->filling == 0 && !stream_slot_begin(st))
             return; /* full: back-pressure */
         int rc = stream_fill(st);
-        if (rc == MH_SOURCE_ITEM) { /* full, or due */
+        if (rc == MH_SOURCE_ITEM) { /* full (for now), or due */
             stream_publish(st);
             if (st->self_idle)
                 return;
@@ -367,7 +372,10 @@ int mh_stream(mh_pool *pool, const struct mh_stream_task *t, struct mh_report *r
 
     struct mh_task inner = t ? stream_inner(t) : (struct mh_task){0};
     pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
-    struct mh__stream st = {.task = t, .on_error = pool->config.on_error};
+    struct mh__stream st = {
+        .task = t, .on_error = pool->config.on_error,
+        .grow = t && t->window == 0 && pool->config.chunk == 0,
+    };
     size_t chunk = 1, slots = 1;
     if (!rc)
         stream_plan(t, pool->config.chunk, workers, &chunk, &slots);
