@@ -205,6 +205,7 @@ void fork_after_end(struct fork_map *m, int s, enum fork_life was, int wstatus);
 int fork_retry_open(struct fork_map *m);
 void fork_retry_close(struct fork_map *m);
 bool fork_retry_charge(struct fork_map *m, size_t i);
+bool fork_retry_charge_seq(struct fork_map *m, size_t *keys, size_t at, size_t seq);
 int fork_retry_attempts(const struct fork_map *m, size_t i);
 
 /* stream.c: the ops table's stream slot (stream_fork.h) */

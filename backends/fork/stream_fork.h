@@ -46,6 +46,10 @@ struct fstream {
      * watches the child through its pidfd. A child claims nothing before:
      * one killed because its pidfd could not be opened holds no chunk. */
     _Atomic uint32_t *gates;
+    /* With config.retries: per ring item (slots * chunk), the sequence
+     * number whose retries m.charged counts there (a slot's count is
+     * reset when it first counts for a new item). */
+    size_t *charged_seq;
     int started;       /* slots that have had a child */
     bool no_spin;      /* more children than CPUs: sleep at once */
     bool one_item;     /* a timeout or a codec: publish each item */
