@@ -193,6 +193,8 @@ void fork_kill_all(struct fork_map *m);
 
 /* wait.c: the caller's wait */
 void fork_wait(struct fork_map *m);
+double fork_item_ran(const struct fork_map *m, int s, uint64_t now_ns, size_t *item);
+void fork_enforce(struct fork_map *m, double now);
 void fork_check_cancel(struct fork_map *m);
 
 /* blame.c: what a failure or a child's end means for the map */

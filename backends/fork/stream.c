@@ -176,7 +176,7 @@ static void fstream_loop(struct fstream *fs)
                 fstream_take(fs, s);
         int r = mh__stream_pump(fs->st);
         /* A cancel stopped the ring: as in a map, the children are sent
-         * SIGTERM (SIGKILL after the grace, fstream_enforce), and
+         * SIGTERM (SIGKILL after the grace, fork_enforce), and
          * mh_cancelled() in them reads the shared flag. */
         fork_check_cancel(m);
         if (m->rc || r == MH__PUMP_END || (r == MH__PUMP_DRAIN && !mh__ring_busy(ring)))
@@ -185,7 +185,7 @@ static void fstream_loop(struct fstream *fs)
             fstream_start_one(fs);
             continue;
         }
-        fstream_enforce(fs);
+        fork_enforce(m, mh__now());
         if (r == MH__PUMP_MORE && fstream_room(fs)) {
             if (mh__now_ns() - fs->looked_ns >= FSTREAM_LOOK_NS)
                 fstream_look(fs);

@@ -286,47 +286,6 @@ void fstream_look(struct fstream *fs)
             fstream_ended(fs, s);
 }
 
-/* Seconds the item child s runs (*item) has run, or -1 when it runs
- * none (or waits for the caller, which is not its time). */
-static double fstream_ran(const struct fstream *fs, int s, uint64_t now_ns, size_t *item)
-{
-    const struct fork_slot *slot = &fs->m.slots[s];
-    /* Acquire: pairs with the child's release after started_ns. */
-    size_t busy = atomic_load_explicit(&slot->busy, memory_order_acquire);
-    *item = busy;
-    if (busy == MH_NO_ITEM)
-        return -1;
-    uint64_t start = atomic_load_explicit(&slot->started_ns, memory_order_relaxed);
-    return now_ns > start ? (double)(now_ns - start) * 1e-9 : 0;
-}
-
-/* Kill children past their grace; SIGTERM those past their item's
- * deadline (as a map's fork_enforce does). */
-void fstream_enforce(struct fstream *fs)
-{
-    struct fork_map *m = &fs->m;
-    double now = mh__now();
-    uint64_t now_ns = mh__now_ns();
-    for (int s = 0; s < fs->started; s++) {
-        struct fork_worker *w = &m->workers[s];
-        if (w->life == FORK_STOPPING || w->life == FORK_TIMING_OUT) {
-            if (now - w->term_at >= FORK_GRACE_S) {
-                fork_signal(m, w, SIGKILL);
-                w->life = w->life == FORK_STOPPING ? FORK_KILLED : FORK_TIMEOUT_KILLED;
-            }
-            continue;
-        }
-        size_t item;
-        if (w->life != FORK_RUNNING || m->run->timeout_s <= 0 ||
-            fstream_ran(fs, s, now_ns, &item) < m->run->timeout_s)
-            continue;
-        w->timed_out = item;
-        w->life = FORK_TIMING_OUT;
-        w->term_at = now;
-        fork_signal(m, w, SIGTERM);
-    }
-}
-
 /* How long the caller may sleep on done_seq: a slice, or less to the
  * nearest item deadline or grace. */
 uint64_t fstream_slice_ns(const struct fstream *fs)
@@ -341,7 +300,7 @@ uint64_t fstream_slice_ns(const struct fstream *fs)
         if (w->life == FORK_STOPPING || w->life == FORK_TIMING_OUT)
             t = w->term_at + FORK_GRACE_S - now;
         else if (w->life == FORK_RUNNING && timeout > 0) {
-            double ran = fstream_ran(fs, s, now_ns, &item);
+            double ran = fork_item_ran(m, s, now_ns, &item);
             t = ran < 0 ? timeout : timeout - ran;
         } else
             continue;

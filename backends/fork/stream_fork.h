@@ -6,7 +6,9 @@
  *   stream.c        the op: the region, starting children, the caller's
  *                   loop (pump, wait on done_seq, look at pidfds), the end
  *   stream_child.c  a child's life: claim, run, mark done or encode
- *   stream_blame.c  a child's end, timeouts, codec records into the ring
+ *   stream_blame.c  a child's end (blame, retries, a cancel's CANCELLED), the
+ *                   sleep to the next deadline (wait.c's fork_enforce acts),
+ *                   codec records into the ring
  *
  * A child's slot (struct fork_slot, the map's) says which item it runs
  * (busy, started_ns: with a timeout or a codec) and hands over its arena
@@ -68,7 +70,6 @@ void fstream_take(struct fstream *fs, int s);
 int fstream_watch(struct fstream *fs, bool *gone);
 void fstream_look(struct fstream *fs);
 bool fstream_init_ended(const struct fstream *fs, int s, enum fork_life was);
-void fstream_enforce(struct fstream *fs);
 uint64_t fstream_slice_ns(const struct fstream *fs);
 void fstream_reap_all(struct fstream *fs);
 
