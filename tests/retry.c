@@ -534,6 +534,56 @@ static int test_retry_fork_fails(const char *backend)
 #endif
 }
 
+/* A stream with retries, under faults: the fresh child of a retry
+ * cannot be forked → MH_EAGAIN, the crashed item never delivered OK; then
+ * every allocation of the stream failing in turn (the retry counters
+ * among them) → MH_ENOMEM or a stream in full. Nothing is left either
+ * way (allocations, mappings; the runner: children, descriptors). */
+static int test_stream_retry_faults(const char *backend)
+{
+#ifndef MH_TEST_FAULTS
+    (void)backend;
+    fprintf(stderr, "not a fault-injection build: skipped\n");
+    return MH_SKIP;
+#else
+    enum { N = 2000, WORKERS = 2 };
+    static long out[N];
+    static uint8_t status[N];
+    struct retry_ctx ctx;
+    CHECK(ctx_open(&ctx, N) == 0);
+    ctx.act[700] = ACT_CRASH_ONCE;
+    mh_pool *pool = retry_pool(backend, WORKERS, 100, MH_CONTINUE, 1, 0, 0);
+    CHECK(pool);
+    long allocs = mh__fault_live_allocs(), maps = mh__fault_live_maps();
+    mh__fault_arm(MH__FAULT_FORK, WORKERS + 1); /* the first fork after the crash */
+    struct mh_report report;
+    int rc = retry_stream(pool, &ctx, out, status, &report);
+    unsigned long injected = mh__fault_injected(MH__FAULT_FORK);
+    mh__fault_arm(MH__FAULT_FORK, 0);
+    CHECK_RC(rc, MH_EAGAIN);
+    CHECK(injected == 1 && status[700] != MH_ITEM_OK);
+    CHECK(mh__fault_live_allocs() == allocs && mh__fault_live_maps() == maps);
+    for (unsigned long nth = 1;; nth++) {
+        memset(ctx.runs, 0, N * sizeof *ctx.runs);
+        mh__fault_arm(MH__FAULT_ALLOC, nth);
+        rc = retry_stream(pool, &ctx, out, status, &report);
+        unsigned long calls = mh__fault_calls(MH__FAULT_ALLOC);
+        mh__fault_arm(MH__FAULT_ALLOC, 0);
+        CHECK(mh__fault_live_allocs() == allocs && mh__fault_live_maps() == maps);
+        if (calls < nth) { /* nothing failed: the stream ran in full */
+            CHECK_RC(rc, MH_OK);
+            CHECK(status[700] == MH_ITEM_OK && out[700] == expected(700));
+            fprintf(stderr, "%lu allocations failed in turn\n", nth - 1);
+            break;
+        }
+        CHECK_RC(rc, MH_ENOMEM);
+    }
+    mh_pool_close(pool);
+    ctx_close(&ctx);
+    return 0;
+#endif
+}
+
 /* curl's torture, over a map that retries: the Nth allocation, mmap,
  * fork or pidfd_open fails, N = 1, 2, ... until a run makes fewer such
  * calls. Each run returns the call's code (mh__fault_code) or absorbs it
@@ -737,6 +787,7 @@ static const struct mh_test tests[] = {
     MH_TEST_ON(stream_chunk_mates_not_charged, "fork")
     MH_TEST_ON(stream_timeout_retried, "fork")
     MH_TEST_ON(retry_fork_fails, "fork")
+    MH_TEST_ON(stream_retry_faults, "fork")
     MH_TEST_ON(retry_torture, "fork")
     MH_TEST(open_with_retries)
     MH_TEST(callback_retried)
