@@ -85,6 +85,7 @@ struct canceller {
     int by_signal;
     pthread_t target; /* the map's thread, for the signal */
     pthread_t thread;
+    double cancelled_at; /* mh_test_now_s() just before the cancel */
 };
 
 static mh_pool *ctl_signal_pool;
@@ -100,6 +101,7 @@ static void *canceller_main(void *arg)
     struct canceller *c = arg;
     for (int t = 0; t < 20000 && atomic_load(&c->sh->started) < c->after; t++)
         mh_test_sleep_ms(1);
+    c->cancelled_at = mh_test_now_s();
     if (c->by_signal)
         pthread_kill(c->target, SIGUSR1);
     else
@@ -537,7 +539,10 @@ static int test_cancel_kills_long_item(const char *backend)
 /* A stream of N items: the source counts, the sink checks each result. */
 struct ctl_stream {
     struct ctl_ctx item;
+    int stubborn;   /* >0: items from this seq on sleep 10 s, ignoring
+                     * SIGTERM and mh_cancelled() (fork) */
     size_t delivered, wrong;
+    size_t ncancelled, cancelled_seq; /* sink: MH_ITEM_CANCELLED items */
 };
 
 static int ctl_source(void *item, size_t seq, void *vctx)
@@ -562,19 +567,28 @@ static int ctl_sink(size_t seq, int status, void *out, void *vctx)
     struct ctl_stream *cs = vctx;
     cs->delivered++;
     cs->wrong += status == MH_ITEM_OK && *(int *)out != ctl_value((int)seq);
+    if (status == MH_ITEM_CANCELLED) {
+        cs->ncancelled++;
+        cs->cancelled_seq = seq;
+    }
     return 0;
 }
 
 static int fn_ctl_stream(const void *in, void *out, void *vctx)
 {
     struct ctl_stream *cs = vctx;
+    if (cs->stubborn > 0 && *(const int *)in >= cs->stubborn) {
+        signal(SIGTERM, SIG_IGN); /* only the grace's SIGKILL ends it */
+        atomic_fetch_add(&cs->item.sh->started, 1);
+        mh_test_sleep_ms(10000);
+        atomic_store(&cs->item.sh->long_done, 1);
+    }
     return fn_ctl(in, out, &cs->item);
 }
 
 /* Cancel mid-stream from another thread (mpi: on the last rank, whose
  * cancel ends the stream on every rank): MH_EINTR, fewer than N items
- * delivered, each right; then the pool streams in full. A backend that
- * has no streams yet skips. */
+ * delivered, each right; then the pool streams in full. */
 static int test_cancel_mid_stream(const char *backend)
 {
     struct ctl_shared *sh = ctl_map_shared();
@@ -612,6 +626,78 @@ static int test_cancel_mid_stream(const char *backend)
     return 0;
 }
 
+/* A stream item's result through a codec: the int as a heap string. */
+static int fn_ctl_stream_bytes(const void *in, void *out, void *vctx)
+{
+    int value;
+    int rc = fn_ctl_stream(in, &value, vctx);
+    if (rc)
+        return rc;
+    struct mh_test_bytes *b = out;
+    b->len = (size_t)snprintf(NULL, 0, "%d", value) + 1;
+    if (!(b->p = mh_test_bytes_alloc(b->len)))
+        return 1;
+    snprintf(b->p, b->len, "%d", value);
+    return 0;
+}
+
+static int ctl_sink_bytes(size_t seq, int status, void *out, void *vctx)
+{
+    int value = status == MH_ITEM_OK ? atoi(((struct mh_test_bytes *)out)->p) : 0;
+    return ctl_sink(seq, status, &value, vctx);
+}
+
+/* fork: a stream is cancelled while its item 10 runs for 10 s ignoring
+ * SIGTERM, plain and through a codec. The child is killed after the
+ * grace, the item is delivered MH_ITEM_CANCELLED (plain: after items 0-9,
+ * OK; codec: after those whose records the child had handed over),
+ * nothing after it, no decoded result is left uncleared, no child is
+ * left, and the stream returns MH_EINTR. Prints how long the return took
+ * after the cancel (a figure, not a check). */
+static int test_cancel_kills_stream_item(const char *backend)
+{
+    struct ctl_shared *sh = ctl_map_shared();
+    CHECK(sh);
+    mh_pool *pool = mh_test_pool(backend, 1, 0, MH_CONTINUE);
+    CHECK(pool);
+    for (int codec = 0; codec <= 1; codec++) {
+        memset(sh, 0, sizeof *sh);
+        struct ctl_stream cs = {.item = {.sh = sh, .crash_at = -1, .long_item = -1},
+                                .stubborn = 10};
+        struct mh_stream_task stream = {
+            .in_size = sizeof(int), .out_size = sizeof(int), .fn = fn_ctl_stream, .ctx = &cs,
+            .source = ctl_source, .sink = ctl_sink,
+        };
+        if (codec) {
+            stream.out_size = sizeof(struct mh_test_bytes);
+            stream.fn = fn_ctl_stream_bytes;
+            stream.sink = ctl_sink_bytes;
+            stream.codec = &mh_test_bytes_codec;
+            /* Results the child had not handed over die with it (NOT_RUN,
+             * as in a map): as completed, they leave no ordered gap. */
+            stream.order = MH_AS_COMPLETED;
+        }
+        struct canceller c = {.pool = pool, .sh = sh, .after = 11};
+        CHECK(pthread_create(&c.thread, NULL, canceller_main, &c) == 0);
+        struct mh_report report;
+        int rc = mh_stream(pool, &stream, &report);
+        double returned = mh_test_now_s();
+        pthread_join(c.thread, NULL);
+        CHECK_RC(rc, MH_EINTR);
+        fprintf(stderr, "codec %d: cancel to return: %.1f ms\n", codec,
+                (returned - c.cancelled_at) * 1e3);
+        CHECK(atomic_load(&sh->long_done) == 0);
+        CHECK(cs.wrong == 0 && cs.ncancelled == 1 && cs.cancelled_seq == 10);
+        CHECK(report.items_failed == 0 && cs.delivered == report.items_done + 1);
+        CHECK(codec || report.items_done == 10);
+        CHECK(mh_test_bytes_live() == 0);
+        CHECK(mh_test_no_child());
+    }
+    mh_pool_close(pool);
+    munmap(sh, sizeof *sh);
+    return 0;
+}
+
 static const struct mh_test tests[] = {
     MH_TEST(cancel_from_thread)
     MH_TEST(cancel_from_signal)
@@ -626,6 +712,7 @@ static const struct mh_test tests[] = {
     MH_TEST_ON(cancelled_visible, "seq,threads,openmp,fork")
     MH_TEST_ONCE_ON(cancel_kills_long_item, "fork")
     MH_TEST(cancel_mid_stream)
+    MH_TEST_ONCE_ON(cancel_kills_stream_item, "fork")
     {NULL, NULL},
 };
 

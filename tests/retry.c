@@ -14,6 +14,7 @@
  * left).
  */
 #include <signal.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -343,6 +344,198 @@ static int test_timeout_retried(const char *backend)
     return 0;
 }
 
+/* ------------------------------------------------- fork: stream retries */
+
+/* A stream of ctx->n items (seq i: in = i) through fn_retry; the sink
+ * keeps each item's output and status by sequence number. */
+struct retry_stream {
+    struct retry_ctx *ctx;
+    long *out;
+    uint8_t *status;
+    bool codec; /* results as fn_retry_bytes's strings */
+};
+
+static int retry_source(void *item, size_t seq, void *vrs)
+{
+    const struct retry_stream *rs = vrs;
+    if (seq >= rs->ctx->n)
+        return MH_SOURCE_END;
+    *(int *)item = (int)seq;
+    return MH_SOURCE_ITEM;
+}
+
+static int retry_sink(size_t seq, int status, void *out, void *vrs)
+{
+    struct retry_stream *rs = vrs;
+    rs->status[seq] = (uint8_t)status;
+    if (status == MH_ITEM_OK && rs->codec)
+        rs->out[seq] = strtol(((struct mh_test_bytes *)out)->p, NULL, 10);
+    else if (status == MH_ITEM_OK)
+        rs->out[seq] = *(long *)out;
+    return 0;
+}
+
+static int fn_retry_stream(const void *in, void *out, void *vrs)
+{
+    const struct retry_stream *rs = vrs;
+    return rs->codec ? fn_retry_bytes(in, out, rs->ctx) : fn_retry(in, out, rs->ctx);
+}
+
+static int retry_stream_as(mh_pool *pool, struct retry_ctx *ctx, long *out, uint8_t *status,
+                           struct mh_report *report, bool codec)
+{
+    struct retry_stream rs = {.ctx = ctx, .out = out, .status = status, .codec = codec};
+    memset(status, MH_ITEM_NOT_RUN, ctx->n);
+    struct mh_stream_task task = {
+        .in_size = sizeof(int), .out_size = codec ? sizeof(struct mh_test_bytes) : sizeof(long),
+        .fn = fn_retry_stream, .ctx = &rs, .codec = codec ? &mh_test_bytes_codec : NULL,
+        .source = retry_source, .sink = retry_sink,
+    };
+    return mh_stream(pool, &task, report);
+}
+
+static int retry_stream(mh_pool *pool, struct retry_ctx *ctx, long *out, uint8_t *status,
+                        struct mh_report *report)
+{
+    return retry_stream_as(pool, ctx, out, status, report, false);
+}
+
+/* 1% of a stream's items crash once, retries 1: every item is delivered
+ * OK with the bytes seq gives, only the crashing ones ran twice, and the
+ * stream does not stop for them (MH_STOP). */
+static int test_stream_crash_once_all_ok(const char *backend)
+{
+    enum { N = 3000 };
+    static long out[N];
+    static uint8_t status[N];
+    struct retry_ctx ctx;
+    CHECK(ctx_open(&ctx, N) == 0);
+    for (size_t i = 37; i < N; i += 100)
+        ctx.act[i] = ACT_CRASH_ONCE;
+    mh_pool *pool = retry_pool(backend, 2, 0, MH_STOP, 1, 0, 0);
+    CHECK(pool);
+    struct mh_report report;
+    CHECK_RC(retry_stream(pool, &ctx, out, status, &report), MH_OK);
+    mh_pool_close(pool);
+    CHECK(report.items_done == N && report.items_failed == 0 && report.attempts == 0);
+    CHECK_OK(check_others(&ctx, out, status, MH_NO_ITEM, true));
+    for (size_t i = 37; i < N; i += 100)
+        CHECK(status[i] == MH_ITEM_OK && out[i] == expected((int)i) &&
+              atomic_load(&ctx.runs[i]) == 2);
+    ctx_close(&ctx);
+    return 0;
+}
+
+/* The same through a codec: every item delivered OK with its string;
+ * the records a dead child had not handed over are lost, so those items
+ * run again, uncharged; no decoded result is left uncleared. */
+static int test_stream_crash_once_codec(const char *backend)
+{
+    enum { N = 5000 };
+    static long out[N];
+    static uint8_t status[N];
+    struct retry_ctx ctx;
+    CHECK(ctx_open(&ctx, N) == 0);
+    for (size_t i = 11; i < N; i += 100)
+        ctx.act[i] = ACT_CRASH_ONCE;
+    long live = mh_test_bytes_live();
+    mh_pool *pool = retry_pool(backend, 2, 0, MH_STOP, 1, 0, 0);
+    CHECK(pool);
+    struct mh_report report;
+    CHECK_RC(retry_stream_as(pool, &ctx, out, status, &report, true), MH_OK);
+    mh_pool_close(pool);
+    CHECK(report.items_done == N && report.attempts == 0);
+    for (int i = 0; i < N; i++) {
+        CHECK(status[i] == MH_ITEM_OK && out[i] == expected(i));
+        CHECK(atomic_load(&ctx.runs[i]) >= (ctx.act[i] == ACT_OK ? 1 : 2));
+    }
+    CHECK(mh_test_bytes_live() == live);
+    ctx_close(&ctx);
+    return 0;
+}
+
+/* One stream item always crashes: delivered CRASHED after retries + 1
+ * runs (report.attempts), every other item delivered OK, run once
+ * (MH_CONTINUE). */
+static int test_stream_always_crashes(const char *backend)
+{
+    enum { N = 3000, BAD = 1234 };
+    static long out[N];
+    static uint8_t status[N];
+    const int retries[] = {0, 1, 3};
+    for (size_t r = 0; r < sizeof retries / sizeof *retries; r++) {
+        struct retry_ctx ctx;
+        CHECK(ctx_open(&ctx, N) == 0);
+        ctx.act[BAD] = ACT_CRASH;
+        mh_pool *pool = retry_pool(backend, 2, 64, MH_CONTINUE, retries[r], 0, 0);
+        CHECK(pool);
+        struct mh_report report;
+        CHECK_RC(retry_stream(pool, &ctx, out, status, &report), MH_EWORKER);
+        mh_pool_close(pool);
+        CHECK(report.failed_index == BAD && report.failed_status == MH_ITEM_CRASHED);
+        CHECK(report.worker_signal == SIGKILL && report.attempts == retries[r] + 1);
+        CHECK(atomic_load(&ctx.runs[BAD]) == retries[r] + 1);
+        CHECK(status[BAD] == MH_ITEM_CRASHED);
+        CHECK(report.items_failed == 1 && report.items_done == N - 1);
+        CHECK_OK(check_others(&ctx, out, status, BAD, true));
+        ctx_close(&ctx);
+    }
+    return 0;
+}
+
+/* Dask#5234 in a stream: every tenth item of one 500-item chunk crashes
+ * once, retries 1. Its chunk mates, run by the fresh children, are not
+ * charged: all are delivered OK, the crashing ones after two runs. */
+static int test_stream_chunk_mates_not_charged(const char *backend)
+{
+    enum { N = 1000, CHUNK = 500 };
+    static long out[N];
+    static uint8_t status[N];
+    for (int workers = 1; workers <= 2; workers++) {
+        struct retry_ctx ctx;
+        CHECK(ctx_open(&ctx, N) == 0);
+        for (size_t i = 5; i < CHUNK; i += 10)
+            ctx.act[i] = ACT_CRASH_ONCE;
+        mh_pool *pool = retry_pool(backend, workers, CHUNK, MH_STOP, 1, 0, 0);
+        CHECK(pool);
+        struct mh_report report;
+        CHECK_RC(retry_stream(pool, &ctx, out, status, &report), MH_OK);
+        mh_pool_close(pool);
+        CHECK(report.items_done == N && report.attempts == 0);
+        CHECK_OK(check_others(&ctx, out, status, MH_NO_ITEM, true));
+        for (size_t i = 5; i < CHUNK; i += 10)
+            CHECK(status[i] == MH_ITEM_OK && atomic_load(&ctx.runs[i]) == 2);
+        ctx_close(&ctx);
+    }
+    return 0;
+}
+
+/* A timed-out stream item is retried like a crashed one: one that hangs
+ * once is delivered OK; one that always hangs times out after 2 runs. */
+static int test_stream_timeout_retried(const char *backend)
+{
+    enum { N = 400, ONCE = 17, ALWAYS = 301 };
+    static long out[N];
+    static uint8_t status[N];
+    struct retry_ctx ctx;
+    CHECK(ctx_open(&ctx, N) == 0);
+    ctx.act[ONCE] = ACT_HANG_ONCE;
+    ctx.act[ALWAYS] = ACT_HANG;
+    mh_pool *pool = retry_pool(backend, 2, 0, MH_CONTINUE, 1, 0, 1.0);
+    CHECK(pool);
+    struct mh_report report;
+    CHECK_RC(retry_stream(pool, &ctx, out, status, &report), MH_ETIMEDOUT);
+    mh_pool_close(pool);
+    CHECK(status[ONCE] == MH_ITEM_OK && atomic_load(&ctx.runs[ONCE]) == 2);
+    CHECK(out[ONCE] == expected(ONCE));
+    CHECK(report.failed_index == ALWAYS && report.attempts == 2);
+    CHECK(status[ALWAYS] == MH_ITEM_TIMED_OUT && atomic_load(&ctx.runs[ALWAYS]) == 2);
+    CHECK(report.items_failed == 1);
+    CHECK_OK(check_others(&ctx, out, status, MH_NO_ITEM, true));
+    ctx_close(&ctx);
+    return 0;
+}
+
 /* The fresh worker of a retry cannot be forked: the map returns
  * MH_EAGAIN, and nothing it made is left (the runner checks children and
  * descriptors; here allocations and mappings). */
@@ -372,6 +565,56 @@ static int test_retry_fork_fails(const char *backend)
     CHECK(report.code == MH_EAGAIN && injected == 1);
     CHECK(status[700] == MH_ITEM_NOT_RUN); /* never passed off as done */
     CHECK(mh__fault_live_allocs() == allocs && mh__fault_live_maps() == maps);
+    mh_pool_close(pool);
+    ctx_close(&ctx);
+    return 0;
+#endif
+}
+
+/* A stream with retries, under faults: the fresh child of a retry
+ * cannot be forked → MH_EAGAIN, the crashed item never delivered OK; then
+ * every allocation of the stream failing in turn (the retry counters
+ * among them) → MH_ENOMEM or a stream in full. Nothing is left either
+ * way (allocations, mappings; the runner: children, descriptors). */
+static int test_stream_retry_faults(const char *backend)
+{
+#ifndef MH_TEST_FAULTS
+    (void)backend;
+    fprintf(stderr, "not a fault-injection build: skipped\n");
+    return MH_SKIP;
+#else
+    enum { N = 2000, WORKERS = 2 };
+    static long out[N];
+    static uint8_t status[N];
+    struct retry_ctx ctx;
+    CHECK(ctx_open(&ctx, N) == 0);
+    ctx.act[700] = ACT_CRASH_ONCE;
+    mh_pool *pool = retry_pool(backend, WORKERS, 100, MH_CONTINUE, 1, 0, 0);
+    CHECK(pool);
+    long allocs = mh__fault_live_allocs(), maps = mh__fault_live_maps();
+    mh__fault_arm(MH__FAULT_FORK, WORKERS + 1); /* the first fork after the crash */
+    struct mh_report report;
+    int rc = retry_stream(pool, &ctx, out, status, &report);
+    unsigned long injected = mh__fault_injected(MH__FAULT_FORK);
+    mh__fault_arm(MH__FAULT_FORK, 0);
+    CHECK_RC(rc, MH_EAGAIN);
+    CHECK(injected == 1 && status[700] != MH_ITEM_OK);
+    CHECK(mh__fault_live_allocs() == allocs && mh__fault_live_maps() == maps);
+    for (unsigned long nth = 1;; nth++) {
+        memset(ctx.runs, 0, N * sizeof *ctx.runs);
+        mh__fault_arm(MH__FAULT_ALLOC, nth);
+        rc = retry_stream(pool, &ctx, out, status, &report);
+        unsigned long calls = mh__fault_calls(MH__FAULT_ALLOC);
+        mh__fault_arm(MH__FAULT_ALLOC, 0);
+        CHECK(mh__fault_live_allocs() == allocs && mh__fault_live_maps() == maps);
+        if (calls < nth) { /* nothing failed: the stream ran in full */
+            CHECK_RC(rc, MH_OK);
+            CHECK(status[700] == MH_ITEM_OK && out[700] == expected(700));
+            fprintf(stderr, "%lu allocations failed in turn\n", nth - 1);
+            break;
+        }
+        CHECK_RC(rc, MH_ENOMEM);
+    }
     mh_pool_close(pool);
     ctx_close(&ctx);
     return 0;
@@ -576,7 +819,13 @@ static const struct mh_test tests[] = {
     MH_TEST_ON(always_crashes, "fork")
     MH_TEST_ON(chunk_mates_not_charged, "fork")
     MH_TEST_ON(timeout_retried, "fork")
+    MH_TEST_ON(stream_crash_once_all_ok, "fork")
+    MH_TEST_ON(stream_crash_once_codec, "fork")
+    MH_TEST_ON(stream_always_crashes, "fork")
+    MH_TEST_ON(stream_chunk_mates_not_charged, "fork")
+    MH_TEST_ON(stream_timeout_retried, "fork")
     MH_TEST_ON(retry_fork_fails, "fork")
+    MH_TEST_ON(stream_retry_faults, "fork")
     MH_TEST_ON(retry_torture, "fork")
     MH_TEST(open_with_retries)
     MH_TEST(callback_retried)

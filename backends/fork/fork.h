@@ -193,6 +193,8 @@ void fork_kill_all(struct fork_map *m);
 
 /* wait.c: the caller's wait */
 void fork_wait(struct fork_map *m);
+double fork_item_ran(const struct fork_map *m, int s, uint64_t now_ns, size_t *item);
+void fork_enforce(struct fork_map *m, double now);
 void fork_check_cancel(struct fork_map *m);
 
 /* blame.c: what a failure or a child's end means for the map */
@@ -205,6 +207,7 @@ void fork_after_end(struct fork_map *m, int s, enum fork_life was, int wstatus);
 int fork_retry_open(struct fork_map *m);
 void fork_retry_close(struct fork_map *m);
 bool fork_retry_charge(struct fork_map *m, size_t i);
+bool fork_retry_charge_seq(struct fork_map *m, size_t *keys, size_t at, size_t seq);
 int fork_retry_attempts(const struct fork_map *m, size_t i);
 
 /* stream.c: the ops table's stream slot (stream_fork.h) */

@@ -5,7 +5,10 @@
  * after a charge inherits (mh__run_range takes callback retries out of
  * the same budget). Only the item a dead child was running is charged;
  * the rest of its chunk is not, and simply runs in the fresh child
- * (Dask#5234 charged every item the dead worker held).
+ * (Dask#5234 charged every item the dead worker held). A stream keeps
+ * its counters per ring item instead (fork_retry_charge_seq); its
+ * children do not read them (run->charged stays NULL: callback retries
+ * index by item, a stream's by sequence number).
  */
 #include "fork.h"
 
@@ -39,6 +42,20 @@ bool fork_retry_charge(struct fork_map *m, size_t i)
         return false;
     m->charged[i]++;
     return true;
+}
+
+/* A stream's item seq, at ring item `at`, whose child died in it: as
+ * fork_retry_charge, the counter m->charged[at] restarting for each new
+ * item to use the ring item (keys[at]: the seq it counts for). */
+bool fork_retry_charge_seq(struct fork_map *m, size_t *keys, size_t at, size_t seq)
+{
+    if (!m->charged)
+        return false;
+    if (keys[at] != seq) {
+        keys[at] = seq;
+        m->charged[at] = 0;
+    }
+    return fork_retry_charge(m, at);
 }
 
 /* Runs item i has had, the one that just ended included. */

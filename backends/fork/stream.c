@@ -22,6 +22,8 @@ static void fstream_free(struct fstream *fs)
     for (int s = 0; m->workers && s < m->nworkers; s++)
         mh__record_stream_reset(&m->workers[s].stream, 0);
     mh__free(fs->kids);
+    mh__free(fs->charged_seq);
+    fork_retry_close(m);
     mh__free(m->slot_of);
     mh__free(m->fds);
     mh__free(m->workers);
@@ -57,7 +59,13 @@ static int fstream_open(struct fstream *fs)
     m->fds = mh__calloc(W, sizeof *m->fds);
     m->slot_of = mh__calloc(W, sizeof *m->slot_of);
     fs->kids = mh__calloc(W, sizeof *fs->kids);
-    if (!m->workers || !m->fds || !m->slot_of || !fs->kids) {
+    if (m->run->retries > 0) { /* stream_blame.c, fstream_retry */
+        size_t items = fs->ring->slots * fs->ring->chunk;
+        m->charged = mh__calloc(items, sizeof *m->charged);
+        fs->charged_seq = mh__calloc(items, sizeof *fs->charged_seq);
+    }
+    if (!m->workers || !m->fds || !m->slot_of || !fs->kids ||
+        (m->run->retries > 0 && (!m->charged || !fs->charged_seq))) {
         fstream_free(fs);
         return MH_ENOMEM;
     }
@@ -167,17 +175,17 @@ static void fstream_loop(struct fstream *fs)
             if (fork_live(&m->workers[s]))
                 fstream_take(fs, s);
         int r = mh__stream_pump(fs->st);
-        /* Relaxed, both: "stop soon" flags. A cancel stopped the ring;
-         * mh_cancelled() in the children reads the shared flag. */
-        if (atomic_load_explicit(&m->run->cancelled, memory_order_relaxed))
-            atomic_store_explicit(&m->sh->cancelled, 1, memory_order_relaxed);
+        /* A cancel stopped the ring: as in a map, the children are sent
+         * SIGTERM (SIGKILL after the grace, fork_enforce), and
+         * mh_cancelled() in them reads the shared flag. */
+        fork_check_cancel(m);
         if (m->rc || r == MH__PUMP_END || (r == MH__PUMP_DRAIN && !mh__ring_busy(ring)))
             return;
         if (r == MH__PUMP_MORE && fstream_want_child(fs)) {
             fstream_start_one(fs);
             continue;
         }
-        fstream_enforce(fs);
+        fork_enforce(m, mh__now());
         if (r == MH__PUMP_MORE && fstream_room(fs)) {
             if (mh__now_ns() - fs->looked_ns >= FSTREAM_LOOK_NS)
                 fstream_look(fs);

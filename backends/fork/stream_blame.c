@@ -129,14 +129,15 @@ static size_t fstream_held(const struct fstream *fs, int s)
 }
 
 /* The item of chunk ch (at base in the ring) a child that ended in
- * state `was` is blamed for, or MH_NO_ITEM: the one it timed out in,
- * else the one it said it ran, else the first its chunk had left. */
+ * state `was` is blamed for (or, cancelled, was stopped in), or
+ * MH_NO_ITEM: the one it timed out in, else the one it said it ran, else
+ * the first its chunk had left. */
 static size_t fstream_culprit(const struct fstream *fs, int s,
                               const struct mh__ring_chunk *ch, size_t base,
-                              enum fork_life was)
+                              enum fork_life was, bool cancelled)
 {
     const struct mh__ring *ring = fs->ring;
-    if (was == FORK_STOPPING || was == FORK_KILLED)
+    if (!cancelled && (was == FORK_STOPPING || was == FORK_KILLED))
         return MH_NO_ITEM; /* ended by us, not by its item */
     size_t seq = was == FORK_TIMING_OUT || was == FORK_TIMEOUT_KILLED
                      ? fs->m.workers[s].timed_out
@@ -162,29 +163,44 @@ static bool fstream_replace(struct fstream *fs, int s, size_t c)
     return rc == MH_OK;
 }
 
-/* Child s ended in state `was` holding chunk c: blame its item, then
- * hand what is left of c to a fresh child, or settle c (DONE). */
+/* Item k of chunk ch (at base) failed with its child, which ended in
+ * state `was`: crashed or timed out, after retries attempts. */
+static void fstream_failed(struct fstream *fs, struct mh__ring_chunk *ch, size_t base,
+                           size_t k, enum fork_life was, int wstatus, pid_t pid)
+{
+    struct mh__ring *ring = fs->ring;
+    int status = was == FORK_TIMING_OUT || was == FORK_TIMEOUT_KILLED ? MH_ITEM_TIMED_OUT
+                                                                      : MH_ITEM_CRASHED;
+    ring->status[base + k] = (uint8_t)status;
+    struct mh__failure fail = mh__failure_worker(
+        ch->seq + k, status, wstatus != -1 && WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0,
+        wstatus != -1 && WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1, (long)pid);
+    fail.attempts = fork_retry_attempts(&fs->m, base + k);
+    fstream_fail_merge(&ch->fail, &fail);
+    /* Relaxed: the pump only stops pulling sooner (under MH_STOP it
+     * stops the stream when it delivers this failure). */
+    atomic_store_explicit(&ring->failed, 1, memory_order_relaxed);
+}
+
+/* Child s ended in state `was` holding chunk c: its item is blamed (or,
+ * with retries left, charged and left to run again: `begin` stays at
+ * it), or with `cancelled` (a cancel stopped it) MH_ITEM_CANCELLED, as
+ * in a map; then what is left of c goes to a fresh child, or c is
+ * settled (DONE). */
 static void fstream_blame(struct fstream *fs, int s, size_t c, enum fork_life was,
-                          int wstatus, pid_t pid)
+                          bool cancelled, int wstatus, pid_t pid)
 {
     struct mh__ring *ring = fs->ring;
     struct mh__ring_chunk *ch = mh__ring_slot(ring, c);
     size_t base = mh__ring_item(ring, c);
     fstream_fail_merge(&ch->fail, &fs->kids[s].fail);
     fs->kids[s].fail = mh__failure_none();
-    size_t k = fstream_culprit(fs, s, ch, base, was);
-    if (k != MH_NO_ITEM) {
-        int status = was == FORK_TIMING_OUT || was == FORK_TIMEOUT_KILLED ? MH_ITEM_TIMED_OUT
-                                                                          : MH_ITEM_CRASHED;
-        ring->status[base + k] = (uint8_t)status;
-        struct mh__failure fail = mh__failure_worker(
-            ch->seq + k, status, wstatus != -1 && WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0,
-            wstatus != -1 && WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1, (long)pid);
-        fstream_fail_merge(&ch->fail, &fail);
-        /* Relaxed: the pump only stops pulling sooner (under MH_STOP it
-         * stops the stream when it delivers this failure). */
-        atomic_store_explicit(&ring->failed, 1, memory_order_relaxed);
-    }
+    size_t k = fstream_culprit(fs, s, ch, base, was, cancelled);
+    if (k != MH_NO_ITEM && cancelled)
+        ring->status[base + k] = MH_ITEM_CANCELLED; /* no failure: the pump delivers it */
+    else if (k != MH_NO_ITEM &&
+             !fork_retry_charge_seq(&fs->m, fs->charged_seq, base + k, ch->seq + k))
+        fstream_failed(fs, ch, base, k, was, wstatus, pid);
     while (ch->begin < ch->count && ring->status[base + ch->begin] != MH_ITEM_NOT_RUN)
         ch->begin++;
     if (ch->begin < ch->count && fstream_replace(fs, s, c))
@@ -224,9 +240,10 @@ static void fstream_ended(struct fstream *fs, int s)
      * recycled child (worker_items_max) ended as planned: no item is
      * blamed, and a fresh one takes over. */
     bool recycled = atomic_load_explicit(&slot->recycled, memory_order_acquire);
+    bool cancelled = m->cancelling && !recycled && (was == FORK_STOPPING || was == FORK_KILLED);
     size_t c = fstream_held(fs, s);
     if (c != MH_NO_ITEM)
-        fstream_blame(fs, s, c, recycled ? FORK_STOPPING : was, wstatus, pid);
+        fstream_blame(fs, s, c, recycled ? FORK_STOPPING : was, cancelled, wstatus, pid);
     else if (recycled || !atomic_load_explicit(&slot->finished, memory_order_acquire))
         fstream_replace(fs, s, MH_NO_ITEM);
 }
@@ -269,47 +286,6 @@ void fstream_look(struct fstream *fs)
             fstream_ended(fs, s);
 }
 
-/* Seconds the item child s runs (*item) has run, or -1 when it runs
- * none (or waits for the caller, which is not its time). */
-static double fstream_ran(const struct fstream *fs, int s, uint64_t now_ns, size_t *item)
-{
-    const struct fork_slot *slot = &fs->m.slots[s];
-    /* Acquire: pairs with the child's release after started_ns. */
-    size_t busy = atomic_load_explicit(&slot->busy, memory_order_acquire);
-    *item = busy;
-    if (busy == MH_NO_ITEM)
-        return -1;
-    uint64_t start = atomic_load_explicit(&slot->started_ns, memory_order_relaxed);
-    return now_ns > start ? (double)(now_ns - start) * 1e-9 : 0;
-}
-
-/* Kill children past their grace; SIGTERM those past their item's
- * deadline (as a map's fork_enforce does). */
-void fstream_enforce(struct fstream *fs)
-{
-    struct fork_map *m = &fs->m;
-    double now = mh__now();
-    uint64_t now_ns = mh__now_ns();
-    for (int s = 0; s < fs->started; s++) {
-        struct fork_worker *w = &m->workers[s];
-        if (w->life == FORK_STOPPING || w->life == FORK_TIMING_OUT) {
-            if (now - w->term_at >= FORK_GRACE_S) {
-                fork_signal(m, w, SIGKILL);
-                w->life = w->life == FORK_STOPPING ? FORK_KILLED : FORK_TIMEOUT_KILLED;
-            }
-            continue;
-        }
-        size_t item;
-        if (w->life != FORK_RUNNING || m->run->timeout_s <= 0 ||
-            fstream_ran(fs, s, now_ns, &item) < m->run->timeout_s)
-            continue;
-        w->timed_out = item;
-        w->life = FORK_TIMING_OUT;
-        w->term_at = now;
-        fork_signal(m, w, SIGTERM);
-    }
-}
-
 /* How long the caller may sleep on done_seq: a slice, or less to the
  * nearest item deadline or grace. */
 uint64_t fstream_slice_ns(const struct fstream *fs)
@@ -324,7 +300,7 @@ uint64_t fstream_slice_ns(const struct fstream *fs)
         if (w->life == FORK_STOPPING || w->life == FORK_TIMING_OUT)
             t = w->term_at + FORK_GRACE_S - now;
         else if (w->life == FORK_RUNNING && timeout > 0) {
-            double ran = fstream_ran(fs, s, now_ns, &item);
+            double ran = fork_item_ran(m, s, now_ns, &item);
             t = ran < 0 ? timeout : timeout - ran;
         } else
             continue;

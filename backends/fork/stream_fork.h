@@ -6,7 +6,9 @@
  *   stream.c        the op: the region, starting children, the caller's
  *                   loop (pump, wait on done_seq, look at pidfds), the end
  *   stream_child.c  a child's life: claim, run, mark done or encode
- *   stream_blame.c  a child's end, timeouts, codec records into the ring
+ *   stream_blame.c  a child's end (blame, retries, a cancel's CANCELLED), the
+ *                   sleep to the next deadline (wait.c's fork_enforce acts),
+ *                   codec records into the ring
  *
  * A child's slot (struct fork_slot, the map's) says which item it runs
  * (busy, started_ns: with a timeout or a codec) and hands over its arena
@@ -46,6 +48,10 @@ struct fstream {
      * watches the child through its pidfd. A child claims nothing before:
      * one killed because its pidfd could not be opened holds no chunk. */
     _Atomic uint32_t *gates;
+    /* With config.retries: per ring item (slots * chunk), the sequence
+     * number whose retries m.charged counts there (a slot's count is
+     * reset when it first counts for a new item). */
+    size_t *charged_seq;
     int started;       /* slots that have had a child */
     bool no_spin;      /* more children than CPUs: sleep at once */
     bool one_item;     /* a timeout or a codec: publish each item */
@@ -64,7 +70,6 @@ void fstream_take(struct fstream *fs, int s);
 int fstream_watch(struct fstream *fs, bool *gone);
 void fstream_look(struct fstream *fs);
 bool fstream_init_ended(const struct fstream *fs, int s, enum fork_life was);
-void fstream_enforce(struct fstream *fs);
 uint64_t fstream_slice_ns(const struct fstream *fs);
 void fstream_reap_all(struct fstream *fs);
 

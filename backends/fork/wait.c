@@ -9,14 +9,16 @@
 
 #include "fork.h"
 
-/* Seconds the item child s runs (*item) has run, or -1 when it runs none
- * (or is waiting for the caller, which is not its time). */
-static double fork_item_ran(const struct fork_map *m, int s, uint64_t now_ns, size_t *item)
+/* Seconds the item child s runs (*item: an index, or a stream's
+ * sequence number) has run, or -1 when it runs none (or is waiting for
+ * the caller, which is not its time). */
+double fork_item_ran(const struct fork_map *m, int s, uint64_t now_ns, size_t *item)
 {
     const struct fork_slot *slot = &m->slots[s];
+    /* Acquire: pairs with the child's release after started_ns. */
     size_t busy = atomic_load_explicit(&slot->busy, memory_order_acquire);
     *item = busy;
-    if (busy == MH_NO_ITEM || busy >= m->task->n)
+    if (busy == MH_NO_ITEM || (!m->child && busy >= m->task->n))
         return -1;
     uint64_t start = atomic_load_explicit(&slot->started_ns, memory_order_relaxed);
     return now_ns > start ? (double)(now_ns - start) * 1e-9 : 0;
@@ -50,8 +52,8 @@ static int fork_poll_ms(const struct fork_map *m, double now)
 }
 
 /* Kill children past their grace; SIGTERM those past their item's
- * deadline. */
-static void fork_enforce(struct fork_map *m, double now)
+ * deadline (a map's wait, and a stream's loop). */
+void fork_enforce(struct fork_map *m, double now)
 {
     uint64_t now_ns = mh__now_ns();
     for (int s = 0; s < m->nworkers; s++) {
