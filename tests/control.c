@@ -600,15 +600,10 @@ static int test_cancel_mid_stream(const char *backend)
         .in_size = sizeof(int), .out_size = sizeof(int), .fn = fn_ctl_stream, .ctx = &cs,
         .source = ctl_source, .sink = ctl_sink,
     };
-    /* An empty stream first: a backend without streams says so. */
+    /* An empty stream first: it ends at once. */
     struct mh_stream_task empty = stream;
     empty.source = ctl_source_none;
-    if (mh_stream(pool, &empty, NULL) == MH_ENOTSUP) {
-        mh_pool_close(pool);
-        munmap(sh, sizeof *sh);
-        fprintf(stderr, "%s has no streams: skipped\n", backend);
-        return MH_SKIP;
-    }
+    CHECK_RC(mh_stream(pool, &empty, NULL), MH_OK);
     struct canceller c = {.pool = pool, .sh = sh, .after = 20};
     int here = ctl_cancels_here(backend, pool);
     if (here)
