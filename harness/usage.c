@@ -12,7 +12,7 @@ const char mhb_usage[] =
     "                    joblib, oneTBB and a raw OpenMP loop\n"
     "  cluster           root only: mpi across 1, 2, 4 simulated hosts (--workers:\n"
     "                    host counts) beside seq and threads, factorial (10^6) and\n"
-    "                    stream, with the messages and bytes each map sent\n"
+    "                    bandwidth, with the messages and bytes each map sent\n"
     "\n"
     "options (LIST is comma separated; worker lists also take ranges: 1-4,8):\n"
     "  --backends LIST   backends and peers to run (default: every backend this\n"

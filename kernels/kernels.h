@@ -15,7 +15,7 @@
  * or file behind in the process that ran setup.
  *
  * Knobs (environment, read by setup; a malformed value is MH_EINVAL):
- *   MHK_STREAM_MIB  stream's array size (default: 2 x the last-level cache,
+ *   MHK_BANDWIDTH_MIB bandwidth's array size (default: 2 x the last-level cache,
  *                   at least 256 MiB, at most 1 GiB; never more than the
  *                   items touch)
  *   MHK_SLEEP_US    sleep's latency per item (default 1000)
