@@ -161,6 +161,14 @@ size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
                      void *out, uint8_t *status, atomic_int *stop,
                      struct mh__failure *fail);
 
+/* mh__run_range's loop over count items whose inputs, outputs and
+ * statuses (or NULL) start at in, out and status, the first one being
+ * item `first` (the index failures carry). A stream's chunk runs
+ * through it. */
+size_t mh__run_items(const struct mh__run *run, const void *in, void *out,
+                     uint8_t *status, size_t count, size_t first, atomic_int *stop,
+                     struct mh__failure *fail);
+
 /* Record a failure into run (keeps the lowest index, counts, and sets
  * run->stop under MH_STOP). Thread-safe. */
 void mh__run_fail(struct mh__run *run, const struct mh__failure *fail);
@@ -251,6 +259,12 @@ ssize_t mh__write(int fd, const void *buf, size_t count);
 int mh__kill(pid_t pid, int sig);
 int mh__pidfd_send_signal(int pidfd, int sig); /* (pidfd, sig, NULL, 0) */
 int mh__prctl(int option, unsigned long arg);
+/* FUTEX_WAIT on *word while it holds seen, at most timeout_ns; and
+ * FUTEX_WAKE of up to count waiters. Shared futexes: they work across
+ * fork on MAP_SHARED memory. A wait may end early for any reason, so
+ * every caller re-checks its condition in a loop. */
+int mh__futex_wait(_Atomic uint32_t *word, uint32_t seen, uint64_t timeout_ns);
+int mh__futex_wake(_Atomic uint32_t *word, int count);
 
 /* Every descriptor the library makes (mh__pipe2, mh__pidfd_open) is
  * never 0, 1 or 2: a caller may start with them closed, and its

@@ -113,26 +113,45 @@ static int openmp_open(void **state, const struct mh_config *config)
     return MH_OK;
 }
 
+/* Get ready for a team of *workers threads: 1 in a forked child (see
+ * openmp_team_pid); probe for the threads libgomp would start. 0 or
+ * MH_EAGAIN / MH_ENOMEM, having run nothing. */
+static int openmp_team_ready(int *workers)
+{
+    const pid_t self = getpid();
+    if (openmp_team_pid && openmp_team_pid != self)
+        *workers = 1; /* a forked child: see openmp_team_pid */
+    if (*workers <= 1)
+        return MH_OK;
+    /* Threads libgomp would start: past the team this thread keeps, or
+     * a whole team when nested (libgomp reuses no threads there). */
+    int known = omp_get_level() == 0 ? openmp_team_size : 0;
+    if (*workers > known) {
+        int rc = openmp_probe(*workers - (known > 1 ? known : 1));
+        if (rc)
+            return rc;
+    }
+    openmp_team_pid = self;
+    return MH_OK;
+}
+
+/* The team's size after a region, for openmp_team_ready's next probe. */
+static void openmp_team_done(int team)
+{
+    if (omp_get_level() == 0)
+        openmp_team_size = team;
+}
+
 static int openmp_map(void *state, struct mh__run *run)
 {
     (void)state;
     const size_t nchunks = run->nchunks;
-    const pid_t self = getpid();
-    if (openmp_team_pid && openmp_team_pid != self)
-        run->workers = 1; /* a forked child: see openmp_team_pid */
+    int rc = openmp_team_ready(&run->workers);
+    if (rc)
+        return rc;
     if (run->workers <= 1)
         return mh__backend_seq.map(NULL, run); /* a one-thread team costs a region for nothing */
 
-    /* Threads libgomp would start: past the team this thread keeps, or
-     * a whole team when nested (libgomp reuses no threads there). */
-    int known = omp_get_level() == 0 ? openmp_team_size : 0;
-    if (run->workers > known) {
-        int rc = openmp_probe(run->workers - (known > 1 ? known : 1));
-        if (rc)
-            return rc;
-    }
-
-    openmp_team_pid = self;
     int team = 0;
 #pragma omp parallel num_threads(run->workers)
     {
@@ -153,8 +172,29 @@ static int openmp_map(void *state, struct mh__run *run)
     }
     /* The region's closing barrier orders every thread's outputs,
      * statuses and counters before the core reads them. */
-    if (omp_get_level() == 0)
-        openmp_team_size = team;
+    openmp_team_done(team);
+    return MH_OK;
+}
+
+/* Thread 0 of the team is the calling thread: it pumps, and works. */
+static int openmp_stream(void *state, struct mh__stream *st)
+{
+    (void)state;
+    int rc = openmp_team_ready(&st->run.workers);
+    if (rc)
+        return rc;
+    if (st->run.workers <= 1)
+        return mh__backend_seq.stream(NULL, st);
+    int team = 0;
+#pragma omp parallel num_threads(st->run.workers)
+    {
+        const int id = omp_get_thread_num();
+        if (id == 0)
+            team = omp_get_num_threads();
+        mh__stream_work(st, (unsigned)id, id == 0);
+    }
+    openmp_team_done(team);
+    mh__stream_finish(st);
     return MH_OK;
 }
 
@@ -178,4 +218,5 @@ const struct mh_backend_ops mh__backend_openmp = {
     .open = openmp_open,
     .map = openmp_map,
     .close = openmp_close,
+    .stream = openmp_stream,
 };

@@ -24,6 +24,14 @@ static int seq_map(void *state, struct mh__run *run)
     return MH_OK;
 }
 
+static int seq_stream(void *state, struct mh__stream *st)
+{
+    (void)state;
+    mh__stream_work(st, 0, true);
+    mh__stream_finish(st);
+    return MH_OK;
+}
+
 static void seq_close(void *state, bool owner)
 {
     (void)state;
@@ -36,4 +44,5 @@ const struct mh_backend_ops mh__backend_seq = {
     .open = seq_open,
     .map = seq_map,
     .close = seq_close,
+    .stream = seq_stream,
 };

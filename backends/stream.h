@@ -44,11 +44,13 @@
 #define MH__CHUNK_DONE 3u    /* results written (release): deliverable */
 #define MH__CHUNK_OWNER_MAX 16383
 
+/* The chunk number is stored plus one, so that a zeroed slot names no
+ * chunk (mh__chunk_of: SIZE_MAX). */
 static inline uint64_t mh__chunk_state(size_t c, unsigned owner, unsigned phase)
 {
-    return (uint64_t)c << 16 | (uint64_t)owner << 2 | phase;
+    return (uint64_t)(c + 1) << 16 | (uint64_t)owner << 2 | phase;
 }
-static inline size_t mh__chunk_of(uint64_t state) { return (size_t)(state >> 16); }
+static inline size_t mh__chunk_of(uint64_t state) { return (size_t)(state >> 16) - 1; }
 static inline unsigned mh__chunk_owner(uint64_t state) { return (state >> 2) & 0x3fffu; }
 static inline unsigned mh__chunk_phase(uint64_t state) { return state & 3u; }
 
@@ -83,10 +85,16 @@ struct mh__ring {
     atomic_size_t claim_hint;
     /* 1 once no chunk will be published after `published` (release). */
     atomic_int closed;
-    /* "Stop soon" (relaxed, guards no data): set by the first failure
-     * under MH_STOP, by the pump when the stream must end early, and by a
-     * cancel. Item loops poll it, as they poll run->stop in a map. */
+    /* "Stop soon" (relaxed, guards no data): set by the pump when the
+     * stream must end early (a failure delivered under MH_STOP, a source
+     * error, a sink stop, a cancel). Item loops poll it, as they poll
+     * run->stop in a map. Workers themselves never set it: a stream's
+     * item loops run as under MH_CONTINUE and the pump applies MH_STOP at
+     * delivery, so every item before the failing one still runs. */
     atomic_int stop;
+    /* 1 (relaxed) once any item failed: the pump stops pulling under
+     * MH_STOP. */
+    atomic_int failed;
     /* Futex words (shared: they work across fork). work_seq is bumped
      * (release) whenever published, closed or stop change; done_seq
      * whenever a chunk becomes DONE. hungry counts workers waiting for
@@ -118,10 +126,10 @@ bool mh__ring_claim(struct mh__ring *ring, unsigned owner, size_t *c);
  * nothing more for workers: stop, or closed with nothing queued. */
 bool mh__ring_wait_work(struct mh__ring *ring);
 
-/* Run chunk c's items from its begin into the ring with run's fn: outputs,
- * statuses, its first failure (into the slot), stop under MH_STOP (into
- * ring->stop). Returns the items that succeeded. Touches nothing but the
- * ring, so a forked child may call it. */
+/* Run chunk c's items from its begin into the ring with run's fn:
+ * outputs, statuses, its first failure and failure count (into the
+ * slot's fail), ring->failed. Returns the items that succeeded. Touches
+ * nothing but the ring, so a forked child may call it. */
 size_t mh__ring_run(const struct mh__run *run, struct mh__ring *ring, size_t c);
 
 /* Chunk c's results are in the ring: DONE (release), done_seq bumped and
@@ -138,6 +146,7 @@ struct mh__stream {
                           * on_error, timeout, workers, failure record */
     struct mh__ring *ring;
     const struct mh_stream_task *task;
+    enum mh_on_error on_error; /* the pool's; the pump applies it */
     /* The pump's own, on the calling thread only. */
     size_t delivered;    /* chunks below this are all delivered */
     size_t pulled;       /* items pulled from the source */
@@ -145,6 +154,8 @@ struct mh__stream {
                           * `published`), not yet published */
     uint64_t fill_ns;    /* when that slot's filling began */
     bool ended;          /* the source said MH_SOURCE_END */
+    bool self_idle;      /* the calling thread, a worker too, has nothing
+                          * to run: part-filled chunks go out at once */
     bool halted;         /* ordered MH_STOP: nothing more is delivered */
     int code;            /* first stream-level error: MH_ESOURCE,
                           * MH_ESINK, MH_EINTR, or 0 */

@@ -37,6 +37,7 @@ struct threads_pool {
      * acquire by helpers, so a helper that sees the ticket sees the map. */
     _Atomic uint64_t ticket;
     struct mh__run *run;
+    struct mh__stream *stream; /* the stream, when the ticket is one */
     atomic_size_t next;  /* next chunk to claim (relaxed: a counter only) */
     atomic_int pending;  /* participants not yet checked out (acq_rel:
                           * publishes their outputs to the caller) */
@@ -105,7 +106,10 @@ static void *threads_helper_main(void *arg)
             break;
         if (self->id >= (int)(uint32_t)seen)
             continue; /* not needed for this map */
-        threads_work(tp, tp->run, false);
+        if (tp->stream)
+            mh__stream_work(tp->stream, (unsigned)self->id + 1, false);
+        else
+            threads_work(tp, tp->run, false);
         if (atomic_fetch_sub_explicit(&tp->pending, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&tp->lock);
             pthread_cond_signal(&tp->idle);
@@ -149,14 +153,17 @@ static void threads_wait_idle(struct threads_pool *tp, struct mh__run *run)
     pthread_mutex_unlock(&tp->lock);
 }
 
-static int threads_map(void *state, struct mh__run *run)
+/* Publish run (and stream, for a stream) to helpers of the pool, at most
+ * run->workers - 1 of them; returns how many take part. */
+static int threads_publish(struct threads_pool *tp, struct mh__run *run,
+                           struct mh__stream *stream)
 {
-    struct threads_pool *tp = state;
     int helpers = run->workers - 1;
     if (helpers > tp->helpers)
         helpers = tp->helpers;
 
     tp->run = run;
+    tp->stream = stream;
     atomic_store_explicit(&tp->next, 0, memory_order_relaxed);
     atomic_store_explicit(&tp->pending, helpers, memory_order_relaxed);
     if (helpers > 0) {
@@ -169,9 +176,28 @@ static int threads_map(void *state, struct mh__run *run)
         pthread_mutex_unlock(&tp->lock);
         pthread_cond_broadcast(&tp->wake);
     }
+    return helpers;
+}
+
+static int threads_map(void *state, struct mh__run *run)
+{
+    struct threads_pool *tp = state;
+    int helpers = threads_publish(tp, run, NULL);
     threads_work(tp, run, true);
     if (helpers > 0)
         threads_wait_idle(tp, run);
+    return MH_OK;
+}
+
+/* The calling thread is worker 0 and pumps; helper k is worker k + 1. */
+static int threads_stream(void *state, struct mh__stream *st)
+{
+    struct threads_pool *tp = state;
+    int helpers = threads_publish(tp, &st->run, st);
+    mh__stream_work(st, 0, true);
+    if (helpers > 0)
+        threads_wait_idle(tp, &st->run);
+    mh__stream_finish(st);
     return MH_OK;
 }
 
@@ -271,4 +297,5 @@ const struct mh_backend_ops mh__backend_threads = {
     .open = threads_open,
     .map = threads_map,
     .close = threads_close,
+    .stream = threads_stream,
 };

@@ -47,6 +47,12 @@ int mh__config_resolve(const struct mh_config *config,
 /* CPUs this process may run on (sched_getaffinity), at least 1. */
 int mh__usable_cpus(void);
 
+/* The backend a run on pool uses from here, with its state and worker
+ * count: the pool's, or seq inline (one worker, and true: take no lock)
+ * inside a callback or in a child forked after open. */
+bool mh__pool_runner(const mh_pool *pool, const struct mh_backend_ops **ops, void **state,
+                     int *workers);
+
 /* Run task on pool with the given chunk size (0: adaptive). The shared
  * path of mh_map and mh_reduce; validation is the caller's. */
 int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
@@ -55,6 +61,18 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
 /* Validation shared by mh_map and mh_reduce: 0, MH_EINVAL or
  * MH_EOVERFLOW. need_out: whether task->out is required. */
 int mh__task_check(const struct mh_task *task, bool need_out);
+
+/* Map a ring of slots chunk slots of chunk items, in_size and out_size
+ * bytes each, shared with processes forked after (backends/stream.h):
+ * 0, MH_EOVERFLOW or MH_ENOMEM. */
+int mh__ring_open(struct mh__ring **ring, size_t chunk, size_t slots, size_t in_size,
+                  size_t out_size);
+void mh__ring_close(struct mh__ring *ring);
+
+/* What a map or stream did, from its run, into report (initialised at
+ * its start by mh__report_init). */
+void mh__report_fill(struct mh_report *report, struct mh__run *run,
+                     const struct mh_backend_ops *ops, int rc, double start);
 
 /* An empty report for a call that failed before running anything. */
 void mh__report_init(struct mh_report *report, const mh_pool *pool,

@@ -105,9 +105,8 @@ static void pool_clear_results(const struct mh_task *task, const uint8_t *status
             task->codec->clear(out + i * task->out_size, task->ctx);
 }
 
-/* What a map did, from its run (report was initialised at its start). */
-static void pool_report(struct mh_report *report, struct mh__run *run,
-                        const struct mh_backend_ops *ops, int rc, double start)
+void mh__report_fill(struct mh_report *report, struct mh__run *run,
+                     const struct mh_backend_ops *ops, int rc, double start)
 {
     report->code = rc;
     report->backend = ops->name;
@@ -126,18 +125,28 @@ static void pool_report(struct mh_report *report, struct mh__run *run,
     report->wall_s = mh__now() - start;
 }
 
+bool mh__pool_runner(const mh_pool *pool, const struct mh_backend_ops **ops, void **state,
+                     int *workers)
+{
+    /* Inside a callback, or in a child forked after open, the pool's
+     * workers are not ours to wait on: run inline, on this thread. */
+    bool inline_run = mh__callback_depth > 0 || pool->owner != getpid();
+    *ops = inline_run ? &mh__backend_seq : pool->ops;
+    *state = inline_run ? NULL : pool->state;
+    *workers = inline_run ? 1 : pool->config.workers;
+    return inline_run;
+}
+
 int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
                 struct mh_report *report)
 {
     double start = mh__now();
     mh__report_init(report, pool, MH_OK);
 
-    /* Inside a callback, or in a child forked after open, the pool's
-     * workers are not ours to wait on: run inline, on this thread. */
-    bool inline_run = mh__callback_depth > 0 || pool->owner != getpid();
-    const struct mh_backend_ops *ops = inline_run ? &mh__backend_seq : pool->ops;
-    void *state = inline_run ? NULL : pool->state;
-    int workers = inline_run ? 1 : pool->config.workers;
+    const struct mh_backend_ops *ops;
+    void *state;
+    int workers;
+    bool inline_run = mh__pool_runner(pool, &ops, &state, &workers);
     /* n = 0 runs nothing, except on a collective backend: its peers may
      * map items, and only the backend can tell them the shapes differ. */
     if (task->n == 0 && !(ops->caps & MH__CAP_COLLECTIVE))
@@ -193,7 +202,7 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
     mh__free(own_status);
 
     if (report)
-        pool_report(report, &run, ops, rc, start);
+        mh__report_fill(report, &run, ops, rc, start);
     return rc;
 }
 

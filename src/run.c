@@ -31,8 +31,18 @@ size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
                      struct mh__failure *fail)
 {
     const struct mh_task *task = run->task;
-    const unsigned char *in = (const unsigned char *)task->in + begin * task->in_size;
-    unsigned char *dst = (unsigned char *)out + begin * task->out_size;
+    return mh__run_items(run, (const unsigned char *)task->in + begin * task->in_size,
+                         (unsigned char *)out + begin * task->out_size,
+                         status ? status + begin : NULL, end - begin, begin, stop, fail);
+}
+
+size_t mh__run_items(const struct mh__run *run, const void *in_first, void *out_first,
+                     uint8_t *status, size_t count, size_t first, atomic_int *stop,
+                     struct mh__failure *fail)
+{
+    const struct mh_task *task = run->task;
+    const unsigned char *in = in_first;
+    unsigned char *dst = out_first;
     size_t ok = 0;
 
     /* Only these two until a failure fills the rest: this runs per item
@@ -41,19 +51,19 @@ size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
     fail->count = 0;
     /* Everything fn runs is a callback: a map it calls runs inline. */
     mh__callback_depth++;
-    for (size_t i = begin; i < end; i++, in += task->in_size, dst += task->out_size) {
+    for (size_t k = 0; k < count; k++, in += task->in_size, dst += task->out_size) {
         /* Relaxed: the flag only says "stop soon"; it guards no data. */
         if (atomic_load_explicit(stop, memory_order_relaxed))
             break;
         int rc = task->fn(in, dst, task->ctx);
         if (status)
-            status[i] = rc ? MH_ITEM_FAILED : MH_ITEM_OK;
+            status[k] = rc ? MH_ITEM_FAILED : MH_ITEM_OK;
         if (rc == 0) {
             ok++;
             continue;
         }
         if (fail->count == 0)
-            *fail = mh__failure_callback(i, rc);
+            *fail = mh__failure_callback(first + k, rc);
         else
             fail->count++;
         if (run->on_error == MH_STOP) {

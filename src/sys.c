@@ -8,6 +8,7 @@
 #define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -289,6 +290,21 @@ int mh__pidfd_send_signal(int pidfd, int sig)
 int mh__prctl(int option, unsigned long arg)
 {
     return SYS_FAILS(PRCTL) ? -1 : prctl(option, arg, 0UL, 0UL, 0UL);
+}
+
+int mh__futex_wait(_Atomic uint32_t *word, uint32_t seen, uint64_t timeout_ns)
+{
+    if (SYS_FAILS(FUTEX))
+        return -1;
+    struct timespec ts = {(time_t)(timeout_ns / 1000000000u), (long)(timeout_ns % 1000000000u)};
+    /* Not FUTEX_PRIVATE_FLAG: the word may be in memory shared with a
+     * forked child. */
+    return (int)syscall(SYS_futex, word, FUTEX_WAIT, seen, &ts, NULL, 0);
+}
+
+int mh__futex_wake(_Atomic uint32_t *word, int count)
+{
+    return SYS_FAILS(FUTEX) ? -1 : (int)syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
 }
 
 uint64_t mh__now_ns(void)
