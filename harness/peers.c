@@ -69,9 +69,10 @@ static bool peers_io(const struct mhk_kernel *k) { return k->bound == MHK_IO; }
 static bool peers_raw_loop(const struct mhk_kernel *k) { return k->raw_loop != NULL; }
 static bool peers_seed(const struct mhk_kernel *k) { return k->seed_items != 0; }
 
-/* A library backend, in the matrix and the seed, and in the experiments
- * (MHB_IN_*) of `also`. */
-#define LIBRARY(also, ...) .library = true, .experiments = MHB_IN_MATRIX | MHB_IN_SEED | (also), \
+/* A library backend, in the matrix, the seed and the stream experiment,
+ * and in the experiments (MHB_IN_*) of `also`. */
+#define LIBRARY(also, ...) .library = true,                                      \
+                     .experiments = MHB_IN_MATRIX | MHB_IN_SEED | MHB_IN_STREAM | (also), \
                      .tag = MHB_CELL_TAG, .time_key = "wall", .dash = 1, __VA_ARGS__
 /* A Python program on the seed's workload (seed only). */
 #define PYTHON(...) .experiments = MHB_IN_SEED, .does = peers_seed, .time_key = "seconds", \

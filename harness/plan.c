@@ -40,7 +40,7 @@ struct mhb_call mhb_plan_call(const struct mhb_run *run, const struct mhb_plan *
 }
 
 /* Selected names: the option's list, or every one. */
-static bool plan_selected(const struct mhb_options *o, const char *name)
+bool mhb_plan_selected(const struct mhb_options *o, const char *name)
 {
     if (o->n_backends == 0)
         return true;
@@ -56,7 +56,7 @@ static bool plan_takes(struct mhb_run *run, const struct mhb_runner *r,
                        const struct mhk_kernel *k)
 {
     if (!(r->experiments & run->in) || (r->does && !r->does(k)) ||
-        (!r->baseline && !plan_selected(run->o, r->name)))
+        (!r->baseline && !mhb_plan_selected(run->o, r->name)))
         return false;
     if (r->library)
         return true;
@@ -209,5 +209,7 @@ static int plan_seed(struct mhb_run *run, struct mhb_plans *plans)
 
 int mhb_plan(struct mhb_run *run, struct mhb_plans *plans)
 {
+    if (run->in == MHB_IN_STREAM)
+        return mhb_stream_plan(run, plans);
     return run->in == MHB_IN_SEED ? plan_seed(run, plans) : plan_matrix(run, plans);
 }

@@ -114,6 +114,11 @@ int mhk_cell_map(struct mhk_cell *cell, mh_pool *pool, struct mh_report *report)
 /* Item i's input and output. */
 const void *mhk_cell_item_in(const struct mhk_cell *cell, size_t i);
 void *mhk_cell_item_out(const struct mhk_cell *cell, size_t i);
+/* A stream sink's output (out, owned by the library) moved into output
+ * i, leaving out empty for the library's codec->clear: plain bytes are
+ * copied, an mpz_t (mhk_mpz_codec) swapped with a fresh one. 0, or
+ * MH_ENOTSUP for another codec. */
+int mhk_cell_take(struct mhk_cell *cell, size_t i, void *out);
 /* Verify every output (0, or 1 + the first wrong index), then release
  * them (codec->clear): call once after each successful map. */
 size_t mhk_cell_verify(struct mhk_cell *cell);
