@@ -36,6 +36,7 @@ struct mh__failure {
     int exit_status;   /* for _CRASHED without a signal: exit status, or -1 */
     long pid;          /* the worker's pid, or 0 */
     size_t count;      /* failures this record stands for (>= 1) */
+    int attempts;      /* runs of the item, retries included (>= 1) */
 };
 
 /* No failure: index MH_NO_ITEM. */
@@ -50,7 +51,7 @@ static inline struct mh__failure mh__failure_callback(size_t index, int code)
 {
     return (struct mh__failure){
         .index = index, .status = MH_ITEM_FAILED, .callback_code = code,
-        .exit_status = -1, .count = 1,
+        .exit_status = -1, .count = 1, .attempts = 1,
     };
 }
 
@@ -62,7 +63,7 @@ static inline struct mh__failure mh__failure_worker(size_t index, int status, in
 {
     return (struct mh__failure){
         .index = index, .status = status, .signal = sig,
-        .exit_status = exit_status, .pid = pid, .count = 1,
+        .exit_status = exit_status, .pid = pid, .count = 1, .attempts = 1,
     };
 }
 
@@ -88,6 +89,16 @@ struct mh__run {
     int workers;                /* workers to use: min(pool's, nchunks) */
     enum mh_on_error on_error;
     double timeout_s;           /* 0: none */
+    /* config.retries: more runs an item whose worker died (crash,
+     * timeout) may have; backends that survive a worker's death use it. */
+    int retries;
+    /* More runs mh__run_range gives an item whose fn returned non-zero:
+     * retries with config.retry_callback_errors, else 0. */
+    int callback_retries;
+    /* NULL, or per item the retries already used (fork: the crashes and
+     * timeouts the caller charged, in memory a child inherits): an item's
+     * callback retries come out of the same budget. */
+    const int *charged;
     /* Non-zero (an MH_E* code) when the core could not prepare this
      * process's part of the map; only a MH__CAP_COLLECTIVE backend is
      * then called, to end the map on every process with that code. */
@@ -151,7 +162,9 @@ void mh__run_init(struct mh__run *run, const struct mh_task *task, size_t chunk,
 /*
  * Run items [begin, end) in order, writing outputs at out (the base of an
  * array laid out like task->out) and statuses at status (base of n
- * entries, or NULL). Polls *stop before each item. Returns how many items
+ * entries, or NULL). Polls *stop before each item. An item whose fn
+ * fails runs again, at once, while it has callback retries left (run's
+ * callback_retries less what charged says it used). Returns how many items
  * succeeded; *fail receives the first failure in the range (index
  * MH_NO_ITEM when none) and how many there were. Under MH_STOP it stops at
  * the first failure and sets *stop. Touches no other shared state, so a

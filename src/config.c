@@ -59,7 +59,7 @@ int mh__config_resolve(const struct mh_config *config, struct mh_config *out,
         return MH_EINVAL;
     if (!(out->timeout_s >= 0.0) || isinf(out->timeout_s))
         return MH_EINVAL; /* negative, NaN or infinite */
-    if (out->workers < 0)
+    if (out->workers < 0 || out->retries < 0)
         return MH_EINVAL;
 
     if (out->workers == 0) {

@@ -121,6 +121,7 @@ void mh__report_fill(struct mh_report *report, struct mh__run *run,
         report->worker_signal = run->failure.signal;
         report->worker_exit = run->failure.exit_status;
         report->worker_pid = run->failure.pid;
+        report->attempts = run->failure.attempts;
     }
     report->wall_s = mh__now() - start;
 }
@@ -164,6 +165,8 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
                        2 * (size_t)workers);
     run.workers = (size_t)workers < run.nchunks ? workers : (int)run.nchunks;
     run.timeout_s = pool->config.timeout_s;
+    run.retries = pool->config.retries;
+    run.callback_retries = pool->config.retry_callback_errors ? pool->config.retries : 0;
 
     /* With a codec and no status array we still need to know which items
      * own memory, to release them if the map fails. */

@@ -123,6 +123,7 @@ static void reduce_report_merge(struct mh_report *into, const struct mh_report *
         into->worker_signal = tail->worker_signal;
         into->worker_exit = tail->worker_exit;
         into->worker_pid = tail->worker_pid;
+        into->attempts = tail->attempts;
     }
 }
 

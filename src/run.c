@@ -26,6 +26,27 @@ void mh__run_init(struct mh__run *run, const struct mh_task *task, size_t chunk,
     atomic_init(&run->codec_failed, 0);
 }
 
+/* Item i's fn returned rc != 0: run it again while it has callback
+ * retries left; the last run's return. Off the hot path: only a failure
+ * comes here. */
+__attribute__((cold, noinline)) static int run_retry(const struct mh__run *run, size_t i,
+                                                     const void *in, void *out, int rc)
+{
+    const struct mh_task *task = run->task;
+    for (int used = run->charged ? run->charged[i] : 0;
+         rc != 0 && used < run->callback_retries; used++)
+        rc = task->fn(in, out, task->ctx);
+    return rc;
+}
+
+/* Runs item i had when its fn failed for the last time: one, plus the
+ * retries it used (those charged before, then its callback retries). */
+static int run_attempts(const struct mh__run *run, size_t i)
+{
+    int used = run->charged ? run->charged[i] : 0;
+    return 1 + (used > run->callback_retries ? used : run->callback_retries);
+}
+
 size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
                      void *out, uint8_t *status, atomic_int *stop,
                      struct mh__failure *fail)
@@ -56,16 +77,20 @@ size_t mh__run_items(const struct mh__run *run, const void *in_first, void *out_
         if (atomic_load_explicit(stop, memory_order_relaxed))
             break;
         int rc = task->fn(in, dst, task->ctx);
+        if (__builtin_expect(rc != 0 && run->callback_retries > 0, 0))
+            rc = run_retry(run, first + k, in, dst, rc);
         if (status)
             status[k] = rc ? MH_ITEM_FAILED : MH_ITEM_OK;
         if (rc == 0) {
             ok++;
             continue;
         }
-        if (fail->count == 0)
+        if (fail->count == 0) {
             *fail = mh__failure_callback(first + k, rc);
-        else
+            fail->attempts = run_attempts(run, first + k);
+        } else {
             fail->count++;
+        }
         if (run->on_error == MH_STOP) {
             atomic_store_explicit(stop, 1, memory_order_relaxed);
             break;
@@ -116,7 +141,7 @@ void mh__run_codec_fail(struct mh__run *run, size_t i)
         run->status[i] = MH_ITEM_FAILED;
     struct mh__failure fail = {
         .index = i, .status = MH_ITEM_FAILED, .callback_code = MH_ECODEC,
-        .exit_status = -1, .count = 1,
+        .exit_status = -1, .count = 1, .attempts = 1,
     };
     atomic_store_explicit(&run->codec_failed, 1, memory_order_relaxed);
     mh__run_fail(run, &fail);

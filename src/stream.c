@@ -94,14 +94,11 @@ static bool stream_slot_begin(struct mh__stream *st)
     return true;
 }
 
-/* Whether to publish a part-filled slot now: some worker is idle and
- * filling it has taken a while (the clock is read only while a worker
- * waits, and past 16 items every 16th). */
+/* Whether to publish the part-filled slot now: some worker is idle and
+ * filling it has taken a while. */
 static bool stream_flush_due(const struct mh__stream *st)
 {
     if (!st->self_idle && atomic_load_explicit(&st->ring->hungry, memory_order_relaxed) == 0)
-        return false;
-    if (st->filling >= 16 && st->filling % 16)
         return false;
     return mh__now_ns() - st->fill_ns >= STREAM_FLUSH_NS;
 }
@@ -115,32 +112,45 @@ static bool stream_pulling(const struct mh__stream *st)
     return st->on_error != MH_STOP || !atomic_load_explicit(&ring->failed, memory_order_relaxed);
 }
 
+/* Fill the slot being filled from the source until it is full or a
+ * flush is due (looked at for each of the first 16 items, then every
+ * 16th: the clock is not free). The source's last answer. */
+static int stream_fill(struct mh__stream *st)
+{
+    const struct mh_stream_task *t = st->task;
+    struct mh__ring *ring = st->ring;
+    size_t c = atomic_load_explicit(&ring->published, memory_order_relaxed);
+    size_t filling = st->filling, seq = st->pulled;
+    unsigned char *item = ring->in + (mh__ring_item(ring, c) + filling) * t->in_size;
+    int rc = MH_SOURCE_ITEM;
+    while (filling < ring->chunk) {
+        if (filling > 0 && (filling < 16 || filling % 16 == 0) && stream_flush_due(st))
+            break;
+        rc = t->source(item, seq, t->ctx);
+        if (rc != MH_SOURCE_ITEM)
+            break;
+        filling++;
+        seq++;
+        item += t->in_size;
+    }
+    st->filling = filling;
+    st->pulled = seq;
+    return rc;
+}
+
 /* Pull from the source while there is room. A calling thread that is a
  * worker with nothing to run returns after each chunk it publishes, to
  * run it. */
 static void stream_pull(struct mh__stream *st)
 {
-    const struct mh_stream_task *t = st->task;
-    struct mh__ring *ring = st->ring;
     while (stream_pulling(st)) {
         if (st->filling == 0 && !stream_slot_begin(st))
             return; /* full: back-pressure */
-        if (st->filling > 0 && stream_flush_due(st)) {
+        int rc = stream_fill(st);
+        if (rc == MH_SOURCE_ITEM) { /* full, or due */
             stream_publish(st);
             if (st->self_idle)
                 return;
-            continue;
-        }
-        size_t c = atomic_load_explicit(&ring->published, memory_order_relaxed);
-        unsigned char *item = ring->in + (mh__ring_item(ring, c) + st->filling) * t->in_size;
-        int rc = t->source(item, st->pulled, t->ctx);
-        if (rc == MH_SOURCE_ITEM) {
-            st->pulled++;
-            if (++st->filling == ring->chunk) {
-                stream_publish(st);
-                if (st->self_idle)
-                    return;
-            }
             continue;
         }
         if (rc == MH_SOURCE_END) {
@@ -156,36 +166,63 @@ static void stream_pull(struct mh__stream *st)
     }
 }
 
+/* The sink's turn for item seq (status s, output out), which ran: false
+ * once nothing more is to be delivered (a sink stop; a failure under
+ * MH_STOP), the ring then stopped. */
+static bool stream_sink_one(struct mh__stream *st, size_t seq, int s, void *out)
+{
+    if (st->task->sink(seq, s, out, st->task->ctx)) {
+        if (!st->code)
+            st->code = MH_ESINK;
+    } else if (s == MH_ITEM_OK || st->on_error != MH_STOP) {
+        return true;
+    }
+    stream_close(st, true);
+    return false;
+}
+
 /* Hand chunk c's items to the sink as the rules allow (docs/design.md,
- * "Streams"), release what their outputs own, free the slot. */
+ * "Streams"), release what their outputs own, free the slot. A run of OK
+ * items takes the short loop (the task's fields read once: every
+ * callback may write memory); anything else, the careful one. */
 static void stream_deliver_chunk(struct mh__stream *st, size_t c)
 {
     const struct mh_stream_task *t = st->task;
+    mh_sink_fn sink = t->sink;
+    void *ctx = t->ctx;
+    const struct mh_codec *codec = t->codec;
+    const size_t out_size = t->out_size;
     struct mh__ring *ring = st->ring;
     struct mh__ring_chunk *slot = mh__ring_slot(ring, c);
-    size_t at = mh__ring_item(ring, c);
+    const uint8_t *status = ring->status + mh__ring_item(ring, c);
+    unsigned char *out = ring->out + mh__ring_item(ring, c) * out_size;
+    const size_t seq = slot->seq, count = slot->count;
+    size_t k = 0, ok = 0;
     mh__run_fail(&st->run, &slot->fail);
-    for (size_t k = 0; k < slot->count; k++) {
-        int status = ring->status[at + k];
-        unsigned char *out = ring->out + (at + k) * t->out_size;
-        if (status == MH_ITEM_NOT_RUN && t->order == MH_ORDERED)
-            st->halted = true; /* the items after it would be out of order */
-        if (!st->halted && status != MH_ITEM_NOT_RUN) {
-            if (status == MH_ITEM_OK)
-                atomic_fetch_add_explicit(&st->run.items_done, 1, memory_order_relaxed);
-            if (t->sink(slot->seq + k, status, out, t->ctx)) {
-                if (!st->code)
-                    st->code = MH_ESINK;
-                st->halted = true;
-            } else if (status != MH_ITEM_OK && st->on_error == MH_STOP) {
-                st->halted = true;
-            }
-            if (st->halted)
-                stream_close(st, true);
+    for (; !st->halted && k < count && status[k] == MH_ITEM_OK; k++, out += out_size) {
+        ok++;
+        if (sink(seq + k, MH_ITEM_OK, out, ctx)) {
+            st->code = st->code ? st->code : MH_ESINK;
+            st->halted = true;
+            stream_close(st, true);
         }
-        if (status == MH_ITEM_OK && t->codec)
-            t->codec->clear(out, t->ctx);
+        if (codec)
+            codec->clear(out, ctx);
     }
+    for (; k < count; k++, out += out_size) {
+        int s = status[k];
+        if (s == MH_ITEM_NOT_RUN) {
+            st->halted |= t->order == MH_ORDERED; /* what follows is out of order */
+            continue;
+        }
+        if (!st->halted) {
+            ok += s == MH_ITEM_OK;
+            st->halted = !stream_sink_one(st, seq + k, s, out);
+        }
+        if (s == MH_ITEM_OK && codec)
+            codec->clear(out, ctx);
+    }
+    atomic_fetch_add_explicit(&st->run.items_done, ok, memory_order_relaxed);
     atomic_store_explicit(&slot->state, mh__chunk_state(c, 0, MH__CHUNK_FREE),
                           memory_order_relaxed); /* only the pump reads FREE */
 }
@@ -328,6 +365,8 @@ int mh_stream(mh_pool *pool, const struct mh_stream_task *t, struct mh_report *r
     mh__run_init(&st.run, &inner, chunk, MH_CONTINUE, NULL, &fail_lock);
     st.run.workers = workers;
     st.run.timeout_s = pool->config.timeout_s;
+    st.run.retries = pool->config.retries;
+    st.run.callback_retries = pool->config.retry_callback_errors ? pool->config.retries : 0;
     if (!rc)
         rc = mh__ring_open(&st.ring, chunk, slots, t->in_size, t->out_size);
     if (rc && !collective)

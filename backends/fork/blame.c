@@ -46,38 +46,48 @@ void fork_kill_stream(struct fork_map *m, struct fork_worker *w)
     fork_signal(m, w, SIGKILL);
 }
 
-/* Item index failed with its worker: status MH_ITEM_CRASHED or _TIMED_OUT. */
-static void fork_worker_failed(struct fork_map *m, size_t index, int status, int wstatus,
-                               pid_t pid)
+/* What the end of a child means for the map. */
+enum fork_end {
+    FORK_END_CLEAN,  /* no item failed with it */
+    FORK_END_FAILED, /* an item failed with it */
+    FORK_END_RETRY,  /* its item runs again (retry.c) */
+};
+
+/* Item index was running when its worker ended: status MH_ITEM_CRASHED
+ * or _TIMED_OUT. It runs again while it has retries, else it failed. */
+static enum fork_end fork_worker_failed(struct fork_map *m, size_t index, int status,
+                                        int wstatus, pid_t pid)
 {
+    if (fork_retry_charge(m, index))
+        return FORK_END_RETRY;
     m->sstatus[index] = (uint8_t)status;
     if (m->codec)
         m->pstatus[index] = (uint8_t)status;
     struct mh__failure fail = mh__failure_worker(
         index, status, wstatus != -1 && WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0,
         wstatus != -1 && WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1, (long)pid);
+    fail.attempts = fork_retry_attempts(m, index);
     mh__run_fail(m->run, &fail);
+    return FORK_END_FAILED;
 }
 
-/* Blame the end of slot s's child, which was in state `was`: whether an
- * item failed with it. */
-static bool fork_blame(struct fork_map *m, int s, enum fork_life was, int wstatus)
+/* Blame the end of slot s's child, which was in state `was`: what it
+ * means for the item it was running. */
+static enum fork_end fork_blame(struct fork_map *m, int s, enum fork_life was, int wstatus)
 {
     struct fork_worker *w = &m->workers[s];
     struct fork_slot *slot = &m->slots[s];
     if (atomic_load_explicit(&slot->has_fail, memory_order_acquire))
         mh__run_fail(m->run, &slot->fail);
-    if (was == FORK_TIMING_OUT || was == FORK_TIMEOUT_KILLED) {
-        fork_worker_failed(m, w->timed_out, MH_ITEM_TIMED_OUT, wstatus, w->pid);
-        return true;
-    }
+    if (was == FORK_TIMING_OUT || was == FORK_TIMEOUT_KILLED)
+        return fork_worker_failed(m, w->timed_out, MH_ITEM_TIMED_OUT, wstatus, w->pid);
     if (atomic_load_explicit(&slot->sys_failed, memory_order_acquire)) {
         fork_set_rc(m, MH_ESYS); /* the child's own OS call, not its item */
-        return false;
+        return FORK_END_CLEAN;
     }
     if (was == FORK_STOPPING || was == FORK_KILLED ||
         atomic_load_explicit(&slot->finished, memory_order_acquire))
-        return false;
+        return FORK_END_CLEAN;
     /* Died without handing over its results: blame the item it was
      * running, or else the first one its chunk had left. */
     size_t culprit = atomic_load_explicit(&slot->busy, memory_order_acquire);
@@ -85,13 +95,12 @@ static bool fork_blame(struct fork_map *m, int s, enum fork_life was, int wstatu
         culprit = fork_first_open(m, atomic_load_explicit(&slot->lo, memory_order_relaxed),
                                   atomic_load_explicit(&slot->hi, memory_order_relaxed));
     if (culprit == MH_NO_ITEM)
-        return false;
-    fork_worker_failed(m, culprit, MH_ITEM_CRASHED, wstatus, w->pid);
-    return true;
+        return FORK_END_CLEAN;
+    return fork_worker_failed(m, culprit, MH_ITEM_CRASHED, wstatus, w->pid);
 }
 
-/* MH_CONTINUE: a fresh child in slot s reruns what is left of the dead
- * one's chunk, then claims chunks like the others. */
+/* MH_CONTINUE, or a retry: a fresh child in slot s reruns what is left
+ * of the dead one's chunk, then claims chunks like the others. */
 static void fork_respawn(struct fork_map *m, int s)
 {
     struct fork_worker *w = &m->workers[s];
@@ -109,9 +118,11 @@ static void fork_respawn(struct fork_map *m, int s)
 
 void fork_after_end(struct fork_map *m, int s, enum fork_life was, int wstatus)
 {
-    if (!fork_blame(m, s, was, wstatus) || m->rc)
+    enum fork_end end = fork_blame(m, s, was, wstatus);
+    if (end == FORK_END_CLEAN || m->rc)
         return;
-    if (m->run->on_error == MH_STOP)
+    /* A retried item is no failure: the map does not stop for it. */
+    if (end == FORK_END_FAILED && m->run->on_error == MH_STOP)
         fork_stop_all(m);
     else
         fork_respawn(m, s);

@@ -120,6 +120,8 @@ struct fork_map {
     struct pollfd *fds;         /* nworkers + 1, for fork_wait */
     int *slot_of;               /* fds[k] is slot_of[k]'s pidfd */
     int live;                   /* workers whose child is not yet reaped */
+    int *charged;               /* per item, retries used (retry.c), or
+                                 * NULL when the map has none */
     size_t delivered;           /* codec results decoded */
     int rc;                     /* the backend's own failure, or 0 */
 };
@@ -163,6 +165,12 @@ struct mh__failure fork_codec_failed(const struct fork_map *m, size_t i);
 void fork_stop_all(struct fork_map *m);
 void fork_kill_stream(struct fork_map *m, struct fork_worker *w);
 void fork_after_end(struct fork_map *m, int s, enum fork_life was, int wstatus);
+
+/* retry.c: the retries charged per item */
+int fork_retry_open(struct fork_map *m);
+void fork_retry_close(struct fork_map *m);
+bool fork_retry_charge(struct fork_map *m, size_t i);
+int fork_retry_attempts(const struct fork_map *m, size_t i);
 
 /* collect.c: results into task->out */
 void fork_drain_bells(struct fork_map *m);

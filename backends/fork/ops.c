@@ -12,6 +12,7 @@
  *   spawn.c        forking, signalling and reaping one child
  *   wait.c         the caller's poll on pidfds and the doorbell, deadlines
  *   blame.c        what a child's end means: blame, stop, respawn
+ *   retry.c        the retries charged per item
  *   collect.c      decoding records, copying results out of the region
  *   ../records.*   the record format, shared with mpi (fuzz_records)
  *   fork_stdio.*   stdio around each fork
@@ -30,6 +31,10 @@ static int fork_map_open(struct fork_map *m)
     int rc = fork_region_map(m);
     if (rc)
         return rc;
+    if ((rc = fork_retry_open(m))) {
+        fork_region_unmap(m);
+        return rc;
+    }
     size_t slots = (size_t)m->nworkers;
     m->workers = mh__calloc(slots, sizeof *m->workers);
     m->fds = mh__calloc(slots + 1, sizeof *m->fds);
@@ -53,6 +58,7 @@ out_free:
     mh__free(m->slot_of);
     mh__free(m->fds);
     mh__free(m->workers);
+    fork_retry_close(m);
     fork_region_unmap(m);
     return rc;
 }
@@ -68,6 +74,7 @@ static void fork_map_close(struct fork_map *m)
     mh__free(m->slot_of);
     mh__free(m->fds);
     mh__free(m->workers);
+    fork_retry_close(m);
     fork_region_unmap(m);
 }
 

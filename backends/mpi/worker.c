@@ -48,6 +48,7 @@ static int mpi_worker_chunk(const struct mpi_pool *mp, struct mh__run *run,
     pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
     struct mh__run sub;
     mh__run_init(&sub, &local, count, run->on_error, w->status, &fail_lock);
+    sub.callback_retries = run->callback_retries;
     memset(w->status, MH_ITEM_NOT_RUN, count);
     mh__run_chunk(&sub, 0);
 
