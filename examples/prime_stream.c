@@ -34,9 +34,12 @@ struct io {
 /* GCC and Clang's 128-bit integer (__extension__: not ISO C). */
 __extension__ typedef unsigned __int128 u128;
 
-/* a * b mod m, without overflow. */
+/* a * b mod m (a, b < m), without overflow; below 2^32 the product fits
+ * in 64 bits, which spares the slow 128-bit division. */
 static uint64_t mulmod(uint64_t a, uint64_t b, uint64_t m)
 {
+    if (m >> 32 == 0)
+        return a * b % m;
     return (uint64_t)((u128)a * b % m);
 }
 
@@ -53,11 +56,15 @@ static uint64_t powmod(uint64_t base, uint64_t exp, uint64_t m)
 }
 
 /* Miller-Rabin with the seven bases that decide every n < 2^64
- * (Jim Sinclair, 2011), after trial division by the small primes. */
+ * (Jim Sinclair, 2011), or below 4,759,123,141 the three that decide
+ * those (2, 7, 61: Jaeschke, 1993), after trial division by the small
+ * primes. */
 static bool is_prime(uint64_t n)
 {
     static const uint64_t small[] = {2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37};
-    static const uint64_t bases[] = {2, 325, 9375, 28178, 450775, 9780504, 1795265022};
+    static const uint64_t bases7[] = {2, 325, 9375, 28178, 450775, 9780504, 1795265022, 0};
+    static const uint64_t bases3[] = {2, 7, 61, 0};
+    const uint64_t *bases = n < 4759123141u ? bases3 : bases7;
     if (n < 2)
         return false;
     for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) {
@@ -70,7 +77,7 @@ static bool is_prime(uint64_t n)
     int s = 0;
     for (; (d & 1) == 0; d >>= 1)
         s++;
-    for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++) {
+    for (size_t i = 0; bases[i]; i++) {
         uint64_t a = bases[i] % n;
         if (a == 0)
             continue; /* n divides the base: it says nothing */
@@ -117,30 +124,31 @@ static bool parse_u64(const char *text, size_t len, uint64_t *value)
     return true;
 }
 
-/* The next line as a number; at the end of input MH_SOURCE_END. */
+/* The next line as a number; at the end of input MH_SOURCE_END. Read a
+ * byte at a time without locking (only this thread reads stdin). */
 static int prime_source(void *item, size_t seq, void *ctx)
 {
     (void)seq;
     struct io *io = ctx;
-    char line[32]; /* 20 digits, "\r\n", and room to see a longer line */
-    if (!fgets(line, sizeof line, io->in)) {
+    char line[24]; /* 20 digits and "\r": a longer line is no number */
+    size_t len = 0, seen = 0;
+    int c;
+    while ((c = getc_unlocked(io->in)) != EOF && c != '\n') {
+        if (len < sizeof line)
+            line[len++] = (char)c;
+        seen++;
+    }
+    if (c == EOF && seen == 0) {
         if (ferror(io->in)) {
             perror("prime_stream: standard input");
             return -1;
         }
-        return MH_SOURCE_END;
+        return MH_SOURCE_END; /* the last line may lack its newline */
     }
     io->line++;
-    size_t len = strlen(line);
-    bool whole = len > 0 && line[len - 1] == '\n';
-    if (whole)
-        len--;
-    /* A piece of a longer line is no number; the last line may lack its
-     * newline. */
-    if (!(whole || feof(io->in)) || !parse_u64(line, len, item)) {
-        int shown = len < 24 ? (int)len : 24;
+    if (seen > len || !parse_u64(line, len, item)) {
         fprintf(stderr, "prime_stream: line %zu: not a 64-bit unsigned number: \"%.*s\"%s\n",
-                io->line, shown, line, whole && len <= 24 ? "" : "...");
+                io->line, (int)len, line, seen > len ? "..." : "");
         return -1;
     }
     return MH_SOURCE_ITEM;
