@@ -19,6 +19,9 @@ struct mh_pool {
     struct mh_config config;  /* resolved: backend and workers filled in */
     pid_t owner;              /* process that opened it; others run inline */
     pthread_mutex_t map_lock; /* serialises maps from several threads */
+    /* A stream's ring that could not be unmapped, to unmap later (an
+     * exchange: inline streams on other threads may leave one too). */
+    _Atomic(struct mh__ring *) ring_kept;
 };
 
 /*
@@ -67,7 +70,8 @@ int mh__task_check(const struct mh_task *task, bool need_out);
  * 0, MH_EOVERFLOW or MH_ENOMEM. */
 int mh__ring_open(struct mh__ring **ring, size_t chunk, size_t slots, size_t in_size,
                   size_t out_size);
-void mh__ring_close(struct mh__ring *ring);
+/* Unmap ring (NULL: nothing): 0, or -1 with the ring still mapped. */
+int mh__ring_close(struct mh__ring *ring);
 
 /* What a map or stream did, from its run, into report (initialised at
  * its start by mh__report_init). */

@@ -48,6 +48,7 @@ void mh_pool_close(mh_pool *pool)
     if (!pool)
         return;
     pool->ops->close(pool->state, pool->owner == getpid());
+    mh__ring_close(atomic_load_explicit(&pool->ring_kept, memory_order_acquire));
     pthread_mutex_destroy(&pool->map_lock);
     mh__free(pool);
 }

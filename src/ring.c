@@ -54,10 +54,9 @@ int mh__ring_open(struct mh__ring **out, size_t chunk, size_t slots, size_t in_s
     return MH_OK;
 }
 
-void mh__ring_close(struct mh__ring *ring)
+int mh__ring_close(struct mh__ring *ring)
 {
-    if (ring)
-        mh__munmap(ring, ring->map_size);
+    return ring ? mh__munmap(ring, ring->map_size) : 0;
 }
 
 /* Raise the claim hint to at least c (it only grows). */

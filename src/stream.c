@@ -337,6 +337,17 @@ static int stream_check(const struct mh_stream_task *t)
     return mh__task_check(&inner, false);
 }
 
+/* Unmap a stream's ring. One that cannot be unmapped the pool keeps, and
+ * unmaps with the next one or at close. */
+static void stream_ring_release(mh_pool *pool, struct mh__ring *ring)
+{
+    if (mh__ring_close(ring) == 0)
+        return;
+    /* acq_rel: the ring taken out is the one another thread kept. */
+    struct mh__ring *kept = atomic_exchange_explicit(&pool->ring_kept, ring, memory_order_acq_rel);
+    mh__ring_close(kept); /* a second failure leaves nothing to try */
+}
+
 int mh_stream(mh_pool *pool, const struct mh_stream_task *t, struct mh_report *report)
 {
     double start = mh__now();
@@ -387,7 +398,7 @@ int mh_stream(mh_pool *pool, const struct mh_stream_task *t, struct mh_report *r
     if (!rc)
         rc = st.run.error ? st.run.error : st.code ? st.code : mh__run_failure_code(&st.run);
 out:
-    mh__ring_close(st.ring);
+    stream_ring_release(pool, st.ring);
     if (report)
         mh__report_fill(report, &st.run, ops, rc, start);
     return rc;

@@ -1,8 +1,8 @@
 /*
  * Fault injection (curl's torture tests): for every entry of the syscall
  * table (src/fault.h) and N = 1, 2, ..., make the Nth call of one phase
- * fail — opening a pool, or a map — until a run makes fewer than N such
- * calls. Every injected failure must come back as the entry's code
+ * fail — opening a pool, or the runs (a map, a reduce, a stream) — until
+ * a run makes fewer than N such calls. Every injected failure must come back as the entry's code
  * (mh__fault_code: MH_ENOMEM for allocation and mmap, MH_EAGAIN for fork
  * and thread creation, ...) or be absorbed with a complete, correct
  * result; after each run no library allocation, user string, descriptor,
@@ -84,10 +84,36 @@ static void faults_combine(void *acc, const void *other, void *ctx)
 /* ------------------------------------------------------------- a run */
 
 struct faults_outcome {
-    int rc[3];          /* open, map, reduce (MH_OK when not reached) */
+    int rc[4];          /* open, map, reduce, stream (MH_OK when not reached) */
     int wrong;          /* a call returned MH_OK with a wrong result */
     unsigned long calls; /* calls of the armed kind in the armed phase */
 };
+
+/* A stream's source and sink: the same items and check as the map's. */
+struct faults_stream {
+    size_t got;
+    int wrong;
+};
+
+static int faults_source(void *item, size_t seq, void *ctx)
+{
+    (void)ctx;
+    if (seq >= FAULTS_ITEMS)
+        return MH_SOURCE_END;
+    *(int *)item = (int)seq;
+    return MH_SOURCE_ITEM;
+}
+
+static int faults_sink(size_t seq, int status, void *out, void *ctx)
+{
+    struct faults_stream *fs = ctx;
+    const struct mh_test_bytes *s = out;
+    size_t len = faults_str_len((int)seq);
+    if (status != MH_ITEM_OK || seq != fs->got++ || !s->p || s->len != len ||
+        s->p[len - 1] != (char)('a' + ((int)seq + (int)len - 1) % 26))
+        fs->wrong = 1;
+    return 0;
+}
 
 /* The map phase: a codec map (the library allocates its own status array
  * for it) and a reduce. Results are checked whenever a call succeeds. */
@@ -123,6 +149,16 @@ static void faults_map_phase(mh_pool *pool, const int *in, struct faults_outcome
         o->wrong = 1;
     else if (o->rc[2] != MH_OK && acc != 0)
         o->wrong = 1; /* a failed reduce leaves acc unchanged */
+
+    struct faults_stream fs = {0};
+    struct mh_stream_task stream = {
+        .in_size = sizeof(int), .out_size = sizeof(struct mh_test_bytes),
+        .fn = faults_fn_str, .ctx = &fs, .codec = &mh_test_bytes_codec,
+        .source = faults_source, .sink = faults_sink,
+    };
+    o->rc[3] = mh_stream(pool, &stream, NULL);
+    if (o->rc[3] == MH_OK && (fs.wrong || fs.got != FAULTS_ITEMS))
+        o->wrong = 1;
 }
 
 /* Calls only worker processes make: armed for them, not for the caller. */
@@ -193,7 +229,7 @@ static int faults_torture(const char *backend, int kind, enum faults_phase phase
         /* A worker's fault is never absorbed: it hit when a call failed. */
         bool hit = o.calls >= n;
         int errors = 0;
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 4; i++) {
             if (o.rc[i] == MH_OK)
                 continue;
             errors++;
@@ -437,6 +473,8 @@ static const struct mh_test tests[] = {
     MH_TEST(pidfd_send_signal_map)
     MH_TEST(prctl_open)
     MH_TEST(prctl_map)
+    MH_TEST(futex_open)
+    MH_TEST(futex_map)
     MH_TEST(starts_nothing)
     MH_TEST(signals_timeout)
     {NULL, NULL},
