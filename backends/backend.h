@@ -26,6 +26,8 @@
 #define MH__CAP_PROCESS (1u << 1) /* workers are processes: codec needed */
 #define MH__CAP_COLLECTIVE (1u << 2) /* every process of a job calls map
                                         * (mpi): see mh__run.error */
+#define MH__CAP_WAKE (1u << 3) /* sleeps in poll(): the pool keeps a pipe a
+                                * cancel writes to (mh__run.cancel_fd) */
 
 /* One failure, as a backend found it. */
 struct mh__failure {
@@ -119,6 +121,26 @@ struct mh__run {
     /* Set (relaxed, read after the map) by mh__run_codec_fail: the
      * codec could not carry some item. */
     atomic_int codec_failed;
+
+    /* Cancel (src/control.c, docs/design.md "Cancel"). mh_pool_cancel, or
+     * a progress callback's non-zero return (mh__run_cancel), sets
+     * cancelled and then *cancel_stop, both relaxed ("stop soon"; the
+     * core reads cancelled after the backend has returned, ordered by
+     * the pool's control handshake). cancel_stop is &stop for a map (a
+     * stream: its ring's stop). cancel_flag is what mh_cancelled() reads
+     * inside fn: &cancelled, unless a backend points it elsewhere (a fork
+     * child: a flag in shared memory). cancel_fd becomes readable after a
+     * cancel, for a MH__CAP_WAKE backend's poll (-1 otherwise); a
+     * backend that sees it drains it (mh__cancel_drain) and then reads
+     * cancelled. A collective backend returns MH_EINTR itself, the same
+     * on every process; for the others the core does. */
+    atomic_int cancelled;
+    atomic_int *cancel_stop;
+    atomic_int *cancel_flag;
+    int cancel_fd;
+    /* Resume (task->resume): items already MH_ITEM_OK when the run began.
+     * Their outputs are never written; mh__run_range skips them. */
+    size_t kept;
 };
 
 #include "stream.h"
@@ -162,8 +184,10 @@ void mh__run_init(struct mh__run *run, const struct mh_task *task, size_t chunk,
 /*
  * Run items [begin, end) in order, writing outputs at out (the base of an
  * array laid out like task->out) and statuses at status (base of n
- * entries, or NULL). Polls *stop before each item. An item whose fn
- * fails runs again, at once, while it has callback retries left (run's
+ * entries, or NULL). Polls *stop before each item; while it runs,
+ * mh_cancelled() in fn reads run->cancel_flag. With task->resume it skips
+ * items whose status is already MH_ITEM_OK (outputs untouched). An item
+ * whose fn fails runs again, at once, while it has callback retries left (run's
  * callback_retries less what charged says it used). Returns how many items
  * succeeded; *fail receives the first failure in the range (index
  * MH_NO_ITEM when none) and how many there were. Under MH_STOP it stops at
@@ -231,8 +255,17 @@ size_t mh__chunk_auto(size_t n, size_t chunks);
 #define MH__CHUNK_MAX 4096
 
 /* Report progress to the task's progress callback, if any. Call only from
- * the thread that called mh_map. */
-void mh__run_progress(struct mh__run *run);
+ * the thread that called mh_map. A non-zero return from the callback
+ * cancels the run (mh__run_cancel); returns whether it did. */
+int mh__run_progress(struct mh__run *run);
+
+/* Cancel run from inside the library: cancelled, then *cancel_stop. A
+ * backend that sleeps still has to act (fork: stop its children). */
+void mh__run_cancel(struct mh__run *run);
+
+/* Empty a cancel descriptor (run->cancel_fd): read until it would
+ * block. */
+void mh__cancel_drain(int fd);
 
 /* The MH_E* code a failed MH_ITEM_* status maps to. */
 int mh__status_code(int item_status);

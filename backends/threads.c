@@ -1,12 +1,7 @@
 /*
- * threads: a persistent pthreads pool.
- *
- * open starts workers - 1 helper threads; the thread that calls mh_map is
- * the last worker. A map publishes its run, then every participant claims
- * chunks from one atomic counter until none are left (dynamic
- * self-scheduling). Between maps helpers spin briefly — waking a sleeping
- * thread costs tens of microseconds, so back-to-back maps stay fast — then
- * sleep on a condition variable: an idle pool uses no CPU.
+ * threads: a persistent pthreads pool. The design — the caller as the
+ * last worker, the ticket that publishes a map, self-scheduling, spinning
+ * then sleeping between maps — is docs/design.md, "The threads backend".
  *
  * Invariant: a helper takes part in map g only if it read the ticket of
  * map g; the caller does not publish map g+1 until every participant of

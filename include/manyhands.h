@@ -290,9 +290,11 @@ struct mh_task {
      * count done so far; the last call has done == n on success. A
      * non-zero return cancels the run (MH_EINTR), as mh_pool_cancel. */
     int (*progress)(size_t done, size_t n, void *ctx);
-    /* Non-zero: resume an earlier run of this task. status (required)
-     * holds that run's outcome; only items not MH_ITEM_OK run, and the
-     * others' outputs are left untouched (codec outputs included). */
+    /* Non-zero: resume an earlier run of this task. status (required:
+     * MH_EINVAL without) holds that run's outcome; only items not
+     * MH_ITEM_OK run, and the others' outputs are left untouched (codec
+     * outputs included). The report's items_done and progress count the
+     * kept items too. */
     int resume;
 };
 
@@ -362,14 +364,16 @@ struct mh_reducer {
  * are combined in chunk order, so the result has the same bits on every
  * backend and every worker count (floating point included).
  *
- * task->out, task->status and task->codec must be NULL (MH_EINVAL):
+ * task->out, task->status and task->codec must be NULL, and task->resume
+ * 0 (MH_EINVAL: there is no status array to resume from):
  * each fn output goes to scratch space of task->out_size bytes and is
  * folded at once. Every chunk runs on the pool's backend, the last,
  * shorter one included (as a map of its own, after the others): a crash
  * or a hang in any item is a worker's, never the caller's. A failure is
  * reported as for mh_map; *acc is then unchanged. A worker crash is
  * reported at its chunk's first item. progress counts the user's items:
- * the last call has done == n on success.
+ * the last call has done == n on success; a non-zero return (or
+ * mh_pool_cancel) ends the reduce with MH_EINTR, *acc unchanged.
  */
 MH_EXPORT int mh_reduce(mh_pool *pool, const struct mh_task *task,
                         const struct mh_reducer *reducer, void *acc,

@@ -28,14 +28,19 @@ int mh_pool_open(mh_pool **pool, const struct mh_config *config)
         rc = MH_ENOMEM;
         goto out_free;
     }
-    rc = ops->open(&p->state, &p->config);
+    rc = mh__control_open(&p->control, ops->caps);
     if (rc)
         goto out_mutex;
+    rc = ops->open(&p->state, &p->config);
+    if (rc)
+        goto out_control;
     if (ops->workers)
         p->config.workers = ops->workers(p->state);
     *pool = p;
     return MH_OK;
 
+out_control:
+    mh__control_close(&p->control);
 out_mutex:
     pthread_mutex_destroy(&p->map_lock);
 out_free:
@@ -49,6 +54,7 @@ void mh_pool_close(mh_pool *pool)
         return;
     pool->ops->close(pool->state, pool->owner == getpid());
     mh__ring_close(atomic_load_explicit(&pool->ring_kept, memory_order_acquire));
+    mh__control_close(&pool->control);
     pthread_mutex_destroy(&pool->map_lock);
     mh__free(pool);
 }
@@ -74,6 +80,8 @@ int mh__task_check(const struct mh_task *task, bool need_out)
         return MH_EINVAL;
     if (task->n > 0 && (!task->in || (need_out && !task->out)))
         return MH_EINVAL;
+    if (task->resume && !task->status)
+        return MH_EINVAL; /* resume reads the earlier run's statuses */
     const struct mh_codec *codec = task->codec;
     if (codec && (!codec->size || !codec->encode || !codec->decode || !codec->clear))
         return MH_EINVAL;
@@ -104,6 +112,20 @@ static void pool_clear_results(const struct mh_task *task, const uint8_t *status
     for (size_t i = 0; i < task->n; i++)
         if (status[i] == MH_ITEM_OK)
             task->codec->clear(out + i * task->out_size, task->ctx);
+}
+
+/* Resume: every item not MH_ITEM_OK runs again, so it starts NOT_RUN;
+ * the OK ones are kept. Their count. */
+static size_t pool_resume_status(uint8_t *status, size_t n)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (status[i] == MH_ITEM_OK)
+            kept++;
+        else
+            status[i] = MH_ITEM_NOT_RUN;
+    }
+    return kept;
 }
 
 void mh__report_fill(struct mh_report *report, struct mh__run *run,
@@ -139,6 +161,31 @@ bool mh__pool_runner(const mh_pool *pool, const struct mh_backend_ops **ops, voi
     return inline_run;
 }
 
+/* Run run on the backend (published for cancels when `published`), and
+ * say what the map returns. */
+static int pool_run_backend(mh_pool *pool, const struct mh_backend_ops *ops, void *state,
+                            struct mh__run *run, bool published)
+{
+    const bool collective = ops->caps & MH__CAP_COLLECTIVE;
+    bool cancelled = published && mh__control_begin(pool, run);
+    /* Cancelled before it began: nothing is to start, unless peers wait
+     * for this process (its backend then ends the map everywhere). */
+    int rc = cancelled && !collective ? MH_OK : ops->map(state, run);
+    if (published)
+        mh__control_end(pool, run);
+    /* Relaxed: mh__control_end ordered every cancel's stores before. */
+    if (rc == MH_OK && !collective &&
+        atomic_load_explicit(&run->cancelled, memory_order_relaxed))
+        rc = MH_EINTR;
+    if (rc == MH_OK)
+        rc = mh__run_failure_code(run);
+    /* The last progress call may cancel too; on a collective backend the
+     * code is already every process's, and stays. */
+    if (rc == MH_OK && run->task->n > 0 && mh__run_progress(run) && !collective)
+        rc = MH_EINTR;
+    return rc;
+}
+
 int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
                 struct mh_report *report)
 {
@@ -172,7 +219,10 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
     /* With a codec and no status array we still need to know which items
      * own memory, to release them if the map fails. */
     uint8_t *own_status = NULL;
-    if (run.status) {
+    if (run.status && task->resume) {
+        run.kept = pool_resume_status(run.status, task->n);
+        atomic_store_explicit(&run.items_done, run.kept, memory_order_relaxed);
+    } else if (run.status) {
         memset(run.status, MH_ITEM_NOT_RUN, task->n);
     } else if (task->codec && task->n > 0) {
         own_status = mh__calloc(task->n, 1);
@@ -193,11 +243,7 @@ int mh__map_run(mh_pool *pool, const struct mh_task *task, size_t chunk,
      * map_lock or for our workers (nor, on mpi, for ranks that are not
      * calling it). */
     mh__callback_depth++;
-    int rc = ops->map(state, &run);
-    if (rc == MH_OK)
-        rc = mh__run_failure_code(&run);
-    if (rc == MH_OK && task->n > 0)
-        mh__run_progress(&run);
+    int rc = pool_run_backend(pool, ops, state, &run, !inline_run);
     if (rc != MH_OK && own_status)
         pool_clear_results(task, own_status);
     mh__callback_depth--;

@@ -150,7 +150,7 @@ int mh_reduce(mh_pool *pool, const struct mh_task *task,
 {
     double start = mh__now();
     int rc = pool ? mh__task_check(task, false) : MH_EINVAL;
-    if (!rc && (task->out || task->status || task->codec || !reducer || !acc ||
+    if (!rc && (task->out || task->status || task->codec || task->resume || !reducer || !acc ||
                 !reducer->acc_size || !reducer->fold || !reducer->combine))
         rc = MH_EINVAL;
     if (!rc && reducer->acc_size > SIZE_MAX - REDUCE_ACC_OFFSET)

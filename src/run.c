@@ -21,6 +21,10 @@ void mh__run_init(struct mh__run *run, const struct mh_task *task, size_t chunk,
     };
     mh__chunk_plan(run, chunk, 0);
     atomic_init(&run->stop, 0);
+    atomic_init(&run->cancelled, 0);
+    run->cancel_stop = &run->stop;
+    run->cancel_flag = &run->cancelled;
+    run->cancel_fd = -1;
     atomic_init(&run->items_done, 0);
     atomic_init(&run->items_failed, 0);
     atomic_init(&run->codec_failed, 0);
@@ -57,9 +61,12 @@ size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
                          status ? status + begin : NULL, end - begin, begin, stop, fail);
 }
 
-size_t mh__run_items(const struct mh__run *run, const void *in_first, void *out_first,
-                     uint8_t *status, size_t count, size_t first, atomic_int *stop,
-                     struct mh__failure *fail)
+/* The item loop. skip_ok (a constant at each call, so each copy is
+ * compiled without the other's test): resume, items whose status is
+ * MH_ITEM_OK are left alone, outputs and all. */
+static inline __attribute__((always_inline)) size_t
+run_items(const struct mh__run *run, const void *in_first, void *out_first, uint8_t *status,
+          size_t count, size_t first, atomic_int *stop, struct mh__failure *fail, bool skip_ok)
 {
     const struct mh_task *task = run->task;
     const unsigned char *in = in_first;
@@ -72,10 +79,14 @@ size_t mh__run_items(const struct mh__run *run, const void *in_first, void *out_
     fail->count = 0;
     /* Everything fn runs is a callback: a map it calls runs inline. */
     mh__callback_depth++;
+    atomic_int *outer_flag = mh__cancel_flag;
+    mh__cancel_flag = run->cancel_flag;
     for (size_t k = 0; k < count; k++, in += task->in_size, dst += task->out_size) {
         /* Relaxed: the flag only says "stop soon"; it guards no data. */
         if (atomic_load_explicit(stop, memory_order_relaxed))
             break;
+        if (skip_ok && status[k] == MH_ITEM_OK)
+            continue;
         int rc = task->fn(in, dst, task->ctx);
         if (__builtin_expect(rc != 0 && run->callback_retries > 0, 0))
             rc = run_retry(run, first + k, in, dst, rc);
@@ -96,8 +107,19 @@ size_t mh__run_items(const struct mh__run *run, const void *in_first, void *out_
             break;
         }
     }
+    mh__cancel_flag = outer_flag;
     mh__callback_depth--;
     return ok;
+}
+
+size_t mh__run_items(const struct mh__run *run, const void *in_first, void *out_first,
+                     uint8_t *status, size_t count, size_t first, atomic_int *stop,
+                     struct mh__failure *fail)
+{
+    /* One test per range, none per item, when resume is off. */
+    if (run->task->resume && status)
+        return run_items(run, in_first, out_first, status, count, first, stop, fail, true);
+    return run_items(run, in_first, out_first, status, count, first, stop, fail, false);
 }
 
 void mh__chunk_plan(struct mh__run *run, size_t chunk, size_t tail_width)
@@ -172,10 +194,13 @@ int mh__run_chunk(struct mh__run *run, size_t c)
     return mh__status_code(fail.status);
 }
 
-void mh__run_progress(struct mh__run *run)
+int mh__run_progress(struct mh__run *run)
 {
     const struct mh_task *task = run->task;
-    if (task->progress)
-        task->progress(atomic_load_explicit(&run->items_done, memory_order_relaxed),
-                       task->n, task->ctx);
+    if (!task->progress ||
+        !task->progress(atomic_load_explicit(&run->items_done, memory_order_relaxed),
+                        task->n, task->ctx))
+        return 0;
+    mh__run_cancel(run); /* a non-zero return: as mh_pool_cancel */
+    return 1;
 }

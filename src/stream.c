@@ -360,9 +360,9 @@ int mh_stream(mh_pool *pool, const struct mh_stream_task *t, struct mh_report *r
     int workers;
     bool inline_run = mh__pool_runner(pool, &ops, &state, &workers);
     bool collective = ops->caps & MH__CAP_COLLECTIVE;
-    if (!rc && !ops->stream)
-        rc = MH_ENOTSUP;
-    if (rc && !collective)
+    if (!ops->stream) /* every rank lacks it alike: nobody waits */
+        rc = rc ? rc : MH_ENOTSUP;
+    if (rc && (!collective || !ops->stream))
         return rc;
 
     struct mh_task inner = t ? stream_inner(t) : (struct mh_task){0};
@@ -386,15 +386,27 @@ int mh_stream(mh_pool *pool, const struct mh_stream_task *t, struct mh_report *r
      * part, and ends the stream everywhere with the error. */
     st.run.error = rc;
 
-    if (!inline_run)
+    if (!inline_run) {
         pthread_mutex_lock(&pool->map_lock);
+        /* A cancel stops the ring (src/internal.h, "Cancel hooks"). */
+        if (st.ring)
+            st.run.cancel_stop = &st.ring->stop;
+        mh__control_begin(pool, &st.run);
+    }
     /* Source, sink and codec run on this thread: a map or stream they
      * call runs inline (as in mh__map_run). */
     mh__callback_depth++;
     rc = ops->stream(state, &st);
     mh__callback_depth--;
-    if (!inline_run)
+    if (!inline_run) {
+        mh__control_end(pool, &st.run);
         pthread_mutex_unlock(&pool->map_lock);
+    }
+    /* Relaxed: mh__control_end ordered the cancel's stores before. A
+     * collective backend's code is every process's already. */
+    if (!rc && !collective && !st.run.error &&
+        atomic_load_explicit(&st.run.cancelled, memory_order_relaxed))
+        rc = MH_EINTR;
     if (!rc)
         rc = st.run.error ? st.run.error : st.code ? st.code : mh__run_failure_code(&st.run);
 out:

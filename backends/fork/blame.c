@@ -71,6 +71,22 @@ static enum fork_end fork_worker_failed(struct fork_map *m, size_t index, int st
     return FORK_END_FAILED;
 }
 
+/* Slot s's child was stopped by a cancel before it handed over its
+ * results: the item it was in is MH_ITEM_CANCELLED, not a failure. */
+static void fork_mark_cancelled(struct fork_map *m, int s)
+{
+    struct fork_slot *slot = &m->slots[s];
+    size_t item = atomic_load_explicit(&slot->busy, memory_order_acquire);
+    if (item == MH_NO_ITEM || item >= m->task->n)
+        item = fork_first_open(m, atomic_load_explicit(&slot->lo, memory_order_relaxed),
+                               atomic_load_explicit(&slot->hi, memory_order_relaxed));
+    if (item == MH_NO_ITEM)
+        return;
+    m->sstatus[item] = MH_ITEM_CANCELLED;
+    if (m->codec)
+        m->pstatus[item] = MH_ITEM_CANCELLED;
+}
+
 /* Blame the end of slot s's child, which was in state `was`: what it
  * means for the item it was running. */
 static enum fork_end fork_blame(struct fork_map *m, int s, enum fork_life was, int wstatus)
@@ -85,9 +101,13 @@ static enum fork_end fork_blame(struct fork_map *m, int s, enum fork_life was, i
         fork_set_rc(m, MH_ESYS); /* the child's own OS call, not its item */
         return FORK_END_CLEAN;
     }
-    if (was == FORK_STOPPING || was == FORK_KILLED ||
-        atomic_load_explicit(&slot->finished, memory_order_acquire))
+    if (atomic_load_explicit(&slot->finished, memory_order_acquire))
         return FORK_END_CLEAN;
+    if (was == FORK_STOPPING || was == FORK_KILLED) {
+        if (m->cancelling)
+            fork_mark_cancelled(m, s);
+        return FORK_END_CLEAN;
+    }
     /* Died without handing over its results: blame the item it was
      * running, or else the first one its chunk had left. */
     size_t culprit = atomic_load_explicit(&slot->busy, memory_order_acquire);

@@ -204,6 +204,9 @@ _Noreturn void fork_child(const struct fork_map *m, int s, const struct mh__fork
         _exit(FORK_EXIT_ORPHAN);
     mh__fork_stdio_child_start(stdio);
 
+    /* Our copy of the run: mh_cancelled() in fn reads the shared flag
+     * the caller sets when the map is cancelled. */
+    m->run->cancel_flag = &m->sh->cancelled;
     const struct mh__run *run = m->run;
     const struct fork_worker *w = &m->workers[s];
     struct fork_out o = {0, 0};

@@ -77,8 +77,8 @@ void fork_drain_bells(struct fork_map *m)
 size_t fork_count_done(const struct fork_map *m)
 {
     if (m->codec)
-        return m->delivered;
-    size_t done = 0;
+        return m->run->kept + m->delivered;
+    size_t done = m->run->kept;
     for (int s = 0; s < m->nworkers; s++)
         done += m->workers[s].retired_done +
                 atomic_load_explicit(&m->slots[s].done, memory_order_relaxed);
@@ -97,13 +97,13 @@ static void fork_final_status(struct fork_map *m, size_t *ok, size_t *failed)
                 m->pstatus[i] = MH_ITEM_FAILED;
         st = m->pstatus;
     }
-    size_t good = 0, not_run = 0;
+    size_t good = 0, not_failed = 0; /* not run, or cancelled */
     for (size_t i = 0; i < n; i++) {
         good += st[i] == MH_ITEM_OK;
-        not_run += st[i] == MH_ITEM_NOT_RUN;
+        not_failed += st[i] == MH_ITEM_NOT_RUN || st[i] == MH_ITEM_CANCELLED;
     }
     *ok = good;
-    *failed = n - good - not_run;
+    *failed = n - good - not_failed;
 }
 
 /* Copy results and statuses out of the shared region; count them. */
@@ -115,12 +115,16 @@ void fork_collect(struct fork_map *m)
     fork_final_status(m, &ok, &failed);
     if (!m->codec) {
         /* A failed item's bytes too: what fn wrote, as on the other
-         * backends (mh_reduce reads where its chunk failed from them). */
-        if (ok == n) {
+         * backends (mh_reduce reads where its chunk failed from them).
+         * Resume: items kept OK (run->status still says so) are the
+         * caller's, never copied over. */
+        const uint8_t *kept = task->resume ? run->status : NULL;
+        if (ok == n && !kept) {
             memcpy(task->out, m->sout, n * task->out_size);
         } else {
             for (size_t i = 0; i < n; i++)
-                if (m->sstatus[i] == MH_ITEM_OK || m->sstatus[i] == MH_ITEM_FAILED)
+                if ((m->sstatus[i] == MH_ITEM_OK || m->sstatus[i] == MH_ITEM_FAILED) &&
+                    !(kept && kept[i] == MH_ITEM_OK))
                     memcpy((unsigned char *)task->out + i * task->out_size,
                            m->sout + i * task->out_size, task->out_size);
         }

@@ -1,6 +1,6 @@
 /*
  * The fork backend's own definitions, shared by the files of
- * backends/fork/ (README there says which file does what; the design is
+ * backends/fork/ (ops.c's header says which file does what; the design is
  * docs/backends.md, "fork"): the shared region's layout, the caller's
  * view of a child, and the calls between the files.
  */
@@ -30,6 +30,8 @@ struct fork_shared {
     atomic_int stop;    /* stop claiming (relaxed: "stop soon", guards no data) */
     atomic_int codec_failed; /* a child's encode failed (relaxed: read after
                               * every child has ended) */
+    atomic_int cancelled; /* the map is cancelled: what mh_cancelled()
+                           * reads in a child (relaxed, set before stop) */
 };
 
 /*
@@ -120,6 +122,8 @@ struct fork_map {
     struct pollfd *fds;         /* nworkers + 1, for fork_wait */
     int *slot_of;               /* fds[k] is slot_of[k]'s pidfd */
     int live;                   /* workers whose child is not yet reaped */
+    int nfixed;                 /* fds[] before the pidfds: doorbell, cancel */
+    bool cancelling;            /* a cancel stopped the children */
     int *charged;               /* per item, retries used (retry.c), or
                                  * NULL when the map has none */
     size_t delivered;           /* codec results decoded */
@@ -159,6 +163,7 @@ void fork_kill_all(struct fork_map *m);
 
 /* wait.c: the caller's wait */
 void fork_wait(struct fork_map *m);
+void fork_check_cancel(struct fork_map *m);
 
 /* blame.c: what a failure or a child's end means for the map */
 struct mh__failure fork_codec_failed(const struct fork_map *m, size_t i);

@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -37,8 +38,8 @@ static int fork_map_open(struct fork_map *m)
     }
     size_t slots = (size_t)m->nworkers;
     m->workers = mh__calloc(slots, sizeof *m->workers);
-    m->fds = mh__calloc(slots + 1, sizeof *m->fds);
-    m->slot_of = mh__calloc(slots + 1, sizeof *m->slot_of);
+    m->fds = mh__calloc(slots + 2, sizeof *m->fds); /* + doorbell, cancel */
+    m->slot_of = mh__calloc(slots + 2, sizeof *m->slot_of);
     rc = MH_ENOMEM;
     if (!m->workers || !m->fds || !m->slot_of)
         goto out_free;
@@ -131,6 +132,9 @@ static int fork_map_run(void *state, struct mh__run *run)
     int rc = fork_map_open(&m);
     if (rc)
         return rc;
+    /* Resume: children skip what is kept (the shared statuses say OK). */
+    if (m.task->resume)
+        memcpy(m.sstatus, run->status, m.task->n);
     rc = fork_start(&m);
     if (rc)
         goto out_close;
@@ -172,7 +176,7 @@ static void fork_close(void *state, bool owner)
 
 const struct mh_backend_ops mh__backend_fork = {
     .name = "fork",
-    .caps = MH__CAP_TIMEOUT | MH__CAP_PROCESS,
+    .caps = MH__CAP_TIMEOUT | MH__CAP_PROCESS | MH__CAP_WAKE,
     .open = fork_open,
     .map = fork_map_run,
     .close = fork_close,

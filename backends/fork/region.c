@@ -73,6 +73,7 @@ int fork_region_map(struct fork_map *m)
     atomic_init(&m->sh->next, 0);
     atomic_init(&m->sh->stop, 0);
     atomic_init(&m->sh->codec_failed, 0);
+    atomic_init(&m->sh->cancelled, 0);
     if (m->reused)
         memset(m->sstatus, MH_ITEM_NOT_RUN, n);
     return MH_OK;

@@ -86,13 +86,16 @@ static void fork_ended(struct fork_map *m, int s)
     fork_after_end(m, s, was, wstatus);
 }
 
-/* Fill m->fds with the doorbell and the pidfds to watch; their count.
- * *gone: a child ended that no pidfd will report. */
+/* Fill m->fds with the doorbell, the cancel pipe and the pidfds to
+ * watch; their count. *gone: a child ended that no pidfd will report. */
 static int fork_watch(struct fork_map *m, bool *gone)
 {
     int nfds = 0;
     if (m->codec)
         m->fds[nfds++] = (struct pollfd){.fd = m->bell[0], .events = POLLIN};
+    if (m->run->cancel_fd >= 0 && !m->cancelling)
+        m->fds[nfds++] = (struct pollfd){.fd = m->run->cancel_fd, .events = POLLIN};
+    m->nfixed = nfds;
     *gone = false;
     for (int s = 0; s < m->nworkers; s++) {
         struct fork_worker *w = &m->workers[s];
@@ -105,11 +108,25 @@ static int fork_watch(struct fork_map *m, bool *gone)
     return nfds;
 }
 
-/* Wait for every child, handling doorbells, deaths and deadlines. */
+/* The run is cancelled (mh_pool_cancel, progress): stop every child,
+ * once; the items they were running become MH_ITEM_CANCELLED (blame.c). */
+void fork_check_cancel(struct fork_map *m)
+{
+    /* Relaxed: cancelled is a "stop soon" flag, re-read every wake-up. */
+    if (m->cancelling || !atomic_load_explicit(&m->run->cancelled, memory_order_relaxed))
+        return;
+    m->cancelling = true;
+    atomic_store_explicit(&m->sh->cancelled, 1, memory_order_relaxed);
+    fork_stop_all(m);
+}
+
+/* Wait for every child, handling doorbells, deaths, cancels and
+ * deadlines. */
 void fork_wait(struct fork_map *m)
 {
     double last_tick = mh__now();
     while (m->live > 0) {
+        fork_check_cancel(m);
         bool gone;
         int nfds = fork_watch(m, &gone);
         int ready = mh__poll(m->fds, (nfds_t)nfds, gone ? 0 : fork_poll_ms(m, mh__now()));
@@ -118,7 +135,9 @@ void fork_wait(struct fork_map *m)
             return;
         }
         fork_drain_bells(m);
-        for (int k = m->codec ? 1 : 0; ready > 0 && k < nfds; k++) {
+        if (ready > 0 && m->nfixed > (m->codec ? 1 : 0) && m->fds[m->nfixed - 1].revents)
+            mh__cancel_drain(m->run->cancel_fd);
+        for (int k = m->nfixed; ready > 0 && k < nfds; k++) {
             int s = m->slot_of[k];
             if (m->fds[k].revents && fork_live(&m->workers[s]))
                 fork_ended(m, s);
@@ -134,7 +153,7 @@ void fork_wait(struct fork_map *m)
             last_tick = now;
             atomic_store_explicit(&m->run->items_done, fork_count_done(m),
                                   memory_order_relaxed);
-            mh__run_progress(m->run);
+            mh__run_progress(m->run); /* a non-zero return: cancelled */
         }
     }
 }

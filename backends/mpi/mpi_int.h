@@ -37,6 +37,16 @@ enum {
     MPI_TAG_OUTPUT = 4, /* worker -> rank 0: a result's payload;
                          * rank 0 -> worker: out[failed_index] at the end */
     MPI_TAG_SHAPE = 5,  /* worker -> rank 0: its task's shape, first */
+    MPI_TAG_CANCEL = 6, /* worker -> rank 0: struct mpi_cancel, at most
+                         * once per map, when the map is cancelled there */
+    MPI_TAG_STATUS = 7, /* rank 0 -> worker: a resumed chunk's statuses */
+};
+
+/* A cancel on a worker rank, for rank 0 to end the map everywhere. It
+ * names its map (a pool's maps are counted alike on every rank), so that
+ * one sent as the map ended is dropped by the next map's rank 0. */
+struct mpi_cancel {
+    uint64_t map;
 };
 
 /* Chunks a worker holds at once: it runs one while the next arrives. */
@@ -51,7 +61,7 @@ enum { MPI_CTRL_WORK = 1, MPI_CTRL_STOP = 2 };
 /* The task's shape. It travels with every control record, so that a rank
  * whose task differs says so (MH_EINVAL) instead of computing garbage. */
 struct mpi_shape {
-    uint64_t n, in_size, out_size, chunk_items, tail_width, has_codec, on_error;
+    uint64_t n, in_size, out_size, chunk_items, tail_width, has_codec, on_error, resume;
 };
 
 /* rank 0 -> worker. WORK: run chunk `chunk` (its inputs follow). STOP:
@@ -83,6 +93,7 @@ struct mpi_pool {
     MPI_Comm comm;       /* our duplicate of MPI_COMM_WORLD */
     MPI_Datatype block;  /* MPI_BLOCK contiguous bytes */
     int rank, size;
+    uint64_t maps;       /* maps begun on this pool (the same on every rank) */
 };
 
 /* ------------------------------------------------------------ runtime.c */

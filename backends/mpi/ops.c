@@ -32,10 +32,11 @@ static int mpi_rank(void *state)
 
 static int mpi_map(void *state, struct mh__run *run)
 {
-    const struct mpi_pool *mp = state;
+    struct mpi_pool *mp = state;
     int rc = mh__mpi_map_begin();
     if (rc)
         return rc;
+    mp->maps++;
     rc = mp->rank == 0 ? mh__mpi_root_map(mp, run) : mh__mpi_worker_map(mp, run);
     mh__mpi_map_end();
     return rc;

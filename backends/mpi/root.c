@@ -1,7 +1,8 @@
 /*
  * Rank 0: hand chunks out dynamically, MPI_DEPTH in flight per other
  * rank, run chunks itself between polls (MPI_Test) of the results that
- * come back, and wait (MPI_Wait) when it has none left of its own. Then
+ * come back, and wait (MPI_Test in a loop that also takes a worker's
+ * cancel) when it has none left of its own. Then
  * check every rank's shape and end the map on each with its outcome: the
  * same code, counters and failure everywhere.
  */
@@ -11,7 +12,7 @@
 
 struct mpi_slot {
     struct mpi_ctrl ctrl;
-    MPI_Request req[3]; /* control, input blocks, input rest */
+    MPI_Request req[4]; /* control, input blocks, input rest, statuses */
 };
 
 struct mpi_root {
@@ -23,6 +24,8 @@ struct mpi_root {
     size_t outstanding;     /* chunks out at workers */
     int code;               /* the map's own error (not an item's) */
     struct mpi_buf payload;
+    MPI_Request cancel_req; /* a worker's struct mpi_cancel, posted */
+    struct mpi_cancel cancel_msg;
 };
 
 static void mpi_root_error(struct mpi_root *r, int code)
@@ -35,6 +38,43 @@ static void mpi_root_error(struct mpi_root *r, int code)
 static bool mpi_root_stopping(const struct mpi_root *r)
 {
     return atomic_load_explicit(&r->run->stop, memory_order_relaxed) != 0;
+}
+
+/* Take a worker's cancel, if one came for this map: the run is then
+ * cancelled here too, and ends on every rank with MH_EINTR. */
+static int mpi_root_poll_cancel(struct mpi_root *r)
+{
+    int arrived = 0;
+    while (r->cancel_req != MPI_REQUEST_NULL) {
+        int rc = mh__mpi_code(MPI_Test(&r->cancel_req, &arrived, MPI_STATUS_IGNORE));
+        if (rc || !arrived)
+            return rc;
+        if (r->cancel_msg.map == r->mp->maps) {
+            mh__run_cancel(r->run);
+            return MH_OK; /* one is enough: the request stays NULL */
+        }
+        /* Sent as an earlier map ended: dropped; listen again. */
+        rc = mh__mpi_code(MPI_Irecv(&r->cancel_msg, sizeof r->cancel_msg, MPI_BYTE,
+                                    MPI_ANY_SOURCE, MPI_TAG_CANCEL, r->mp->comm,
+                                    &r->cancel_req));
+        if (rc)
+            return rc;
+    }
+    return MH_OK;
+}
+
+/* Wait for *pending (a result) while taking cancels: Open MPI's own wait
+ * spins too, and a cancel must not wait for the next result. */
+static int mpi_root_wait(struct mpi_root *r, MPI_Request *pending, MPI_Status *st)
+{
+    for (;;) {
+        int arrived = 0;
+        int rc = mh__mpi_code(MPI_Test(pending, &arrived, st));
+        if (rc || arrived)
+            return rc;
+        if ((rc = mpi_root_poll_cancel(r)))
+            return rc;
+    }
 }
 
 /* Hand chunk `next` to worker rank `dest`, in a free slot of its. */
@@ -59,8 +99,13 @@ static int mpi_root_assign(struct mpi_root *r, int dest)
     if (rc)
         return rc;
     r->outstanding++;
-    return mh__mpi_isend_bytes(r->mp, in, (end - begin) * task->in_size, dest, MPI_TAG_INPUT,
-                               &slot->req[1]);
+    rc = mh__mpi_isend_bytes(r->mp, in, (end - begin) * task->in_size, dest, MPI_TAG_INPUT,
+                             &slot->req[1]);
+    /* Resume: the worker skips what is kept (run->status says OK). */
+    if (!rc && task->resume)
+        rc = mh__mpi_code(MPI_Isend(r->run->status + begin, (int)(end - begin), MPI_BYTE,
+                                    dest, MPI_TAG_STATUS, r->mp->comm, &slot->req[3]));
+    return rc;
 }
 
 /* Free the slot of `src` that held chunk c. Its sends were received (a
@@ -71,7 +116,7 @@ static int mpi_root_release(struct mpi_root *r, int src, uint64_t c)
         struct mpi_slot *s = &r->slots[src * MPI_DEPTH + d];
         if (s->ctrl.kind == MPI_CTRL_WORK && s->ctrl.chunk == c) {
             s->ctrl.kind = 0;
-            return mh__mpi_code(MPI_Waitall(3, s->req, MPI_STATUSES_IGNORE));
+            return mh__mpi_code(MPI_Waitall(4, s->req, MPI_STATUSES_IGNORE));
         }
     }
     return MH_EMPI; /* a result for a chunk this rank was not given */
@@ -116,6 +161,22 @@ static int mpi_root_check_shapes(struct mpi_root *r, const struct mpi_shape *min
     return MH_OK;
 }
 
+/* Stop listening for cancels, before any worker can begin the next map
+ * (and send one for it): one already received still counts; one sent
+ * later is dropped by the next map's rank 0 (its number). */
+static void mpi_root_unlisten(struct mpi_root *r)
+{
+    if (r->cancel_req == MPI_REQUEST_NULL)
+        return;
+    MPI_Status st;
+    int cancelled = 1;
+    MPI_Cancel(&r->cancel_req);
+    if (MPI_Wait(&r->cancel_req, &st) == MPI_SUCCESS &&
+        MPI_Test_cancelled(&st, &cancelled) == MPI_SUCCESS && !cancelled &&
+        r->cancel_msg.map == r->mp->maps)
+        mh__run_cancel(r->run);
+}
+
 /* Tell every worker the map is over, with its outcome. */
 static int mpi_root_finish(struct mpi_root *r)
 {
@@ -123,8 +184,12 @@ static int mpi_root_finish(struct mpi_root *r)
     const struct mh_task *task = run->task;
     struct mpi_shape mine = mh__mpi_shape_of(run);
     int rc = mpi_root_check_shapes(r, &mine);
+    mpi_root_unlisten(r);
     if (rc)
         return rc;
+    /* Cancelled here or on any rank: every rank returns MH_EINTR. */
+    if (!r->code && atomic_load_explicit(&run->cancelled, memory_order_relaxed))
+        r->code = MH_EINTR;
     struct mpi_ctrl stop = {
         .kind = MPI_CTRL_STOP,
         .code = r->code,
@@ -156,13 +221,15 @@ static int mpi_root_loop(struct mpi_root *r)
     int rc = MH_OK;
     /* Fill every worker's slots first, one chunk per rank per round, so
      * that a small map spreads over all ranks. */
-    for (int d = 0; d < MPI_DEPTH && !rc; d++)
+    for (int d = 0; d < MPI_DEPTH && !rc && !mpi_root_stopping(r); d++)
         for (int dest = 1; dest < r->mp->size && r->next < run->nchunks && !rc; dest++)
             rc = mpi_root_assign(r, dest);
 
     struct mpi_result res;
     MPI_Request pending = MPI_REQUEST_NULL;
     while (!rc) {
+        if ((rc = mpi_root_poll_cancel(r)))
+            break;
         if (r->outstanding > 0 && pending == MPI_REQUEST_NULL &&
             (rc = mh__mpi_code(MPI_Irecv(&res, sizeof res, MPI_BYTE, MPI_ANY_SOURCE,
                                          MPI_TAG_RESULT, r->mp->comm, &pending))))
@@ -174,8 +241,8 @@ static int mpi_root_loop(struct mpi_root *r)
         int arrived = 0;
         if (r->outstanding > 0) {
             /* Poll while there is work of our own; wait when there is not. */
-            rc = mh__mpi_code(local ? MPI_Test(&pending, &arrived, &st)
-                                    : MPI_Wait(&pending, &st));
+            rc = local ? mh__mpi_code(MPI_Test(&pending, &arrived, &st))
+                       : mpi_root_wait(r, &pending, &st);
             if (rc)
                 break;
             arrived |= !local;
@@ -200,7 +267,8 @@ static int mpi_root_loop(struct mpi_root *r)
 
 int mh__mpi_root_map(const struct mpi_pool *mp, struct mh__run *run)
 {
-    struct mpi_root r = {.mp = mp, .run = run, .nslots = (size_t)mp->size * MPI_DEPTH};
+    struct mpi_root r = {.mp = mp, .run = run, .nslots = (size_t)mp->size * MPI_DEPTH,
+                         .cancel_req = MPI_REQUEST_NULL};
     r.slots = run->error ? NULL : mh__calloc(r.nslots, sizeof *r.slots);
     if (!r.slots) {
         /* Still end the map on every worker, with the error. */
@@ -208,13 +276,18 @@ int mh__mpi_root_map(const struct mpi_pool *mp, struct mh__run *run)
         return mpi_root_finish(&r) ? MH_EMPI : r.code;
     }
     for (size_t s = 0; s < r.nslots; s++)
-        for (int q = 0; q < 3; q++)
+        for (int q = 0; q < 4; q++)
             r.slots[s].req[q] = MPI_REQUEST_NULL;
 
-    int rc = mpi_root_loop(&r);
-    for (size_t s = 0; s < r.nslots && !rc; s++)
-        rc = mh__mpi_code(MPI_Waitall(3, r.slots[s].req, MPI_STATUSES_IGNORE));
+    int rc = mh__mpi_code(MPI_Irecv(&r.cancel_msg, sizeof r.cancel_msg, MPI_BYTE,
+                                    MPI_ANY_SOURCE, MPI_TAG_CANCEL, mp->comm, &r.cancel_req));
     if (!rc)
+        rc = mpi_root_loop(&r);
+    for (size_t s = 0; s < r.nslots && !rc; s++)
+        rc = mh__mpi_code(MPI_Waitall(4, r.slots[s].req, MPI_STATUSES_IGNORE));
+    if (rc)
+        mpi_root_unlisten(&r);
+    else
         rc = mpi_root_finish(&r);
     if (!rc)
         rc = r.code;

@@ -110,5 +110,6 @@ struct mpi_shape mh__mpi_shape_of(const struct mh__run *run)
         .n = task->n, .in_size = task->in_size, .out_size = task->out_size,
         .chunk_items = run->chunk, .tail_width = run->tail_width,
         .has_codec = task->codec != NULL, .on_error = (uint64_t)run->on_error,
+        .resume = task->resume != 0,
     };
 }

@@ -13,6 +13,8 @@
 struct mpi_worker {
     unsigned char *in, *out;
     uint8_t *status;
+    uint8_t *kept;      /* resume: the chunk's statuses as rank 0 sent them */
+    bool told;          /* this rank's cancel was sent to rank 0 */
     struct mpi_buf payload;
     int error; /* what to answer with when in is NULL */
 };
@@ -32,6 +34,9 @@ static int mpi_worker_chunk(const struct mpi_pool *mp, struct mh__run *run,
     struct mpi_result res = {.chunk = ctrl->chunk, .fail = mh__failure_none()};
     int rc = mh__mpi_recv_bytes(mp, shape_ok && w->in ? w->in : NULL,
                                 count * ctrl->shape.in_size, 0, MPI_TAG_INPUT);
+    if (!rc && ctrl->shape.resume)
+        rc = mh__mpi_recv_bytes(mp, shape_ok && w->in ? w->kept : NULL, count, 0,
+                                MPI_TAG_STATUS);
     if (rc)
         return rc;
     if (!shape_ok || !w->in) {
@@ -49,8 +54,19 @@ static int mpi_worker_chunk(const struct mpi_pool *mp, struct mh__run *run,
     struct mh__run sub;
     mh__run_init(&sub, &local, count, run->on_error, w->status, &fail_lock);
     sub.callback_retries = run->callback_retries;
-    memset(w->status, MH_ITEM_NOT_RUN, count);
+    /* A cancel here stops the chunk's next items, and fn sees it. */
+    sub.cancel_flag = &run->cancelled;
+    atomic_store_explicit(&sub.stop, atomic_load_explicit(&run->stop, memory_order_relaxed),
+                          memory_order_relaxed);
+    /* Resume: the kept items run not, and go back as NOT_RUN, so that
+     * rank 0 leaves their outputs alone. */
+    for (size_t i = 0; i < count; i++)
+        w->status[i] = ctrl->shape.resume && w->kept[i] == MH_ITEM_OK ? MH_ITEM_OK
+                                                                       : MH_ITEM_NOT_RUN;
     mh__run_chunk(&sub, 0);
+    for (size_t i = 0; ctrl->shape.resume && i < count; i++)
+        if (w->kept[i] == MH_ITEM_OK)
+            w->status[i] = MH_ITEM_NOT_RUN;
 
     size_t len;
     mh__mpi_payload_encode(&w->payload, &sub, &len);
@@ -99,9 +115,10 @@ static void mpi_worker_open(struct mpi_worker *w, const struct mh__run *run)
     w->in = mh__malloc(items * task->in_size);
     w->out = mh__malloc(out_bytes);
     w->status = mh__malloc(items);
+    w->kept = mh__malloc(items + 1);
     w->payload.cap = items + out_bytes; /* statuses and raw outputs fit */
     w->payload.p = mh__malloc(w->payload.cap);
-    if (!w->out || !w->status || !w->payload.p || run->error) {
+    if (!w->out || !w->status || !w->kept || !w->payload.p || run->error) {
         mh__free(w->in);
         w->in = NULL; /* answer every chunk with the error */
     }
@@ -113,7 +130,34 @@ static void mpi_worker_close(struct mpi_worker *w)
     mh__free(w->in);
     mh__free(w->out);
     mh__free(w->status);
+    mh__free(w->kept);
     mh__free(w->payload.p);
+}
+
+/* Receive rank 0's next control record. While it is on its way, a
+ * cancel of this run is sent to rank 0 (once), which ends the map on
+ * every rank. Open MPI's blocking receive spins as this loop does. */
+static int mpi_worker_next(const struct mpi_pool *mp, struct mh__run *run,
+                           struct mpi_worker *w, struct mpi_ctrl *ctrl)
+{
+    MPI_Request req;
+    int rc = mh__mpi_code(MPI_Irecv(ctrl, sizeof *ctrl, MPI_BYTE, 0, MPI_TAG_CTRL, mp->comm,
+                                    &req));
+    for (int arrived = 0; !rc && !arrived;) {
+        /* Relaxed: a poll of "stop soon". */
+        if (!w->told && atomic_load_explicit(&run->cancelled, memory_order_relaxed)) {
+            struct mpi_cancel msg = {.map = mp->maps};
+            w->told = true;
+            rc = mh__mpi_send(mp, &msg, sizeof msg, 0, MPI_TAG_CANCEL);
+        }
+        if (!rc)
+            rc = mh__mpi_code(MPI_Test(&req, &arrived, MPI_STATUS_IGNORE));
+    }
+    if (rc && req != MPI_REQUEST_NULL) {
+        MPI_Cancel(&req);
+        MPI_Request_free(&req);
+    }
+    return rc;
 }
 
 int mh__mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run)
@@ -128,7 +172,7 @@ int mh__mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run)
                                     &shape_req));
     while (!rc) {
         struct mpi_ctrl ctrl;
-        if ((rc = mh__mpi_recv(mp, &ctrl, sizeof ctrl, 0, MPI_TAG_CTRL)))
+        if ((rc = mpi_worker_next(mp, run, &w, &ctrl)))
             break;
         if (ctrl.kind == MPI_CTRL_STOP) {
             rc = mpi_worker_outcome(mp, run, &ctrl);
