@@ -88,7 +88,8 @@ struct mhb_stream_kind {
     enum mhb_stream_work work;
     enum mhb_stream_call call;
     const struct mhk_kernel *kernel; /* seed and io: the kernel; else NULL */
-    size_t chunk;                    /* asked; 0: adaptive */
+    size_t chunks[2];                /* asked, each a cell; 0: adaptive */
+    int n_chunks;
     int workers[2], n_workers;       /* the default worker counts */
     int quick_workers;               /* with --quick: 1 and this */
     bool all_backends;               /* every library backend, else fork and threads */

@@ -11,7 +11,8 @@
  *   jobs:maps, jobs:stream              10^4 one-item jobs (chunk 1) on
  *                 fork and threads: one mh_map per job, or one stream
  *   <io>:map, <io>:stream               the first IO-bound kernel (sleep,
- *                 1 ms) x 2048 at 64 workers on fork and threads
+ *                 1 ms) x 2048 at 64 workers on fork and threads, with
+ *                 adaptive chunks and with chunk 1
  *   copy:map, copy:stream               out = in over 10^8 ints: peak RSS
  *                 of a stream against a map's 800 MB (map on threads only)
  *
@@ -44,6 +45,8 @@ static void stream_kind(int *n, const char *work, const struct mhk_kernel *k,
         return;
     snprintf(stream_names[*n], MHB_NAME_MAX, "%s:%s", work, stream_call_names[kind.call]);
     kind.row.name = stream_names[*n];
+    if (kind.n_chunks == 0)
+        kind.n_chunks = 1; /* adaptive */
     kind.row.description = k ? k->description : "";
     kind.kernel = k;
     stream_kinds[(*n)++] = kind;
@@ -92,7 +95,7 @@ const struct mhb_stream_kind *mhb_stream_kinds(void)
                 map_stream);
     ints.default_items = 10000, ints.quick_items = 100;
     stream_work(&n, "jobs", NULL,
-                (struct mhb_stream_kind){.row = ints, .work = MHB_WORK_JOBS, .chunk = 1,
+                (struct mhb_stream_kind){.row = ints, .work = MHB_WORK_JOBS, .chunks = {1},
                                          .workers = {2}, .n_workers = 1, .quick_workers = 2},
                 maps_stream);
     if (io)
@@ -101,8 +104,8 @@ const struct mhb_stream_kind *mhb_stream_kinds(void)
                         .row = {.bound = MHK_IO, .in_size = io->in_size,
                                 .out_size = io->out_size, .default_items = 2048,
                                 .quick_items = 64},
-                        .work = MHB_WORK_IO, .workers = {64}, .n_workers = 1,
-                        .quick_workers = 8},
+                        .work = MHB_WORK_IO, .chunks = {0, 1}, .n_chunks = 2,
+                        .workers = {64}, .n_workers = 1, .quick_workers = 8},
                     map_stream);
     ints.default_items = 100000000, ints.quick_items = 100000;
     stream_work(&n, "copy", NULL,
@@ -207,13 +210,18 @@ int mhb_stream_plan(struct mhb_run *run, struct mhb_plans *plans)
             const struct mhb_runner *r = ok[i];
             if (!stream_takes(run, r, k))
                 continue;
+            /* The baseline once, at 1 worker and the first chunk size. */
             for (int w = 0; w < (r->baseline ? 1 : nw); w++) {
                 int workers = r->baseline ? 1 : wl[w];
                 if (r->workers_max && !o->n_workers && workers > r->workers_max)
                     continue;
-                if (mhb_reserve((void **)&plans->v, &plans->cap, plans->n, sizeof *plans->v))
-                    return -1;
-                plans->v[plans->n++] = (struct mhb_plan){r, &k->row, items, workers, k->chunk};
+                for (int c = 0; c < (r->baseline ? 1 : k->n_chunks); c++) {
+                    if (mhb_reserve((void **)&plans->v, &plans->cap, plans->n,
+                                    sizeof *plans->v))
+                        return -1;
+                    plans->v[plans->n++] =
+                        (struct mhb_plan){r, &k->row, items, workers, k->chunks[c]};
+                }
             }
         }
     }

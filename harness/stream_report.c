@@ -1,5 +1,5 @@
 /* The stream experiment's report: per work, one line per (backend,
- * workers, call) with its median wall, cost per item, speedup over seq,
+ * workers, chunk asked, call) with its median wall, cost per item, speedup over seq,
  * peak RSS and throughput against the work's first call (the map); then
  * one line of figures per work at its most workers. */
 #include <math.h>
@@ -9,10 +9,20 @@
 
 #include "bench.h"
 
+/* chunk: the chunk asked, or SIZE_MAX for any (the baseline's). */
 static double report_stat(const struct mhb_run *run, const char *backend, const char *kind,
-                          int w, enum mhb_field field)
+                          int w, size_t chunk, enum mhb_field field)
 {
-    return mhb_stat(&run->table, (struct mhb_match){backend, kind, w, SIZE_MAX}, field);
+    return mhb_stat(&run->table, (struct mhb_match){backend, kind, w, chunk}, field);
+}
+
+/* "auto" for an adaptive chunk, else its size. */
+static const char *report_chunk(char *buf, size_t size, size_t chunk)
+{
+    if (chunk == 0)
+        return "auto";
+    snprintf(buf, size, "%zu", chunk);
+    return buf;
 }
 
 /* The kinds of the work that starts at kind k: [k, *end). */
@@ -72,7 +82,30 @@ static void report_per_item(char *buf, size_t size, double wall, size_t items)
         snprintf(buf, size, "%.3f ms", s * 1e3);
 }
 
-/* The rows of one work: each backend and worker count the table has. */
+/* One line per call of the work at (backend, w, chunk). */
+static void report_lines(FILE *out, const struct mhb_run *run, const struct mhb_stream_kind *k,
+                         const struct mhb_stream_kind *end, const char *backend, int w,
+                         size_t chunk, size_t items)
+{
+    double ref = report_stat(run, backend, k->row.name, w, chunk, MHB_WALL);
+    for (const struct mhb_stream_kind *c = k; c < end; c++) {
+        double wall = report_stat(run, backend, c->row.name, w, chunk, MHB_WALL);
+        if (isnan(wall))
+            continue;
+        char per[32], cs[24];
+        size_t shown = chunk == SIZE_MAX ? k->chunks[0] : chunk; /* the baseline's */
+        report_per_item(per, sizeof per, wall, items);
+        fprintf(out, "  %-8s %7d %5s  %-13s %9.4f %10s %8.2f %9.1f", backend, w,
+                report_chunk(cs, sizeof cs, shown), strchr(c->row.name, ':') + 1, wall, per,
+                report_stat(run, backend, c->row.name, w, chunk, MHB_SPEEDUP),
+                report_stat(run, backend, c->row.name, w, chunk, MHB_RSS_MIB));
+        if (c != k && !isnan(ref))
+            fprintf(out, " %6.2fx", ref / wall);
+        fputc('\n', out);
+    }
+}
+
+/* The rows of one work: each backend, worker count and chunk asked. */
 static void report_table(FILE *out, const struct mhb_run *run, const struct mhb_stream_kind *k,
                          const struct mhb_stream_kind *end)
 {
@@ -82,36 +115,56 @@ static void report_table(FILE *out, const struct mhb_run *run, const struct mhb_
     if (!first)
         return;
     const char *ref_call = strchr(k->row.name, ':') + 1;
-    fprintf(out, "\n%.*s%s, %zu items%s (median of each cell; vs %s: its wall / this wall)\n",
+    fprintf(out, "\n%.*s%s, %zu items (median of each cell; vs %s: its wall / this wall)\n",
             report_name_len(k), k->row.name,
-            k->work == MHB_WORK_SEED ? " (the seed's workload)" : "", first->items,
-            k->chunk ? ", chunk 1" : "", ref_call);
+            k->work == MHB_WORK_SEED ? " (the seed's workload)" : "", first->items, ref_call);
     char vs[32];
     snprintf(vs, sizeof vs, "vs %s", ref_call);
-    fprintf(out, "  %-8s %7s  %-13s %9s %10s %8s %9s %7s\n", "backend", "workers", "call",
-            "wall_s", "per item", "speedup", "rss_MiB", vs);
+    fprintf(out, "  %-8s %7s %5s  %-13s %9s %10s %8s %9s %7s\n", "backend", "workers", "chunk",
+            "call", "wall_s", "per item", "speedup", "rss_MiB", vs);
     struct mhb_names kernels, runners;
     mhb_table_names(&run->table, &kernels, &runners);
     int ws[MHB_LIST_MAX], nw = report_workers(run, k, end, ws);
-    for (int b = -1; b < runners.n; b++) {
-        const char *backend = b < 0 ? report_baseline() : runners.v[b];
-        for (int i = 0; i < (b < 0 ? 1 : nw); i++) {
-            int w = b < 0 ? 1 : ws[i];
-            double ref = report_stat(run, backend, k->row.name, w, MHB_WALL);
-            for (const struct mhb_stream_kind *c = k; c < end; c++) {
-                double wall = report_stat(run, backend, c->row.name, w, MHB_WALL);
-                if (isnan(wall))
-                    continue;
-                char per[32];
-                report_per_item(per, sizeof per, wall, first->items);
-                fprintf(out, "  %-8s %7d  %-13s %9.4f %10s %8.2f %9.1f", backend, w,
-                        strchr(c->row.name, ':') + 1, wall, per,
-                        report_stat(run, backend, c->row.name, w, MHB_SPEEDUP),
-                        report_stat(run, backend, c->row.name, w, MHB_RSS_MIB));
-                if (c != k && !isnan(ref))
-                    fprintf(out, " %6.2fx", ref / wall);
-                fputc('\n', out);
-            }
+    report_lines(out, run, k, end, report_baseline(), 1, SIZE_MAX, first->items);
+    for (int b = 0; b < runners.n; b++)
+        for (int i = 0; i < nw; i++)
+            for (int c = 0; c < k->n_chunks; c++)
+                report_lines(out, run, k, end, runners.v[b], ws[i], k->chunks[c], first->items);
+}
+
+/* A backend's calls of the work at (w, chunk), by what the work is
+ * there to show. */
+static void report_figure(FILE *out, const struct mhb_run *run, const struct mhb_stream_kind *k,
+                          const struct mhb_stream_kind *end, const char *backend, int w,
+                          size_t chunk)
+{
+    double ref = report_stat(run, backend, k->row.name, w, chunk, MHB_WALL);
+    for (const struct mhb_stream_kind *c = k; c < end; c++) {
+        double wall = report_stat(run, backend, c->row.name, w, chunk, MHB_WALL);
+        const struct mhb_row *row = mhb_table_first(&run->table, c->row.name);
+        char per[32];
+        if (isnan(wall) || (k->work == MHB_WORK_SEED && c == k))
+            continue;
+        fprintf(out, " %s %s", backend, strchr(c->row.name, ':') + 1);
+        if (k->n_chunks > 1)
+            fprintf(out, chunk ? " (chunk %zu)" : " (chunk auto)", chunk);
+        fputc(' ', out);
+        switch (k->work) {
+        case MHB_WORK_SEED:
+            fprintf(out, "%.2fx;", ref / wall);
+            break;
+        case MHB_WORK_EMPTY:
+        case MHB_WORK_JOBS:
+            report_per_item(per, sizeof per, wall, row->items);
+            fprintf(out, "%s;", per);
+            break;
+        case MHB_WORK_IO:
+            fprintf(out, "%.1fx;", report_stat(run, backend, c->row.name, w, chunk, MHB_SPEEDUP));
+            break;
+        case MHB_WORK_COPY:
+            fprintf(out, "%.1f MiB;",
+                    report_stat(run, backend, c->row.name, w, chunk, MHB_RSS_MIB));
+            break;
         }
     }
 }
@@ -135,36 +188,9 @@ static void report_figures(FILE *out, const struct mhb_run *run,
     struct mhb_names kernels, runners;
     mhb_table_names(&run->table, &kernels, &runners);
     fprintf(out, "%.*s at %d workers, %s:", report_name_len(k), k->row.name, w, what[k->work]);
-    for (int b = 0; b < runners.n; b++) {
-        for (const struct mhb_stream_kind *c = k; c < end; c++) {
-            const char *call = strchr(c->row.name, ':') + 1;
-            double wall = report_stat(run, runners.v[b], c->row.name, w, MHB_WALL);
-            double ref = report_stat(run, runners.v[b], k->row.name, w, MHB_WALL);
-            const struct mhb_row *row = mhb_table_first(&run->table, c->row.name);
-            char per[32];
-            if (isnan(wall) || (k->work == MHB_WORK_SEED && c == k))
-                continue;
-            fprintf(out, " %s %s ", runners.v[b], call);
-            switch (k->work) {
-            case MHB_WORK_SEED:
-                fprintf(out, "%.2fx;", ref / wall);
-                break;
-            case MHB_WORK_EMPTY:
-            case MHB_WORK_JOBS:
-                report_per_item(per, sizeof per, wall, row->items);
-                fprintf(out, "%s;", per);
-                break;
-            case MHB_WORK_IO:
-                fprintf(out, "%.1fx;",
-                        report_stat(run, runners.v[b], c->row.name, w, MHB_SPEEDUP));
-                break;
-            case MHB_WORK_COPY:
-                fprintf(out, "%.1f MiB;",
-                        report_stat(run, runners.v[b], c->row.name, w, MHB_RSS_MIB));
-                break;
-            }
-        }
-    }
+    for (int b = 0; b < runners.n; b++)
+        for (int ch = 0; ch < k->n_chunks; ch++)
+            report_figure(out, run, k, end, runners.v[b], w, k->chunks[ch]);
     fputc('\n', out);
 }
 
