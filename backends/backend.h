@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "manyhands.h"
@@ -28,6 +29,8 @@
                                         * (mpi): see mh__run.error */
 #define MH__CAP_WAKE (1u << 3) /* sleeps in poll(): the pool keeps a pipe a
                                 * cancel writes to (mh__run.cancel_fd) */
+#define MH__CAP_WORKER_LIMITS (1u << 4) /* enforces worker_memory_max and
+                                           * worker_items_max (fork) */
 
 /* One failure, as a backend found it. */
 struct mh__failure {
@@ -101,6 +104,9 @@ struct mh__run {
      * timeouts the caller charged, in memory a child inherits): an item's
      * callback retries come out of the same budget. */
     const int *charged;
+    /* Set by a backend whose workers ran under config.worker_memory_max
+     * (fork): report.memory_capped says so of a failing item. */
+    bool memory_capped;
     /* Non-zero (an MH_E* code) when the core could not prepare this
      * process's part of the map; only a MH__CAP_COLLECTIVE backend is
      * then called, to end the map on every process with that code. */
@@ -271,6 +277,36 @@ void mh__cancel_drain(int fd);
 int mh__status_code(int item_status);
 
 /*
+ * Per-worker hooks (src/hooks.c, the one owner of the rule; when each
+ * backend calls them: docs/backends.md, "Per-worker hooks").
+ */
+
+/* Worker's init hook, if config has one: *state is what it stored (NULL
+ * without one). 0, or MH_EINIT when it returned non-zero (*state NULL). */
+int mh__hook_init(const struct mh_config *config, int worker, void **state);
+
+/* Worker's fini hook with its state, if config has one. */
+void mh__hook_fini(const struct mh_config *config, int worker, void *state);
+
+/* init for workers 0 .. count - 1 in order, on this thread, into
+ * states[]; when one fails, fini for those before it, then MH_EINIT. */
+int mh__hooks_init_all(const struct mh_config *config, void **states, int count);
+
+/* fini for workers 0 .. count - 1 in order, on this thread. */
+void mh__hooks_fini_all(const struct mh_config *config, void *const *states, int count);
+
+/* Which worker this thread runs items for: what mh_worker_index() and
+ * mh_worker_state() return in its callbacks. mh__worker_enter binds it
+ * and returns the binding before, which mh__worker_leave restores; a
+ * backend brackets each worker's item loops of a run with the pair. */
+struct mh__worker {
+    int index;
+    void *state;
+};
+struct mh__worker mh__worker_enter(int index, void *state);
+void mh__worker_leave(struct mh__worker previous);
+
+/*
  * Nesting: a map called from inside any callback (fn, progress, codec)
  * runs inline instead of waiting on workers it may occupy. The core sees
  * to it — mh__run_range marks every item loop, on any thread or process,
@@ -305,6 +341,7 @@ ssize_t mh__write(int fd, const void *buf, size_t count);
 int mh__kill(pid_t pid, int sig);
 int mh__pidfd_send_signal(int pidfd, int sig); /* (pidfd, sig, NULL, 0) */
 int mh__prctl(int option, unsigned long arg);
+int mh__setrlimit(int resource, rlim_t soft); /* the soft limit; hard kept */
 /* FUTEX_WAIT on *word while it holds seen, at most timeout_ns; and
  * FUTEX_WAKE of up to count waiters. Shared futexes: they work across
  * fork on MAP_SHARED memory. A wait may end early for any reason, so

@@ -1,18 +1,23 @@
 /*
- * openmp: one `parallel for schedule(dynamic, 1)` region per map, over
- * chunk indices. Each iteration is one chunk of the size the core chose,
- * run by mh__run_chunk, so the item loop, status array and failure
- * recording are the very code every other backend uses.
+ * openmp: one `parallel` region per map, whose threads claim chunk
+ * indices from one counter (dynamic self-scheduling, as threads does).
+ * Each claim is one chunk of the size the core chose, run by
+ * mh__run_chunk, so the item loop, status array and failure recording
+ * are the very code every other backend uses.
  *
  * The team belongs to the OpenMP runtime, not to the pool: libgomp keeps
  * one team of idle threads per calling thread and reuses it from one
- * region to the next. The pool therefore holds no state; close hands the
+ * region to the next. The pool holds only its config (for the hooks); close hands the
  * calling thread's team back (omp_pause_resource_all), so that a closed
  * pool leaves no thread behind and a later fork starts from a clean
  * runtime (GCC PR 60035, see docs/backends.md).
  *
- * Nothing leaves the region early: C has no exceptions, and after a
- * failure under MH_STOP the remaining iterations only read run->stop.
+ * After a failure under MH_STOP or a cancel, each thread leaves its claim
+ * loop at its next look at run->stop.
+ *
+ * Per-worker hooks run per map or stream, in each team thread (worker
+ * index: its thread number): every thread's init, a barrier, then items
+ * only if every init succeeded; each thread's fini after its last item.
  *
  * libgomp cannot fail to start a team: when pthread_create fails it
  * prints "Thread creation failed" and calls exit(1). So before a region
@@ -108,9 +113,41 @@ static int openmp_probe(int count)
 
 static int openmp_open(void **state, const struct mh_config *config)
 {
-    (void)config;
-    *state = NULL; /* the team is the runtime's; run->workers sizes it */
+    /* The team is the runtime's (run->workers sizes it): the state is
+     * the pool's own config, for its hooks; it lives as long as the pool. */
+    *state = (void *)config;
     return MH_OK;
+}
+
+/* In team thread me, at the region's start: its init hook, then, with an
+ * init hook, a barrier, so that no thread starts an item before every
+ * init has run. Whether every thread's init succeeded; *ready: whether
+ * this one's did (then its fini is due). init_failed is the team's flag
+ * (relaxed: set before the barrier, read after it; the barrier orders). */
+static bool openmp_hooks_start(const struct mh_config *config, int me, void **hook_state,
+                               bool *ready, atomic_int *init_failed)
+{
+    *ready = mh__hook_init(config, me, hook_state) == MH_OK;
+    if (!*ready)
+        atomic_store_explicit(init_failed, 1, memory_order_relaxed);
+    if (config->init) {
+#pragma omp barrier
+    }
+    return !atomic_load_explicit(init_failed, memory_order_relaxed);
+}
+
+/* A one-thread team: seq's map or stream as worker 0, with its hooks. */
+static int openmp_alone(const struct mh_config *config, struct mh__run *run,
+                        struct mh__stream *st)
+{
+    void *hook_state;
+    if (mh__hook_init(config, 0, &hook_state))
+        return MH_EINIT;
+    struct mh__worker previous = mh__worker_enter(0, hook_state);
+    int rc = st ? mh__backend_seq.stream(NULL, st) : mh__backend_seq.map(NULL, run);
+    mh__worker_leave(previous);
+    mh__hook_fini(config, 0, hook_state);
+    return rc;
 }
 
 /* Get ready for a team of *workers threads: 1 in a forked child (see
@@ -144,56 +181,80 @@ static void openmp_team_done(int team)
 
 static int openmp_map(void *state, struct mh__run *run)
 {
-    (void)state;
+    const struct mh_config *config = state;
     const size_t nchunks = run->nchunks;
     int rc = openmp_team_ready(&run->workers);
     if (rc)
         return rc;
     if (run->workers <= 1)
-        return mh__backend_seq.map(NULL, run); /* a one-thread team costs a region for nothing */
+        return openmp_alone(config, run, NULL); /* a region would cost for nothing */
 
     int team = 0;
+    atomic_size_t next = 0; /* next chunk to claim (relaxed: a counter only) */
+    atomic_int init_failed = 0;
 #pragma omp parallel num_threads(run->workers)
     {
-        const bool caller = omp_get_thread_num() == 0;
+        const int me = omp_get_thread_num();
+        const bool caller = me == 0;
         if (caller)
             team = omp_get_num_threads();
-#pragma omp for schedule(dynamic, 1) nowait
-        for (size_t c = 0; c < nchunks; c++) {
-            /* Relaxed: the flag only says "stop soon"; it guards no data.
-             * Once set, each remaining iteration is this load and no
-             * more: a parallel for cannot be left with break. */
+        void *hook_state = NULL;
+        bool ready;
+        const bool run_items = openmp_hooks_start(config, me, &hook_state, &ready, &init_failed);
+        struct mh__worker previous = mh__worker_enter(me, hook_state);
+        /* A claim counter, not `omp for`: a stopped map (a failure, a
+         * cancel) leaves at once instead of walking every index left. */
+        while (run_items) {
+            /* Relaxed: the flag only says "stop soon"; it guards no data. */
             if (atomic_load_explicit(&run->stop, memory_order_relaxed))
-                continue;
+                break;
+            size_t c = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed);
+            if (c >= nchunks)
+                break;
             mh__run_chunk(run, c);
             if (caller)
                 mh__run_progress(run); /* the calling thread only */
         }
+        mh__worker_leave(previous);
+        if (ready)
+            mh__hook_fini(config, me, hook_state);
     }
     /* The region's closing barrier orders every thread's outputs,
      * statuses and counters before the core reads them. */
     openmp_team_done(team);
-    return MH_OK;
+    return atomic_load_explicit(&init_failed, memory_order_relaxed) ? MH_EINIT : MH_OK;
 }
 
 /* Thread 0 of the team is the calling thread: it pumps, and works. */
 static int openmp_stream(void *state, struct mh__stream *st)
 {
-    (void)state;
+    const struct mh_config *config = state;
     int rc = openmp_team_ready(&st->run.workers);
     if (rc)
         return rc;
     if (st->run.workers <= 1)
-        return mh__backend_seq.stream(NULL, st);
+        return openmp_alone(config, NULL, st);
     int team = 0;
+    atomic_int init_failed = 0;
 #pragma omp parallel num_threads(st->run.workers)
     {
         const int id = omp_get_thread_num();
         if (id == 0)
             team = omp_get_num_threads();
-        mh__stream_work(st, (unsigned)id, id == 0);
+        void *hook_state = NULL;
+        bool ready;
+        /* A failed init: no thread works, nothing is pulled. */
+        if (openmp_hooks_start(config, id, &hook_state, &ready, &init_failed)) {
+            struct mh__worker previous = mh__worker_enter(id, hook_state);
+            mh__stream_work(st, (unsigned)id, id == 0);
+            mh__worker_leave(previous);
+        }
+        if (ready)
+            mh__hook_fini(config, id, hook_state);
     }
     openmp_team_done(team);
+    if (atomic_load_explicit(&init_failed, memory_order_relaxed))
+        return MH_EINIT;
     mh__stream_finish(st);
     return MH_OK;
 }

@@ -3,6 +3,11 @@
  * last worker, the ticket that publishes a map, self-scheduling, spinning
  * then sleeping between maps — is docs/design.md, "The threads backend".
  *
+ * Worker indexes (hooks, mh_worker_index): helper i is worker i, the
+ * thread that calls mh_map or mh_stream (whichever it is) the last,
+ * workers - 1. Their init hooks run at open, on the opening thread, in
+ * index order; their fini at close.
+ *
  * Invariant: a helper takes part in map g only if it read the ticket of
  * map g; the caller does not publish map g+1 until every participant of
  * map g has checked out (pending == 0).
@@ -21,6 +26,8 @@
 struct threads_pool {
     int helpers;        /* helper threads started */
     pthread_t *threads;
+    const struct mh_config *config; /* the pool's: its hooks */
+    void **states;      /* helpers + 1 init states, by worker index */
 
     pthread_mutex_t lock; /* pairs with wake and idle: no lost wake-ups */
     pthread_cond_t wake;  /* helpers sleep here between maps */
@@ -101,10 +108,12 @@ static void *threads_helper_main(void *arg)
             break;
         if (self->id >= (int)(uint32_t)seen)
             continue; /* not needed for this map */
+        struct mh__worker previous = mh__worker_enter(self->id, tp->states[self->id]);
         if (tp->stream)
             mh__stream_work(tp->stream, (unsigned)self->id + 1, false);
         else
             threads_work(tp, tp->run, false);
+        mh__worker_leave(previous);
         if (atomic_fetch_sub_explicit(&tp->pending, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&tp->lock);
             pthread_cond_signal(&tp->idle);
@@ -178,7 +187,9 @@ static int threads_map(void *state, struct mh__run *run)
 {
     struct threads_pool *tp = state;
     int helpers = threads_publish(tp, run, NULL);
+    struct mh__worker previous = mh__worker_enter(tp->helpers, tp->states[tp->helpers]);
     threads_work(tp, run, true);
+    mh__worker_leave(previous);
     if (helpers > 0)
         threads_wait_idle(tp, run);
     return MH_OK;
@@ -189,7 +200,9 @@ static int threads_stream(void *state, struct mh__stream *st)
 {
     struct threads_pool *tp = state;
     int helpers = threads_publish(tp, &st->run, st);
+    struct mh__worker previous = mh__worker_enter(tp->helpers, tp->states[tp->helpers]);
     mh__stream_work(st, 0, true);
+    mh__worker_leave(previous);
     if (helpers > 0)
         threads_wait_idle(tp, &st->run);
     mh__stream_finish(st);
@@ -215,30 +228,11 @@ static void threads_free(struct threads_pool *tp)
     mh__free(tp);
 }
 
-static int threads_open(void **state, const struct mh_config *config)
+/* Start the helper threads, every signal blocked in them: signals meant
+ * for the process go to the caller's threads, never to a pool thread in
+ * the middle of a chunk. 0, or MH_EAGAIN with none left running. */
+static int threads_start(struct threads_pool *tp, int helpers)
 {
-    struct threads_pool *tp = mh__calloc(1, sizeof *tp);
-    if (!tp)
-        return MH_ENOMEM;
-    int rc = MH_ENOMEM;
-    int helpers = config->workers - 1;
-    /* The helper records live right after the thread handles. */
-    tp->threads = mh__calloc((size_t)helpers + 1,
-                             sizeof(pthread_t) + sizeof(struct threads_helper));
-    if (!tp->threads)
-        goto out_free;
-    if (pthread_mutex_init(&tp->lock, NULL))
-        goto out_free;
-    if (pthread_cond_init(&tp->wake, NULL))
-        goto out_mutex;
-    if (pthread_cond_init(&tp->idle, NULL))
-        goto out_wake;
-    atomic_init(&tp->ticket, 0);
-    atomic_init(&tp->next, 0);
-    atomic_init(&tp->pending, 0);
-
-    /* Helpers block every signal: signals meant for the process go to the
-     * caller's threads, never to a pool thread in the middle of a chunk. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -251,12 +245,47 @@ static int threads_open(void **state, const struct mh_config *config)
             break;
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (started < helpers) {
-        threads_stop_helpers(tp, started);
-        rc = MH_EAGAIN;
+    if (started == helpers)
+        return MH_OK;
+    threads_stop_helpers(tp, started);
+    return MH_EAGAIN;
+}
+
+static int threads_open(void **state, const struct mh_config *config)
+{
+    struct threads_pool *tp = mh__calloc(1, sizeof *tp);
+    if (!tp)
+        return MH_ENOMEM;
+    int rc = MH_ENOMEM;
+    int helpers = config->workers - 1;
+    /* The helper records, then the init states, live right after the
+     * thread handles. */
+    tp->threads = mh__calloc((size_t)helpers + 1,
+                             sizeof(pthread_t) + sizeof(struct threads_helper) +
+                                 sizeof(void *));
+    if (!tp->threads)
+        goto out_free;
+    tp->config = config;
+    tp->states = (void **)((struct threads_helper *)(tp->threads + helpers + 1) + helpers + 1);
+    if (pthread_mutex_init(&tp->lock, NULL))
+        goto out_free;
+    if (pthread_cond_init(&tp->wake, NULL))
+        goto out_mutex;
+    if (pthread_cond_init(&tp->idle, NULL))
+        goto out_wake;
+    atomic_init(&tp->ticket, 0);
+    atomic_init(&tp->next, 0);
+    atomic_init(&tp->pending, 0);
+
+    /* Every worker's init before any thread starts: a failure leaves no
+     * thread to stop. */
+    if ((rc = mh__hooks_init_all(config, tp->states, helpers + 1)))
+        goto out_idle;
+    tp->helpers = helpers;
+    if ((rc = threads_start(tp, helpers))) {
+        mh__hooks_fini_all(config, tp->states, helpers + 1);
         goto out_idle;
     }
-    tp->helpers = helpers;
     *state = tp;
     return MH_OK;
 
@@ -283,6 +312,7 @@ static void threads_close(void *state, bool owner)
         return;
     }
     threads_stop_helpers(tp, tp->helpers);
+    mh__hooks_fini_all(tp->config, tp->states, tp->helpers + 1);
     threads_free(tp);
 }
 

@@ -62,6 +62,7 @@ int mhb_cell_main(const struct mhb_options *o)
         .backend = backend, .workers = o->workers[0],
         .chunk = o->n_chunks ? o->chunks[0] : 0,
     };
+    mhk_cell_hooks(&cell, &config);
     mh_pool *pool;
     double t0 = mhb_now();
     rc = mh_pool_open(&pool, &config);

@@ -124,8 +124,9 @@ struct mh_config {
      * every backend), up to `retries` more times. */
     int retry_callback_errors;
     /* "fork": each child runs under this address-space limit in bytes
-     * (RLIMIT_AS), so a runaway item fails alone; 0: none. Other backends:
-     * MH_ENOTSUP. */
+     * (RLIMIT_AS, which counts what the child inherited from the caller
+     * too), so a runaway item fails alone and report.memory_capped says
+     * so; 0: none. Other backends: MH_ENOTSUP. */
     size_t worker_memory_max;
     /* "fork": a child is replaced by a fresh one after it has run this
      * many items (a callback that leaks); 0: never. Other backends:
@@ -139,9 +140,13 @@ struct mh_config {
      * fails the open or run with MH_EINIT before any item runs, after
      * fini has run for the workers already initialised. fini runs once
      * per worker after its last item. When they run, per backend: seq
-     * and threads per pool (open and close), openmp per run, fork in
+     * (one worker, 0) and threads per pool (open and close; threads: on
+     * the opening thread, the caller of a map being worker workers - 1),
+     * openmp per run in each team thread, fork in
      * each child per map or stream (the place to reopen what must not
-     * cross a fork), mpi per pool on each rank. */
+     * cross a fork; a child that replaces another, after a crash or
+     * worker_items_max, runs its own: when that fails the map stops with
+     * MH_EINIT, keeping what had finished), mpi per pool on each rank. */
     int (*init)(int worker, void **state, void *ctx);
     void (*fini)(int worker, void *state, void *ctx);
     void *hook_ctx; /* passed to init and fini */

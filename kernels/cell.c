@@ -37,6 +37,15 @@ void mhk_cell_generate(struct mhk_cell *cell, uint64_t seed)
     cell->kernel->generate(cell->in, cell->n, seed, cell->ctx);
 }
 
+void mhk_cell_hooks(const struct mhk_cell *cell, struct mh_config *config)
+{
+    if (!cell->kernel->worker_init && !cell->kernel->worker_fini)
+        return;
+    config->init = cell->kernel->worker_init;
+    config->fini = cell->kernel->worker_fini;
+    config->hook_ctx = cell->ctx;
+}
+
 struct mh_task mhk_cell_task(const struct mhk_cell *cell)
 {
     const struct mhk_kernel *k = cell->kernel;

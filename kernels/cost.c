@@ -100,6 +100,7 @@ static int cost_one(const struct mhk_kernel *k, size_t n, int repeats,
     double *walls = calloc(2 * (size_t)repeats, sizeof *walls);
     mh_pool *pool = NULL;
     struct mh_config config = {.backend = backend, .workers = workers};
+    mhk_cell_hooks(&cell, &config);
     rc = walls ? mh_pool_open(&pool, &config) : MH_ENOMEM;
     double verify_s = 0;
     if (!rc)

@@ -69,6 +69,12 @@ struct mhk_kernel {
     void (*generate)(void *in, size_t n, uint64_t seed, void *ctx);
     /* The map function. */
     mh_fn fn;
+    /* Optional per-worker hooks, for config.init / config.fini with the
+     * kernel's ctx as hook_ctx (mhk_cell_hooks): what fn keeps per worker
+     * (tcp: its connection), made and released with the worker. fn works
+     * in pools opened without them too. NULL: none. */
+    int (*worker_init)(int worker, void **state, void *ctx);
+    void (*worker_fini)(int worker, void *state, void *ctx);
     /* Check n outputs by a method independent of fn: 0 when all are
      * right, else 1 + the index of the first wrong one. */
     size_t (*verify)(const void *in, const void *out, size_t n, void *ctx);
@@ -108,6 +114,11 @@ int mhk_cell_open(struct mhk_cell *cell, const struct mhk_kernel *kernel, size_t
                   uint64_t seed);
 /* New inputs from seed (a later run of the same cell). */
 void mhk_cell_generate(struct mhk_cell *cell, uint64_t seed);
+/* Give config the kernel's per-worker hooks, if it has any, with the
+ * cell's ctx: pools a cell's maps run on are opened with them. Close such
+ * a pool before mhk_cell_close (fini uses what setup made). */
+void mhk_cell_hooks(const struct mhk_cell *cell, struct mh_config *config);
+
 /* The map of the cell's kernel over its inputs into its outputs. */
 struct mh_task mhk_cell_task(const struct mhk_cell *cell);
 int mhk_cell_map(struct mhk_cell *cell, mh_pool *pool, struct mh_report *report);

@@ -6,13 +6,17 @@
  * would. The request is the 8-byte input; the response is
  * mix(request ^ key), which the verifier computes without the network.
  *
- * Connections: each thread of each process opens its own connection on
- * its first item and reuses it (a connection serves one request at a
- * time). The one a thread holds is remembered in thread-local storage
- * together with the process id and the setup's generation, so a forked
+ * Connections: each worker opens its own connection on its first item
+ * and reuses it (a connection serves one request at a time). In a pool
+ * opened with the kernel's hooks (mhk_cell_hooks) the connection is the
+ * worker's state: init makes an empty one, fini closes it, so it lives
+ * as long as the worker (threads: the pool; fork: the child). Without
+ * them it is the thread's, in thread-local storage. Either way it is
+ * remembered with the process id and the setup's generation, so a forked
  * worker or a later setup never reuses a descriptor that is not its own.
  * Connections made in the process that ran setup are listed in the
- * context and closed by teardown; a forked worker's close when it exits.
+ * context and closed by teardown (or fini); a forked worker's by fini or
+ * when it exits.
  *
  * Errors: fn returns the errno of what failed (ECONNREFUSED when the
  * server is gone, ECONNRESET when it closed the connection, ETIMEDOUT
@@ -42,12 +46,15 @@
  * thread-local starts at 0). Relaxed: only uniqueness matters. */
 static _Atomic uint64_t tcp_generations = 1;
 
-/* The connection this thread holds, and for which (process, setup). */
-static _Thread_local struct {
+/* A connection, and for which (process, setup): gen 0 is none. */
+struct tcp_client {
     uint64_t gen;
     pid_t pid;
     int fd;
-} tcp_mine;
+};
+
+/* The connection this thread holds, in a pool without the hooks. */
+static _Thread_local struct tcp_client tcp_mine;
 
 /* Close the connections this (owner) process opened; threads holding one
  * see a new generation and reconnect, never reuse the closed number. */
@@ -245,13 +252,46 @@ static void tcp_clients_drop(struct tcp_ctx *ctx, int fd)
     pthread_mutex_unlock(&ctx->lock);
 }
 
+/* init: the worker's connection, made on its first item. */
+static int tcp_worker_init(int worker, void **state, void *vctx)
+{
+    (void)worker;
+    (void)vctx;
+    struct tcp_client *me = calloc(1, sizeof *me);
+    if (!me)
+        return ENOMEM;
+    me->fd = -1;
+    *state = me;
+    return 0;
+}
+
+/* fini: close the worker's connection, unless it is from another process
+ * or setup (then its number is not ours to close). */
+static void tcp_worker_fini(int worker, void *state, void *vctx)
+{
+    (void)worker;
+    struct tcp_ctx *ctx = vctx;
+    struct tcp_client *me = state;
+    if (me->gen && me->gen == atomic_load_explicit(&ctx->gen, memory_order_relaxed) &&
+        me->pid == getpid()) {
+        if (me->pid == ctx->owner)
+            tcp_clients_drop(ctx, me->fd);
+        else
+            close(me->fd);
+    }
+    free(me);
+}
+
 static int tcp_fn(const void *in, void *out, void *vctx)
 {
     struct tcp_ctx *ctx = vctx;
     pid_t pid = getpid();
     bool owner = pid == ctx->owner;
     uint64_t gen = atomic_load_explicit(&ctx->gen, memory_order_relaxed);
-    if (tcp_mine.gen != gen || tcp_mine.pid != pid) {
+    struct tcp_client *me = mh_worker_state();
+    if (!me)
+        me = &tcp_mine;
+    if (me->gen != gen || me->pid != pid) {
         int fd = -1, rc = tcp_connect(ctx, &fd);
         if (rc)
             return rc;
@@ -261,19 +301,19 @@ static int tcp_fn(const void *in, void *out, void *vctx)
         }
         /* A connection held from an earlier generation in a forked worker
          * is left to its process's exit: it may be the parent's number. */
-        tcp_mine.gen = gen;
-        tcp_mine.pid = pid;
-        tcp_mine.fd = fd;
+        me->gen = gen;
+        me->pid = pid;
+        me->fd = fd;
     }
-    int rc = tcp_roundtrip(tcp_mine.fd, *(const uint64_t *)in, out);
+    int rc = tcp_roundtrip(me->fd, *(const uint64_t *)in, out);
     if (rc) {
-        /* The connection is in an unknown state: drop it; the next item
-         * on this thread connects again. */
+        /* The connection is in an unknown state: drop it; the worker's
+         * next item connects again. */
         if (owner)
-            tcp_clients_drop(ctx, tcp_mine.fd);
+            tcp_clients_drop(ctx, me->fd);
         else
-            close(tcp_mine.fd);
-        tcp_mine.gen = 0;
+            close(me->fd);
+        me->gen = 0;
     }
     return rc;
 }
@@ -309,5 +349,7 @@ const struct mhk_kernel mhk__tcp = {
     .teardown = tcp_teardown,
     .generate = tcp_generate,
     .fn = tcp_fn,
+    .worker_init = tcp_worker_init,
+    .worker_fini = tcp_worker_fini,
     .verify = tcp_verify,
 };

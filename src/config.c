@@ -87,6 +87,10 @@ int mh__config_resolve(const struct mh_config *config, struct mh_config *out,
 
     if (out->timeout_s > 0 && !((*ops)->caps & MH__CAP_TIMEOUT))
         return MH_ENOTSUP;
+    /* A cap or a recycling count nobody enforces would be a silent lie. */
+    if ((out->worker_memory_max || out->worker_items_max) &&
+        !((*ops)->caps & MH__CAP_WORKER_LIMITS))
+        return MH_ENOTSUP;
     return MH_OK;
 }
 

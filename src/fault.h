@@ -44,7 +44,8 @@
     X(KILL, kill, EPERM)                                                      \
     X(PIDFD_SEND_SIGNAL, pidfd_send_signal, EPERM)                            \
     X(PRCTL, prctl, EINVAL)                                                   \
-    X(FUTEX, futex, EINTR)            /* a wait ends early: callers loop */
+    X(FUTEX, futex, EINTR)            /* a wait ends early: callers loop */ \
+    X(SETRLIMIT, setrlimit, EPERM)
 
 enum mh__fault_kind {
 #define MH__FAULT_ENUM_(kind, name, err) MH__FAULT_##kind,

@@ -145,6 +145,7 @@ void mh__report_fill(struct mh_report *report, struct mh__run *run,
         report->worker_exit = run->failure.exit_status;
         report->worker_pid = run->failure.pid;
         report->attempts = run->failure.attempts;
+        report->memory_capped = run->memory_capped;
     }
     report->wall_s = mh__now() - start;
 }

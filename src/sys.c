@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -305,6 +306,19 @@ int mh__futex_wait(_Atomic uint32_t *word, uint32_t seen, uint64_t timeout_ns)
 int mh__futex_wake(_Atomic uint32_t *word, int count)
 {
     return SYS_FAILS(FUTEX) ? -1 : (int)syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
+}
+
+int mh__setrlimit(int resource, rlim_t soft)
+{
+    struct rlimit limit;
+    if (SYS_FAILS(SETRLIMIT) || getrlimit(resource, &limit))
+        return -1;
+    /* Only the soft limit: an unprivileged process may not raise its
+     * hard one, and keeps the right to raise the soft one up to it. */
+    limit.rlim_cur = limit.rlim_max != RLIM_INFINITY && soft > limit.rlim_max
+                         ? limit.rlim_max
+                         : soft;
+    return setrlimit(resource, &limit);
 }
 
 uint64_t mh__now_ns(void)

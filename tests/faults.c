@@ -164,7 +164,8 @@ static void faults_map_phase(mh_pool *pool, const int *in, struct faults_outcome
 /* Calls only worker processes make: armed for them, not for the caller. */
 static bool faults_in_children(int kind)
 {
-    return kind == MH__FAULT_WRITE || kind == MH__FAULT_PRCTL;
+    return kind == MH__FAULT_WRITE || kind == MH__FAULT_PRCTL ||
+           kind == MH__FAULT_SETRLIMIT;
 }
 
 /* Open, map, close on backend with kind armed at nth during phase. */
@@ -176,6 +177,10 @@ static void faults_run(const char *backend, int kind, enum faults_phase phase,
         in[i] = i;
     memset(o, 0, sizeof *o);
     struct mh_config config = {.backend = backend, .workers = FAULTS_WORKERS};
+    /* fork's children set their memory cap only when there is one:
+     * SIZE_MAX makes the call without limiting anything. */
+    if (kind == MH__FAULT_SETRLIMIT && strcmp(backend, "fork") == 0)
+        config.worker_memory_max = SIZE_MAX;
     mh_pool *pool = NULL;
     void (*arm)(int, unsigned long) =
         faults_in_children(kind) ? mh__fault_arm_children : mh__fault_arm;
@@ -475,6 +480,8 @@ static const struct mh_test tests[] = {
     MH_TEST(prctl_map)
     MH_TEST(futex_open)
     MH_TEST(futex_map)
+    MH_TEST(setrlimit_open)
+    MH_TEST(setrlimit_map)
     MH_TEST(starts_nothing)
     MH_TEST(signals_timeout)
     {NULL, NULL},

@@ -42,14 +42,17 @@ static int cell_open(struct mhk_cell *cell, const char *name, size_t n, uint64_t
 /* ------------------------------------------------ every kernel, every backend */
 
 /* Map kernel name over n items on backend (the pool opened after setup,
- * as kernels.h asks), twice (a second run reuses what the first made:
- * connections, the page cache dropped again), and verify each run. */
+ * as kernels.h asks, with the kernel's per-worker hooks), twice (a second
+ * run reuses what the first made: connections, the page cache dropped
+ * again), and verify each run. */
 static int check_kernel(const char *backend, const char *name, size_t n)
 {
     struct mhk_cell cell;
     CHECK_OK(cell_open(&cell, name, n, 20261126));
-    mh_pool *pool = mh_test_pool(backend, WORKERS, 0, MH_STOP);
-    CHECK(pool != NULL);
+    struct mh_config config = {.backend = backend, .workers = WORKERS};
+    mhk_cell_hooks(&cell, &config);
+    mh_pool *pool;
+    CHECK_RC(mh_pool_open(&pool, &config), MH_OK);
     struct mh_task task = mhk_cell_task(&cell);
     int failed = 0;
     for (int run = 0; run < 2 && !failed; run++) {
@@ -113,13 +116,18 @@ static int test_all_kernels_tested(const char *backend)
 }
 
 /* The server stopped after a good run: the next map fails with a clear
- * callback error (refused, reset, broken pipe), not a hang or a timeout. */
-static int test_tcp_server_stopped(const char *backend)
+ * callback error (refused, reset, broken pipe), not a hang or a timeout;
+ * with the kernel's hooks (connections per worker) and without (per
+ * thread). */
+static int check_tcp_server_stopped(const char *backend, bool hooks)
 {
     struct mhk_cell cell;
     CHECK_OK(cell_open(&cell, "tcp", 32, 7));
-    mh_pool *pool = mh_test_pool(backend, WORKERS, 0, MH_STOP);
-    CHECK(pool != NULL);
+    struct mh_config config = {.backend = backend, .workers = WORKERS};
+    if (hooks)
+        mhk_cell_hooks(&cell, &config);
+    mh_pool *pool;
+    CHECK_RC(mh_pool_open(&pool, &config), MH_OK);
     struct mh_task task = mhk_cell_task(&cell);
     struct mh_report report;
     CHECK_RC(mh_map(pool, &task, &report), MH_OK);
@@ -138,6 +146,42 @@ static int test_tcp_server_stopped(const char *backend)
     CHECK(report.callback_code == ECONNREFUSED || report.callback_code == ECONNRESET ||
           report.callback_code == EPIPE);
     mh_pool_close(pool);
+    mhk_cell_close(&cell);
+    return 0;
+}
+
+static int test_tcp_server_stopped(const char *backend)
+{
+    return check_tcp_server_stopped(backend, false);
+}
+
+static int test_tcp_server_stopped_hooks(const char *backend)
+{
+    return check_tcp_server_stopped(backend, true);
+}
+
+/* With the kernel's hooks a connection is its worker's: the pool's close
+ * closes the caller's process's connections (fini), not teardown. */
+static int test_tcp_hooks_release_connections(const char *backend)
+{
+    struct mhk_cell cell;
+    CHECK_OK(cell_open(&cell, "tcp", 32, 9));
+    struct mh_config config = {.backend = backend, .workers = WORKERS};
+    mhk_cell_hooks(&cell, &config);
+    int fds = mh_test_count_fds();
+    mh_pool *pool;
+    CHECK_RC(mh_pool_open(&pool, &config), MH_OK);
+    struct mh_task task = mhk_cell_task(&cell);
+    for (int run = 0; run < 2; run++) {
+        CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
+        CHECK(cell.kernel->verify(cell.in, cell.out, cell.n, cell.ctx) == 0);
+    }
+    mh_pool_close(pool);
+    /* The server closes its ends once it reads EOF: give it 2 s. */
+    for (int i = 0; i < 200 && mh_test_count_fds() != fds; i++)
+        mh_test_sleep_ms(10);
+    CHECK(mh_test_count_fds() == fds);
+    CHECK(mhk_tcp_accepted(cell.ctx) >= 1);
     mhk_cell_close(&cell);
     return 0;
 }
@@ -465,6 +509,8 @@ static const struct mh_test tests[] = {
     MH_TEST(file)
     MH_TEST(tcp)
     MH_TEST(tcp_server_stopped)
+    MH_TEST(tcp_server_stopped_hooks)
+    MH_TEST_ON(tcp_hooks_release_connections, "seq,threads,openmp,fork")
     MH_TEST_ONCE(all_kernels_tested)
     MH_TEST_ONCE(wrong_factorial)
     MH_TEST_ONCE(wrong_factorial_neighbour)

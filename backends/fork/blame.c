@@ -87,6 +87,24 @@ static void fork_mark_cancelled(struct fork_map *m, int s)
         m->pstatus[item] = MH_ITEM_CANCELLED;
 }
 
+/* Slot s's child ended in its init hook (it failed, or the child died in
+ * it): the map fails with MH_EINIT and no item runs; children waiting at
+ * the gate run their fini and end by themselves. */
+static bool fork_init_ended(struct fork_map *m, int s, enum fork_life was)
+{
+    const struct fork_slot *slot = &m->slots[s];
+    bool ended = atomic_load_explicit(&slot->init_failed, memory_order_acquire) ||
+                 (m->state->config->init && (was == FORK_RUNNING || was == FORK_GONE) &&
+                  !atomic_load_explicit(&slot->inited, memory_order_acquire));
+    if (!ended)
+        return false;
+    m->init_failed = true;
+    atomic_store_explicit(&m->sh->stop, 1, memory_order_relaxed);
+    atomic_store_explicit(&m->sh->init_failed, 1, memory_order_release);
+    fork_init_gate_bump(m->sh);
+    return true;
+}
+
 /* Blame the end of slot s's child, which was in state `was`: what it
  * means for the item it was running. */
 static enum fork_end fork_blame(struct fork_map *m, int s, enum fork_life was, int wstatus)
@@ -101,6 +119,8 @@ static enum fork_end fork_blame(struct fork_map *m, int s, enum fork_life was, i
         fork_set_rc(m, MH_ESYS); /* the child's own OS call, not its item */
         return FORK_END_CLEAN;
     }
+    if (fork_init_ended(m, s, was))
+        return FORK_END_CLEAN;
     if (atomic_load_explicit(&slot->finished, memory_order_acquire))
         return FORK_END_CLEAN;
     if (was == FORK_STOPPING || was == FORK_KILLED) {
@@ -136,10 +156,25 @@ static void fork_respawn(struct fork_map *m, int s)
     fork_set_rc(m, fork_spawn(m, s));
 }
 
+/* Whether slot s's child ended as planned after worker_items_max items,
+ * with the map going on: then it is replaced, as a dead one would be. */
+static bool fork_recycled(const struct fork_map *m, int s, enum fork_life was)
+{
+    return was == FORK_RUNNING &&
+           atomic_load_explicit(&m->slots[s].recycled, memory_order_acquire) &&
+           !atomic_load_explicit(&m->sh->stop, memory_order_relaxed) &&
+           !atomic_load_explicit(&m->run->stop, memory_order_relaxed);
+}
+
 void fork_after_end(struct fork_map *m, int s, enum fork_life was, int wstatus)
 {
     enum fork_end end = fork_blame(m, s, was, wstatus);
-    if (end == FORK_END_CLEAN || m->rc)
+    if (end == FORK_END_CLEAN) {
+        if (!m->rc && fork_recycled(m, s, was))
+            fork_respawn(m, s);
+        return;
+    }
+    if (m->rc)
         return;
     /* A retried item is no failure: the map does not stop for it. */
     if (end == FORK_END_FAILED && m->run->on_error == MH_STOP)

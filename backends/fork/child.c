@@ -1,11 +1,14 @@
 /*
- * A child's whole life: claim chunks and run each through the core's item
- * loop; with a codec, encode every result into records in its two-half
- * arena and hand each full half to the caller (a release store, a
- * doorbell, then a futex wait until the caller gives it back).
+ * A child's whole life: its memory cap and init hook; claim chunks and
+ * run each through the core's item loop; with a codec, encode every
+ * result into records in its two-half arena and hand each full half to
+ * the caller (a release store, a doorbell, then a futex wait until the
+ * caller gives it back); after worker_items_max items, end cleanly to be
+ * replaced; its fini hook.
  */
 #include <errno.h>
 #include <linux/futex.h>
+#include <limits.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -14,10 +17,11 @@
 
 #include "fork.h"
 
-/* A child's place in its arena. */
+/* A child's place in its arena, and its item budget. */
 struct fork_out {
     int half;
     size_t used;
+    size_t left; /* items it may still run (worker_items_max), or SIZE_MAX */
 };
 
 /* An OS call of this child failed: say so to the caller, and end. */
@@ -171,7 +175,9 @@ static void fork_child_items(const struct fork_map *m, int s, struct fork_out *o
         atomic_store_explicit(&slot->busy, MH_NO_ITEM, memory_order_release);
 }
 
-/* Run the chunk [lo, hi); with redo, only what is not settled yet. */
+/* Run the chunk [lo, hi); with redo, only what is not settled yet. Out
+ * of budget part-way, it leaves the rest to its replacement (the
+ * caller's redo range, as after a death). */
 static void fork_child_chunk(const struct fork_map *m, int s, struct fork_out *o,
                              size_t lo, size_t hi, bool redo)
 {
@@ -179,7 +185,7 @@ static void fork_child_chunk(const struct fork_map *m, int s, struct fork_out *o
     bool one_item = m->codec || m->run->timeout_s > 0;
     atomic_store_explicit(&slot->lo, lo, memory_order_relaxed);
     atomic_store_explicit(&slot->hi, hi, memory_order_relaxed);
-    for (size_t i = lo; i < hi;) {
+    for (size_t i = lo; i < hi && o->left > 0;) {
         if (atomic_load_explicit(&m->sh->stop, memory_order_relaxed))
             return;
         if (redo && fork_item_settled(m, i)) {
@@ -187,12 +193,90 @@ static void fork_child_chunk(const struct fork_map *m, int s, struct fork_out *o
             continue;
         }
         size_t end = one_item ? i + 1 : hi;
+        if (end - i > o->left)
+            end = i + o->left;
         for (size_t k = i + 1; redo && k < end; k++)
             if (fork_item_settled(m, k))
                 end = k;
         fork_child_items(m, s, o, i, end, one_item);
+        o->left -= end - i;
         i = end;
     }
+}
+
+/* The redo range, then chunks as claimed, until none is left, the map
+ * stops or the budget is spent. */
+static void fork_child_work(const struct fork_map *m, int s, struct fork_out *o)
+{
+    const struct mh__run *run = m->run;
+    const struct fork_worker *w = &m->workers[s];
+    if (w->redo_hi > w->redo_lo)
+        fork_child_chunk(m, s, o, w->redo_lo, w->redo_hi, true);
+    while (o->left > 0) {
+        if (atomic_load_explicit(&m->sh->stop, memory_order_relaxed))
+            break;
+        size_t c = atomic_fetch_add_explicit(&m->sh->next, 1, memory_order_relaxed);
+        if (c >= run->nchunks)
+            break;
+        size_t begin, end;
+        mh__chunk_bounds(run, c, &begin, &end);
+        fork_child_chunk(m, s, o, begin, end, false);
+    }
+}
+
+int fork_child_hooks_init(const struct mh_config *config, int index, void **state)
+{
+    *state = NULL;
+    if (config->worker_memory_max &&
+        mh__setrlimit(RLIMIT_AS, (rlim_t)config->worker_memory_max))
+        return MH_ESYS;
+    return mh__hook_init(config, index, state);
+}
+
+void fork_child_hooks_fini(const struct mh_config *config, int index, void *state)
+{
+    mh__hook_fini(config, index, state);
+}
+
+void fork_init_gate_bump(struct fork_shared *sh)
+{
+    /* Release: whatever changed before (init_left, init_failed) is seen
+     * by a child that reads the new value. */
+    atomic_fetch_add_explicit(&sh->init_gate, 1, memory_order_release);
+    mh__futex_wake(&sh->init_gate, INT_MAX);
+}
+
+/* With an init hook: count this child past its init, then wait until
+ * every first child of the map is. false when one's init failed: then
+ * no child may run an item. */
+static bool fork_child_gate(const struct fork_map *m)
+{
+    struct fork_shared *sh = m->sh;
+    if (!m->state->config->init)
+        return true;
+    atomic_fetch_sub_explicit(&sh->init_left, 1, memory_order_acq_rel);
+    fork_init_gate_bump(sh);
+    for (;;) {
+        uint32_t seen = atomic_load_explicit(&sh->init_gate, memory_order_acquire);
+        if (atomic_load_explicit(&sh->init_failed, memory_order_acquire))
+            return false;
+        if (atomic_load_explicit(&sh->init_left, memory_order_acquire) <= 0)
+            return true;
+        /* Bounded: a wake that could not be made costs 10 ms, no hang. */
+        mh__futex_wait(&sh->init_gate, seen, 10000000u);
+    }
+}
+
+/* This child's init hook failed: say so to the caller and every child
+ * waiting at the gate, and end. */
+static _Noreturn void fork_child_init_failed(const struct fork_map *m, int s,
+                                             const struct mh__fork_stdio *stdio)
+{
+    atomic_store_explicit(&m->slots[s].init_failed, 1, memory_order_release);
+    atomic_store_explicit(&m->sh->init_failed, 1, memory_order_release);
+    fork_init_gate_bump(m->sh);
+    mh__fork_stdio_child_end(stdio);
+    _exit(FORK_EXIT_INIT);
 }
 
 _Noreturn void fork_child(const struct fork_map *m, int s, const struct mh__fork_stdio *stdio)
@@ -207,29 +291,32 @@ _Noreturn void fork_child(const struct fork_map *m, int s, const struct mh__fork
     /* Our copy of the run: mh_cancelled() in fn reads the shared flag
      * the caller sets when the map is cancelled. */
     m->run->cancel_flag = &m->sh->cancelled;
-    const struct mh__run *run = m->run;
-    const struct fork_worker *w = &m->workers[s];
-    struct fork_out o = {0, 0};
-    if (w->redo_hi > w->redo_lo)
-        fork_child_chunk(m, s, &o, w->redo_lo, w->redo_hi, true);
-    for (;;) {
-        if (atomic_load_explicit(&m->sh->stop, memory_order_relaxed))
-            break;
-        size_t c = atomic_fetch_add_explicit(&m->sh->next, 1, memory_order_relaxed);
-        if (c >= run->nchunks)
-            break;
-        size_t begin, end;
-        mh__chunk_bounds(run, c, &begin, &end);
-        fork_child_chunk(m, s, &o, begin, end, false);
+    const struct mh_config *config = m->state->config;
+    struct fork_slot *slot = &m->slots[s];
+    void *state;
+    int rc = fork_child_hooks_init(config, s, &state);
+    if (rc == MH_ESYS)
+        fork_child_sys_failed(m, s);
+    if (rc)
+        fork_child_init_failed(m, s, stdio);
+    atomic_store_explicit(&slot->inited, 1, memory_order_release);
+    struct fork_out o = {
+        .left = config->worker_items_max ? config->worker_items_max : SIZE_MAX,
+    };
+    if (fork_child_gate(m)) {
+        mh__worker_enter(s, state); /* for the rest of this process */
+        fork_child_work(m, s, &o);
     }
+    fork_child_hooks_fini(config, s, state);
+    if (o.left == 0) /* recycled: a planned end, not a death */
+        atomic_store_explicit(&slot->recycled, 1, memory_order_release);
     if (m->codec) {
-        struct fork_slot *slot = &m->slots[s];
         if (o.used > 0)
             fork_child_publish(m, s, &o);
         fork_child_wait_free(slot, o.half ^ 1);
         fork_child_wait_free(slot, o.half);
     }
     mh__fork_stdio_child_end(stdio);
-    atomic_store_explicit(&m->slots[s].finished, 1, memory_order_release);
+    atomic_store_explicit(&slot->finished, 1, memory_order_release);
     _exit(0);
 }

@@ -23,6 +23,8 @@
 #define FORK_EXIT_ORPHAN 125
 /* Exit status of a child whose own OS call failed (its slot says so). */
 #define FORK_EXIT_SYS 126
+/* Exit status of a child whose init hook failed (its slot says so). */
+#define FORK_EXIT_INIT 124
 
 /* The counters every child shares. */
 struct fork_shared {
@@ -32,6 +34,14 @@ struct fork_shared {
                               * every child has ended) */
     atomic_int cancelled; /* the map is cancelled: what mh_cancelled()
                            * reads in a child (relaxed, set before stop) */
+    /* With an init hook, no child runs an item before every first child
+     * of the map has run its init (fork_child_gate): init_left counts
+     * those still in it, init_failed says one failed (then none runs
+     * items), init_gate is the futex word bumped after either changes.
+     * All acq_rel / acquire: a child that passes the gate sees why. */
+    atomic_int init_left;
+    atomic_int init_failed;
+    _Atomic uint32_t init_gate;
 };
 
 /*
@@ -54,6 +64,12 @@ struct fork_slot {
     atomic_int sys_failed;           /* 1 (release): an OS call of the child
                                       * failed; it ended with FORK_EXIT_SYS */
     atomic_int has_fail;             /* 1 (release) once fail is written */
+    atomic_int inited;               /* 1 (release): past its init hook */
+    atomic_int init_failed;          /* 1 (release): its init hook failed;
+                                      * it ended with FORK_EXIT_INIT */
+    atomic_int recycled;             /* 1 (release, before finished): it ran
+                                      * worker_items_max items and ended
+                                      * cleanly, to be replaced */
     struct mh__failure fail;         /* the child's first item failure */
     /* Futex words, one per arena half: 1 (release, by the child) while the
      * caller owns the half, 0 (release, by the caller) once it is drained. */
@@ -98,6 +114,7 @@ struct fork_worker {
 struct fork_state {
     void *region;
     size_t size;
+    const struct mh_config *config; /* the pool's: hooks, cap, recycling */
 };
 
 /* Everything one map needs; the children inherit a copy. */
@@ -127,6 +144,7 @@ struct fork_map {
     int *charged;               /* per item, retries used (retry.c), or
                                  * NULL when the map has none */
     size_t delivered;           /* codec results decoded */
+    bool init_failed;           /* a child's init hook failed: MH_EINIT */
     int rc;                     /* the backend's own failure, or 0 */
 };
 
@@ -154,6 +172,15 @@ size_t fork_first_open(const struct fork_map *m, size_t lo, size_t hi);
 
 /* child.c: a child's whole life */
 _Noreturn void fork_child(const struct fork_map *m, int s, const struct mh__fork_stdio *stdio);
+/* In a fresh child (of a map or a stream), before its first item: the
+ * memory cap (worker_memory_max), then the init hook as worker `index`.
+ * 0, MH_ESYS (the cap could not be set) or MH_EINIT (*state NULL). */
+int fork_child_hooks_init(const struct mh_config *config, int index, void **state);
+/* In a child after its last item: the fini hook. */
+void fork_child_hooks_fini(const struct mh_config *config, int index, void *state);
+/* Wake every child waiting at the init gate (after init_left or
+ * init_failed changed). */
+void fork_init_gate_bump(struct fork_shared *sh);
 
 /* spawn.c: starting, signalling and reaping children */
 int fork_spawn(struct fork_map *m, int s);

@@ -82,13 +82,20 @@ static void fork_map_close(struct fork_map *m)
 /* Fork a child per slot. 0 or an MH_E* code, every child gone. */
 static int fork_start(struct fork_map *m)
 {
+    /* The init gate: every child forked here is counted in it. */
+    atomic_store_explicit(&m->sh->init_left, m->nworkers, memory_order_relaxed);
+    atomic_store_explicit(&m->sh->init_failed, 0, memory_order_relaxed);
     int started = 0, rc = MH_OK;
     for (; started < m->nworkers; started++)
         if ((rc = fork_spawn(m, started)))
             break;
     if (rc == MH_ENOMEM && started > 0) {
         /* Out of descriptors for more children: go on with those we have
-         * (fork_spawn reaped the one it could not watch). */
+         * (fork_spawn reaped the one it could not watch); the init gate
+         * stops waiting for the slots left unforked. */
+        atomic_fetch_sub_explicit(&m->sh->init_left, m->nworkers - started,
+                                  memory_order_acq_rel);
+        fork_init_gate_bump(m->sh);
         m->nworkers = started;
         m->run->workers = started;
         return MH_OK;
@@ -129,6 +136,7 @@ static int fork_map_run(void *state, struct mh__run *run)
         .nworkers = run->workers, .parent = getpid(), .pstatus = run->status,
         .bell = {-1, -1},
     };
+    run->memory_capped = m.state->config->worker_memory_max > 0;
     int rc = fork_map_open(&m);
     if (rc)
         return rc;
@@ -140,7 +148,7 @@ static int fork_map_run(void *state, struct mh__run *run)
         goto out_close;
     fork_run_to_end(&m);
     fork_kill_all(&m);
-    rc = m.rc;
+    rc = m.rc ? m.rc : m.init_failed ? MH_EINIT : MH_OK;
     fork_collect(&m);
     /* An item the codec could not carry is MH_ITEM_FAILED; when it is the
      * one reported, the map says why: MH_ECODEC, not MH_ECALLBACK. */
@@ -154,7 +162,6 @@ out_close:
 
 static int fork_open(void **state, const struct mh_config *config)
 {
-    (void)config;
     /* pidfds (Linux 5.3) are how we wait: check once that we have them. */
     int fd = mh__pidfd_open(getpid());
     if (fd < 0)
@@ -163,6 +170,7 @@ static int fork_open(void **state, const struct mh_config *config)
     struct fork_state *st = mh__calloc(1, sizeof *st);
     if (!st)
         return MH_ENOMEM;
+    st->config = config;
     *state = st;
     return MH_OK;
 }
@@ -176,7 +184,7 @@ static void fork_close(void *state, bool owner)
 
 const struct mh_backend_ops mh__backend_fork = {
     .name = "fork",
-    .caps = MH__CAP_TIMEOUT | MH__CAP_PROCESS | MH__CAP_WAKE,
+    .caps = MH__CAP_TIMEOUT | MH__CAP_PROCESS | MH__CAP_WAKE | MH__CAP_WORKER_LIMITS,
     .open = fork_open,
     .map = fork_map_run,
     .close = fork_close,

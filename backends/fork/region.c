@@ -74,6 +74,9 @@ int fork_region_map(struct fork_map *m)
     atomic_init(&m->sh->stop, 0);
     atomic_init(&m->sh->codec_failed, 0);
     atomic_init(&m->sh->cancelled, 0);
+    atomic_init(&m->sh->init_left, 0);
+    atomic_init(&m->sh->init_failed, 0);
+    atomic_init(&m->sh->init_gate, 0);
     if (m->reused)
         memset(m->sstatus, MH_ITEM_NOT_RUN, n);
     return MH_OK;
@@ -133,6 +136,9 @@ void fork_slot_reset(struct fork_slot *slot)
     atomic_store_explicit(&slot->finished, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->sys_failed, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->has_fail, 0, memory_order_relaxed);
+    atomic_store_explicit(&slot->inited, 0, memory_order_relaxed);
+    atomic_store_explicit(&slot->init_failed, 0, memory_order_relaxed);
+    atomic_store_explicit(&slot->recycled, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->ready[0], 0, memory_order_relaxed);
     atomic_store_explicit(&slot->ready[1], 0, memory_order_relaxed);
 }

@@ -94,6 +94,8 @@ struct mpi_pool {
     MPI_Datatype block;  /* MPI_BLOCK contiguous bytes */
     int rank, size;
     uint64_t maps;       /* maps begun on this pool (the same on every rank) */
+    const struct mh_config *config; /* the pool's: its hooks */
+    void *worker_state;  /* what this rank's init stored (worker = rank) */
 };
 
 /* ------------------------------------------------------------ runtime.c */
