@@ -92,8 +92,7 @@ struct mhb_stream_kind {
     int n_chunks;
     int workers[2], n_workers;       /* the default worker counts */
     int quick_workers;               /* with --quick: 1 and this */
-    bool all_backends;               /* every library backend, else fork and threads */
-    bool map_threads_only;           /* copy:map: threads only (it needs 800 MB) */
+    unsigned needs;                  /* MHB_STREAM_* a runner must have; 0: any */
 };
 
 /* The kinds, ending with one whose row.name is NULL. */
@@ -141,6 +140,11 @@ struct mhb_table {
 
 /* ------------------------------------------------------------- the peers */
 
+/* The stream experiment's works a runner also runs (harness/stream.c):
+ * the one-item jobs, the IO kernel and the 10^8-item stream; and the map
+ * of those 10^8 items (800 MB: one backend shows it). */
+enum { MHB_STREAM_JOBS = 1, MHB_STREAM_BIG_MAP = 2 };
+
 /* Which experiments a runner takes part in. */
 enum {
     MHB_IN_MATRIX = 1, MHB_IN_SEED = 2, MHB_IN_CLUSTER = 4 /* harness/cluster.c */,
@@ -163,6 +167,9 @@ struct mhb_runner {
     bool launched;     /* a launcher starts W processes: the cell must report W */
     int workers_max;   /* the default worker lists stop here (0: no limit) */
     unsigned experiments; /* MHB_IN_* */
+    /* The stream experiment's works beyond the seed's and the empty
+     * function (which every library backend runs): MHB_STREAM_* bits. */
+    unsigned stream_works;
     /* Which kernels it does (NULL: every one). */
     bool (*does)(const struct mhk_kernel *kernel);
     /* The command: tokens, "$name" ones replaced (peers.c lists them). */

@@ -10,6 +10,7 @@
  *                 10^7 items: what each item costs the library
  *   jobs:maps, jobs:stream              10^4 one-item jobs (chunk 1) on
  *                 fork and threads: one mh_map per job, or one stream
+ *                 (the runner table's stream_works says which backends)
  *   <io>:map, <io>:stream               the first IO-bound kernel (sleep,
  *                 1 ms) x 2048 at 64 workers on fork and threads, with
  *                 adaptive chunks and with chunk 1
@@ -76,6 +77,7 @@ const struct mhb_stream_kind *mhb_stream_kinds(void)
     static const int map_streams[] = {MHB_CALL_MAP, MHB_CALL_STREAM, MHB_CALL_AS_COMPLETED, -1};
     static const int map_stream[] = {MHB_CALL_MAP, MHB_CALL_STREAM, -1};
     static const int maps_stream[] = {MHB_CALL_MAPS, MHB_CALL_STREAM, -1};
+    static const int map_only[] = {MHB_CALL_MAP, -1}, stream_only[] = {MHB_CALL_STREAM, -1};
     int n = 0;
     if (seed)
         stream_work(&n, seed->name, seed,
@@ -84,19 +86,19 @@ const struct mhb_stream_kind *mhb_stream_kinds(void)
                                 .out_size = seed->out_size, .default_items = seed->seed_items,
                                 .quick_items = seed->quick_items / 10},
                         .work = MHB_WORK_SEED, .workers = {1, 2}, .n_workers = 2,
-                        .quick_workers = 2, .all_backends = true},
+                        .quick_workers = 2},
                     map_streams);
     struct mhk_kernel ints = {.bound = MHK_CPU, .in_size = sizeof(int), .out_size = sizeof(int)};
     ints.default_items = 10000000, ints.quick_items = 10000;
     stream_work(&n, "empty", NULL,
                 (struct mhb_stream_kind){.row = ints, .work = MHB_WORK_EMPTY, .workers = {1, 2},
-                                         .n_workers = 2, .quick_workers = 2,
-                                         .all_backends = true},
+                                         .n_workers = 2, .quick_workers = 2},
                 map_stream);
     ints.default_items = 10000, ints.quick_items = 100;
     stream_work(&n, "jobs", NULL,
                 (struct mhb_stream_kind){.row = ints, .work = MHB_WORK_JOBS, .chunks = {1},
-                                         .workers = {2}, .n_workers = 1, .quick_workers = 2},
+                                         .workers = {2}, .n_workers = 1, .quick_workers = 2,
+                                         .needs = MHB_STREAM_JOBS},
                 maps_stream);
     if (io)
         stream_work(&n, io->name, io,
@@ -105,14 +107,16 @@ const struct mhb_stream_kind *mhb_stream_kinds(void)
                                 .out_size = io->out_size, .default_items = 2048,
                                 .quick_items = 64},
                         .work = MHB_WORK_IO, .chunks = {0, 1}, .n_chunks = 2,
-                        .workers = {64}, .n_workers = 1, .quick_workers = 8},
+                        .workers = {64}, .n_workers = 1, .quick_workers = 8,
+                        .needs = MHB_STREAM_JOBS},
                     map_stream);
     ints.default_items = 100000000, ints.quick_items = 100000;
-    stream_work(&n, "copy", NULL,
-                (struct mhb_stream_kind){.row = ints, .work = MHB_WORK_COPY, .workers = {2},
-                                         .n_workers = 1, .quick_workers = 2,
-                                         .map_threads_only = true},
-                map_stream);
+    struct mhb_stream_kind copy = {.row = ints, .work = MHB_WORK_COPY, .workers = {2},
+                                   .n_workers = 1, .quick_workers = 2,
+                                   .needs = MHB_STREAM_BIG_MAP};
+    stream_work(&n, "copy", NULL, copy, map_only);
+    copy.needs = MHB_STREAM_JOBS;
+    stream_work(&n, "copy", NULL, copy, stream_only);
     return stream_kinds;
 }
 
@@ -167,11 +171,7 @@ static bool stream_takes(const struct mhb_run *run, const struct mhb_runner *r,
 {
     if (r->baseline)
         return true;
-    if (!mhb_plan_selected(run->o, r->name))
-        return false;
-    if (k->map_threads_only && k->call == MHB_CALL_MAP)
-        return strcmp(r->name, "threads") == 0;
-    return k->all_backends || !strcmp(r->name, "fork") || !strcmp(r->name, "threads");
+    return mhb_plan_selected(run->o, r->name) && (r->stream_works & k->needs) == k->needs;
 }
 
 static bool stream_kind_selected(const struct mhb_options *o, const char *name)
