@@ -445,9 +445,10 @@ struct mh_stream_task {
  * delivered, or the run stops. Returns 0 when every item succeeded.
  * Errors: as mh_map's (MH_EINVAL also for a NULL source or sink), plus
  * MH_ESOURCE, MH_ESINK and MH_EINTR (cancelled). Under MH_STOP the first
- * failure stops pulling, lets what is in flight finish (fork: stops it),
- * delivers nothing after the failing item in ordered mode, and returns
- * its code; under MH_CONTINUE every item is delivered with its status.
+ * failure stops pulling, lets the items running finish (fork too: no
+ * child is killed for it), delivers nothing after the failing item in
+ * ordered mode, and returns its code; under MH_CONTINUE every item is
+ * delivered with its status.
  * The report is mh_map's: failed_index is a sequence number, items_done
  * counts delivered MH_ITEM_OK items.
  *

@@ -155,6 +155,7 @@ static void faults_map_phase(mh_pool *pool, const int *in, struct faults_outcome
         .in_size = sizeof(int), .out_size = sizeof(struct mh_test_bytes),
         .fn = faults_fn_str, .ctx = &fs, .codec = &mh_test_bytes_codec,
         .source = faults_source, .sink = faults_sink,
+        .window = 100, /* chunks of a few items: every worker takes part */
     };
     o->rc[3] = mh_stream(pool, &stream, NULL);
     if (o->rc[3] == MH_OK && (fs.wrong || fs.got != FAULTS_ITEMS))

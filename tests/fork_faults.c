@@ -647,8 +647,22 @@ static int test_codec_fails(const char *backend)
     return 0;
 }
 
-/* The library's caller, in a process of its own, is killed mid-map. */
-static int parent_killed(const char *backend, int sig)
+static int parent_source(void *item, size_t seq, void *ctx)
+{
+    (void)ctx;
+    *(size_t *)item = seq; /* endless */
+    return MH_SOURCE_ITEM;
+}
+
+static int parent_sink(size_t seq, int status, void *out, void *ctx)
+{
+    (void)seq, (void)status, (void)out, (void)ctx;
+    return 0;
+}
+
+/* The library's caller, in a process of its own, is killed mid-map (or
+ * mid-stream). */
+static int parent_killed_in(const char *backend, int sig, bool stream)
 {
     struct fault_ctx *ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 20);
     CHECK(ctx);
@@ -669,7 +683,14 @@ static int parent_killed(const char *backend, int sig)
             .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
             .fn = fn_fault, .ctx = ctx,
         };
-        mh_map(pool, &task, NULL);
+        struct mh_stream_task st = {
+            .in_size = sizeof *in, .out_size = sizeof *out, .fn = fn_fault, .ctx = ctx,
+            .source = parent_source, .sink = parent_sink,
+        };
+        if (stream)
+            mh_stream(pool, &st, NULL);
+        else
+            mh_map(pool, &task, NULL);
         _exit(4); /* the map should never have finished */
     }
     /* Wait until all three workers run, then kill their caller. */
@@ -706,6 +727,11 @@ static int parent_killed(const char *backend, int sig)
     }
     munmap(ctx, sizeof *ctx);
     return 0;
+}
+
+static int parent_killed(const char *backend, int sig)
+{
+    return parent_killed_in(backend, sig, false);
 }
 
 static int test_parent_sigint(const char *backend)
@@ -1582,6 +1608,284 @@ static int test_region_reused(const char *backend)
     return 0;
 }
 
+/* ------------------------------------------------------------ streams */
+
+/* A stream of size_t inputs 0, 1, ... through fn_fault or fn_blob, on
+ * children forked once: what the sink saw, per sequence number. */
+#define SFAULT_CAP ((size_t)1 << 20) /* the most sequence numbers logged */
+#define SFAULT_ENDLESS SIZE_MAX
+
+struct sfault {
+    size_t n;              /* items, or SFAULT_ENDLESS */
+    int workers;
+    size_t chunk;          /* config.chunk (0: adaptive) */
+    enum mh_on_error policy;
+    double timeout_s;
+    bool codec;
+    enum mh_order order;
+    size_t crash_every;    /* fn_crash_every: items seq % it == 7 crash */
+    struct fault_ctx *ctx; /* shared */
+    /* What the source and sink saw (the calling thread's). */
+    size_t pulled, delivered, next, ok, bad_output, out_of_order;
+    uint8_t *times, *status; /* per seq below SFAULT_CAP */
+};
+
+static int sfault_source(void *item, size_t seq, void *vsf)
+{
+    struct sfault *sf = vsf;
+    if (seq >= sf->n || seq >= SFAULT_CAP)
+        return MH_SOURCE_END;
+    *(size_t *)item = seq;
+    sf->pulled++;
+    return MH_SOURCE_ITEM;
+}
+
+static int sfault_sink(size_t seq, int status, void *out, void *vsf)
+{
+    struct sfault *sf = vsf;
+    sf->out_of_order += sf->order == MH_ORDERED && seq != sf->next;
+    sf->next = seq + 1;
+    sf->delivered++;
+    if (seq >= SFAULT_CAP)
+        return 1;
+    sf->times[seq]++;
+    sf->status[seq] = (uint8_t)status;
+    if (status != MH_ITEM_OK)
+        return 0;
+    sf->ok++;
+    if (sf->codec)
+        sf->bad_output += blob_check(seq, out) != 0; /* the library clears it */
+    else
+        sf->bad_output += *(const size_t *)out != seq * 7 + 1;
+    return 0;
+}
+
+/* Every item with seq % crash_every == 7 segfaults its child. */
+static int fn_crash_every(const void *in, void *out, void *vsf)
+{
+    const struct sfault *sf = vsf;
+    size_t i = *(const size_t *)in;
+    if (i % sf->crash_every == 7)
+        raise(SIGSEGV);
+    *(size_t *)out = i * 7 + 1;
+    return 0;
+}
+
+static int sfault_fn(const void *in, void *out, void *vsf)
+{
+    struct fault_ctx *ctx = ((const struct sfault *)vsf)->ctx;
+    return ((const struct sfault *)vsf)->codec ? fn_blob(in, out, ctx) : fn_fault(in, out, ctx);
+}
+
+/* Run sf's stream; its code, report in *report. */
+static int sfault_run(struct sfault *sf, struct mh_report *report)
+{
+    sf->times = calloc(SFAULT_CAP, 1);
+    sf->status = calloc(SFAULT_CAP, 1);
+    if (!sf->times || !sf->status)
+        return -1;
+    mh_pool *pool = open_pool("fork", sf->workers, sf->chunk, sf->policy, sf->timeout_s);
+    if (!pool)
+        return -1;
+    struct mh_stream_task task = {
+        .in_size = sizeof(size_t), .out_size = sf->codec ? sizeof(struct blob) : sizeof(size_t),
+        .fn = sf->crash_every ? fn_crash_every : sfault_fn, .ctx = sf,
+        .codec = sf->codec ? &blob_codec : NULL, .source = sfault_source,
+        .sink = sfault_sink, .order = sf->order,
+    };
+    double start = now_s();
+    int rc = mh_stream(pool, &task, report);
+    mh_pool_close(pool);
+    fprintf(stderr, "stream policy=%d codec=%d order=%d: %s at %zu (%s), signal %d, exit %d, "
+            "pulled %zu, delivered %zu, done %zu, failed %zu, %.2f s\n", sf->policy, sf->codec,
+            sf->order, mh_err_name(rc), report->failed_index,
+            mh_item_status_name(report->failed_status), report->worker_signal,
+            report->worker_exit, sf->pulled, sf->delivered, report->items_done,
+            report->items_failed, now_s() - start);
+    return rc;
+}
+
+static void sfault_free(struct sfault *sf)
+{
+    free(sf->times);
+    free(sf->status);
+}
+
+/* The victim k failed with want_status (and want_sig, unless -1);
+ * under MH_CONTINUE every other item was delivered OK once; under
+ * MH_STOP, ordered, exactly 0 .. k were, in order. */
+static int sfault_check(struct sfault *sf, int rc, const struct mh_report *report,
+                        int want_rc, int want_status, int want_sig)
+{
+    size_t k = sf->ctx->victim;
+    CHECK_RC(rc, want_rc);
+    CHECK(report->failed_index == k && report->failed_status == want_status);
+    if (want_sig >= 0)
+        CHECK(report->worker_signal == want_sig);
+    CHECK(report->worker_pid == atomic_load(&sf->ctx->victim_pid));
+    CHECK(sf->times[k] == 1 && sf->status[k] == want_status);
+    CHECK(sf->bad_output == 0 && sf->out_of_order == 0);
+    CHECK(report->items_done == sf->ok && report->items_failed == 1);
+    /* As completed under MH_STOP, what finished after the failure was
+     * delivered is not delivered. */
+    size_t end = sf->policy == MH_CONTINUE ? sf->n : sf->order == MH_ORDERED ? k + 1 : 0;
+    for (size_t i = 0; i < end; i++)
+        CHECK(i == k || (sf->times[i] == 1 && sf->status[i] == MH_ITEM_OK));
+    for (size_t i = 0; i < SFAULT_CAP; i++)
+        CHECK(sf->times[i] <= 1 && (i == k || sf->times[i] == 0 || sf->status[i] == MH_ITEM_OK));
+    if (sf->policy == MH_STOP && sf->order == MH_ORDERED)
+        CHECK(sf->delivered == k + 1);
+    else if (sf->policy == MH_CONTINUE)
+        CHECK(sf->delivered == sf->n);
+    return 0;
+}
+
+/* A child that misbehaves at sequence number 1234 mid-stream, under
+ * both policies (MH_STOP: an endless source), both orders, plain and
+ * codec outputs. */
+static int stream_fault_all_ways(enum fault_kind kind, double timeout_s, bool kill_victim,
+                                 int want_rc, int want_status, int want_sig)
+{
+    for (int policy = MH_STOP; policy <= MH_CONTINUE; policy++)
+        for (int codec = 0; codec <= 1; codec++)
+            for (int order = 0; order <= 1; order++) {
+                struct fault_ctx *ctx = fault_ctx_new(1234, kind, kill_victim ? 0.05 : 0);
+                CHECK(ctx);
+                struct sfault sf = {
+                    .n = policy == MH_STOP ? SFAULT_ENDLESS : 3000, .workers = 3,
+                    .policy = (enum mh_on_error)policy, .timeout_s = timeout_s,
+                    .codec = codec, .order = (enum mh_order)order, .ctx = ctx,
+                    .chunk = kill_victim ? 4 : 0,
+                };
+                pthread_t killer;
+                struct killer_arg karg = {ctx, 0};
+                if (kill_victim)
+                    CHECK(pthread_create(&killer, NULL, killer_main, &karg) == 0);
+                struct mh_report report;
+                int rc = sfault_run(&sf, &report);
+                if (kill_victim) {
+                    pthread_join(killer, NULL);
+                    CHECK(karg.sent);
+                }
+                CHECK_OK(sfault_check(&sf, rc, &report, want_rc, want_status, want_sig));
+                sfault_free(&sf);
+                munmap(ctx, sizeof *ctx);
+            }
+    return 0;
+}
+
+static int test_stream_crash(const char *backend)
+{
+    (void)backend;
+#ifdef FAULTS_ASAN
+    return stream_fault_all_ways(FAULT_ABORT, 0, false, MH_EWORKER, MH_ITEM_CRASHED, SIGABRT);
+#else
+    return stream_fault_all_ways(FAULT_SEGV, 0, false, MH_EWORKER, MH_ITEM_CRASHED, SIGSEGV);
+#endif
+}
+
+static int test_stream_exit0(const char *backend)
+{
+    (void)backend;
+    return stream_fault_all_ways(FAULT_EXIT0, 0, false, MH_EWORKER, MH_ITEM_CRASHED, 0);
+}
+
+static int test_stream_kill_worker(const char *backend)
+{
+    (void)backend; /* the test SIGKILLs the child while it runs the victim */
+    return stream_fault_all_ways(FAULT_HANG, 0, true, MH_EWORKER, MH_ITEM_CRASHED, SIGKILL);
+}
+
+static int test_stream_timeout(const char *backend)
+{
+    (void)backend;
+    CHECK_OK(stream_fault_all_ways(FAULT_HANG, 0.3, false, MH_ETIMEDOUT, MH_ITEM_TIMED_OUT,
+                                   SIGTERM));
+    return stream_fault_all_ways(FAULT_HANG_NOTERM, 0.3, false, MH_ETIMEDOUT,
+                                 MH_ITEM_TIMED_OUT, SIGKILL);
+}
+
+/* Thirty crashes in one stream, each child replaced in turn: every other
+ * item is delivered once, in order, and the first crash is reported. */
+static int test_stream_crashes(const char *backend)
+{
+    (void)backend;
+    struct sfault sf = {
+        .n = 3000, .workers = 2, .policy = MH_CONTINUE, .crash_every = 100,
+        .ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 0),
+    };
+    CHECK(sf.ctx);
+    struct mh_report report;
+    int rc = sfault_run(&sf, &report);
+    CHECK_RC(rc, MH_EWORKER);
+    CHECK(report.failed_index == 7 && report.failed_status == MH_ITEM_CRASHED);
+    CHECK(report.items_failed == 30 && report.items_done == 2970);
+    CHECK(sf.delivered == 3000 && sf.out_of_order == 0 && sf.bad_output == 0);
+    for (size_t i = 0; i < 3000; i++)
+        CHECK(sf.times[i] == 1 &&
+              sf.status[i] == (i % 100 == 7 ? MH_ITEM_CRASHED : MH_ITEM_OK));
+    sfault_free(&sf);
+    munmap(sf.ctx, sizeof *sf.ctx);
+    return 0;
+}
+
+/* 10,000 one-item chunks through one stream's two children: no fork per
+ * item (the children seen are the two), every result in order. */
+static int test_stream_small_jobs(const char *backend)
+{
+    (void)backend;
+    struct sfault sf = {
+        .n = 10000, .workers = 2, .chunk = 1, .policy = MH_STOP,
+        .ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 0),
+    };
+    CHECK(sf.ctx);
+    struct mh_report report;
+    CHECK_RC(sfault_run(&sf, &report), MH_OK);
+    CHECK(sf.delivered == 10000 && sf.ok == 10000 && sf.out_of_order == 0 &&
+          sf.bad_output == 0);
+    CHECK(atomic_load(&sf.ctx->pids[1]) != 0 && atomic_load(&sf.ctx->pids[2]) == 0);
+    sfault_free(&sf);
+    munmap(sf.ctx, sizeof *sf.ctx);
+    return 0;
+}
+
+/* Recycling (worker_items_max 50): children end cleanly after 50 items,
+ * mid-chunk too, and fresh ones finish what they left; every result is
+ * delivered once, in order, plain and codec. */
+static int test_stream_recycled(const char *backend)
+{
+    for (int codec = 0; codec <= 1; codec++) {
+        struct sfault sf = {
+            .n = 1000, .codec = codec, .ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 0),
+        };
+        CHECK(sf.ctx);
+        sf.times = calloc(SFAULT_CAP, 1);
+        sf.status = calloc(SFAULT_CAP, 1);
+        CHECK(sf.times && sf.status);
+        struct mh_config config = {.backend = backend, .workers = 2, .worker_items_max = 50};
+        mh_pool *pool = NULL;
+        CHECK_RC(mh_pool_open(&pool, &config), MH_OK);
+        struct mh_stream_task task = {
+            .in_size = sizeof(size_t), .out_size = codec ? sizeof(struct blob) : sizeof(size_t),
+            .fn = sfault_fn, .ctx = &sf, .codec = codec ? &blob_codec : NULL,
+            .source = sfault_source, .sink = sfault_sink,
+        };
+        CHECK_RC(mh_stream(pool, &task, NULL), MH_OK);
+        mh_pool_close(pool);
+        CHECK(sf.delivered == 1000 && sf.ok == 1000 && sf.out_of_order == 0 &&
+              sf.bad_output == 0);
+        CHECK(atomic_load(&sf.ctx->pids[19]) != 0); /* 1000 / 50 children at least */
+        sfault_free(&sf);
+        munmap(sf.ctx, sizeof *sf.ctx);
+    }
+    return 0;
+}
+
+static int test_stream_parent_sigkill(const char *backend)
+{
+    return parent_killed_in(backend, SIGKILL, true);
+}
+
 /* --------------------------------------------------------------- table */
 
 /* Every test here is of the fork backend alone: one entry each,
@@ -1619,6 +1923,14 @@ static const struct mh_test tests[] = {
     MH_TEST(slow_caller)
     MH_TEST(child_stdout_flushed)
     MH_TEST(region_reused)
+    MH_TEST(stream_crash)
+    MH_TEST(stream_exit0)
+    MH_TEST(stream_kill_worker)
+    MH_TEST(stream_timeout)
+    MH_TEST(stream_crashes)
+    MH_TEST(stream_small_jobs)
+    MH_TEST(stream_parent_sigkill)
+    MH_TEST(stream_recycled)
     {NULL, NULL},
 };
 

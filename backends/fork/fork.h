@@ -146,6 +146,9 @@ struct fork_map {
     size_t delivered;           /* codec results decoded */
     bool init_failed;           /* a child's init hook failed: MH_EINIT */
     int rc;                     /* the backend's own failure, or 0 */
+    /* The child's life fork_spawn starts; NULL: a map's (fork_child). */
+    void (*child)(const struct fork_map *m, int s,
+                  const struct mh__fork_stdio *stdio); /* never returns */
 };
 
 static inline bool fork_live(const struct fork_worker *w)
@@ -203,6 +206,9 @@ int fork_retry_open(struct fork_map *m);
 void fork_retry_close(struct fork_map *m);
 bool fork_retry_charge(struct fork_map *m, size_t i);
 int fork_retry_attempts(const struct fork_map *m, size_t i);
+
+/* stream.c: the ops table's stream slot (stream_fork.h) */
+int fork_stream(void *state, struct mh__stream *st);
 
 /* collect.c: results into task->out */
 void fork_drain_bells(struct fork_map *m);

@@ -188,4 +188,5 @@ const struct mh_backend_ops mh__backend_fork = {
     .open = fork_open,
     .map = fork_map_run,
     .close = fork_close,
+    .stream = fork_stream,
 };

@@ -26,6 +26,8 @@ int fork_spawn(struct fork_map *m, int s)
     pid_t pid = mh__fork();
     if (pid < 0)
         return MH_EAGAIN;
+    if (pid == 0 && m->child)
+        m->child(m, s, &stdio);
     if (pid == 0)
         fork_child(m, s, &stdio);
     w->pid = pid;
