@@ -242,6 +242,9 @@ struct mhb_plan {
     size_t items;
     int workers;
     size_t chunk; /* asked; 0 = adaptive */
+    /* Consecutive plans of one group run in the same rounds, so that a
+     * slow minute hits all of them (NULL: the group is its kernel's). */
+    const void *group;
 };
 
 struct mhb_plans {

@@ -17,7 +17,9 @@
  *   copy:map, copy:stream               out = in over 10^8 ints: peak RSS
  *                 of a stream against a map's 800 MB (map on threads only)
  *
- * seq runs every kind first, at 1 worker: the speedups' baseline. A
+ * seq runs every kind first, at 1 worker: the speedups' baseline; then
+ * the cells of one work run in the same rounds (a slow minute of a
+ * shared machine hits the map and the stream alike). A
  * backend whose stream does not work here yet (stream_probe) is skipped
  * and said so.
  */
@@ -137,7 +139,7 @@ const struct mhb_stream_kind *mhb_stream_find(const char *name)
 static bool stream_probe(struct mhb_run *run, const struct mhb_runner *r)
 {
     const struct mhb_stream_kind *k = mhb_stream_find("empty:stream");
-    struct mhb_plan plan = {r, &k->row, 3, r->launched ? 2 : 1, 0};
+    struct mhb_plan plan = {r, &k->row, 3, r->launched ? 2 : 1, 0, NULL};
     struct mhb_call call = mhb_plan_call(run, &plan, 0);
     char *argv[40], buf[4 * MHB_PATH_MAX], why[192] = "could not start it";
     struct mhb_proc *p = malloc(sizeof *p);
@@ -191,7 +193,10 @@ int mhb_stream_plan(struct mhb_run *run, struct mhb_plans *plans)
         if ((*r)->library && ((*r)->experiments & MHB_IN_STREAM) &&
             ((*r)->baseline || mhb_plan_selected(o, (*r)->name)) && stream_probe(run, *r))
             ok[nok++] = *r;
+    const struct mhb_stream_kind *work = NULL; /* the first kind of k's work */
     for (const struct mhb_stream_kind *k = mhb_stream_kinds(); k->row.name; k++) {
+        if (!work || work->work != k->work)
+            work = k;
         if (!stream_kind_selected(o, k->row.name))
             continue;
         size_t items = o->items ? o->items : o->quick ? k->row.quick_items
@@ -219,8 +224,8 @@ int mhb_stream_plan(struct mhb_run *run, struct mhb_plans *plans)
                     if (mhb_reserve((void **)&plans->v, &plans->cap, plans->n,
                                     sizeof *plans->v))
                         return -1;
-                    plans->v[plans->n++] =
-                        (struct mhb_plan){r, &k->row, items, workers, k->chunks[c]};
+                    plans->v[plans->n++] = (struct mhb_plan){r, &k->row, items, workers,
+                                                             k->chunks[c], work};
                 }
             }
         }
