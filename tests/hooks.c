@@ -848,9 +848,7 @@ static const struct mh_test tests[] = {
     MH_TEST(init_fini_once_per_worker)
     MH_TEST(init_fails_at_worker_k)
     MH_TEST(fini_without_init)
-    /* mpi once it has streams (today mh_stream there calls a NULL slot,
-     * as conformance.mpiN.stream_* show). */
-    MH_TEST_ON(stream_hooks, "seq,threads,openmp,fork")
+    MH_TEST(stream_hooks)
     MH_TEST_ON(any_caller_is_last_worker, "threads")
     MH_TEST_ON(memory_cap_runaway_fails_alone, "fork")
     MH_TEST_ON(memory_cap_not_reported_without, "fork")

@@ -469,6 +469,306 @@ static int test_alloc_failures(const char *backend)
 #endif
 }
 
+/* ---------------------------------------------------------- streams */
+
+/*
+ * Every rank calls the same streams; only rank 0's source and sink are
+ * called. Each rank counts what its own source, sink and fn did: rank 0
+ * checks every output in its sink, and the counts add up across ranks.
+ */
+struct mstream {
+    size_t n;                             /* items the source gives */
+    size_t item;                          /* bytes in and out (int, or BIG) */
+    size_t fail_at, source_error_at, sink_stop_at; /* SIZE_MAX: none */
+    int gmp;                              /* in: an int n, out: n! (mpz_t) */
+    long source_calls, sink_calls, fn_runs; /* on this rank */
+    size_t next, wrong;                   /* rank 0's sink: in order, right */
+};
+
+#define BIG ((size_t)1 << 20)
+
+static struct mstream mstream_of(size_t n)
+{
+    return (struct mstream){
+        .n = n, .item = sizeof(int), .fail_at = SIZE_MAX, .source_error_at = SIZE_MAX,
+        .sink_stop_at = SIZE_MAX,
+    };
+}
+
+static int ms_source(void *item, size_t seq, void *ctx)
+{
+    struct mstream *ms = ctx;
+    ms->source_calls++;
+    if (seq == ms->source_error_at)
+        return -3;
+    if (seq >= ms->n)
+        return MH_SOURCE_END;
+    int v = ms->gmp ? 1 + (int)(seq % 99) : (int)seq;
+    if (ms->item == BIG)
+        memset(item, (int)(seq & 0xff), BIG);
+    memcpy(item, &v, sizeof v);
+    return MH_SOURCE_ITEM;
+}
+
+static int ms_fn(const void *in, void *out, void *ctx)
+{
+    struct mstream *ms = ctx;
+    ms->fn_runs++; /* one thread per rank runs items: rank 0's loop, or the rank's */
+    int v;
+    memcpy(&v, in, sizeof v);
+    if ((size_t)v == ms->fail_at && !ms->gmp)
+        return 40 + world_rank();
+    if (ms->gmp)
+        return mh_test_factorial(in, out, NULL);
+    if (ms->item == BIG) {
+        const unsigned char *src = in;
+        unsigned char *dst = out;
+        for (size_t i = 0; i < BIG; i++)
+            dst[i] = src[i] ^ 0x5a;
+    }
+    v = v * 3 + 1;
+    memcpy(out, &v, sizeof v);
+    return 0;
+}
+
+/* Whether item seq's output is what ms_fn makes of ms_source's input. */
+static int ms_output_ok(const struct mstream *ms, size_t seq, const void *out)
+{
+    if (ms->gmp) {
+        mpz_t want;
+        mpz_init(want);
+        mpz_fac_ui(want, 1 + (unsigned long)(seq % 99));
+        int same = mpz_cmp(want, *(const mpz_t *)out) == 0;
+        mpz_clear(want);
+        return same;
+    }
+    int v;
+    memcpy(&v, out, sizeof v);
+    if (v != (int)seq * 3 + 1)
+        return 0;
+    const unsigned char *o = out;
+    for (size_t i = sizeof v; ms->item == BIG && i < BIG; i++)
+        if (o[i] != (unsigned char)((seq & 0xff) ^ 0x5a))
+            return 0;
+    return 1;
+}
+
+static int ms_sink(size_t seq, int status, void *out, void *ctx)
+{
+    struct mstream *ms = ctx;
+    ms->sink_calls++;
+    if (seq != ms->next++ || (status == MH_ITEM_OK) != (seq != ms->fail_at) ||
+        (status == MH_ITEM_OK && !ms_output_ok(ms, seq, out)))
+        ms->wrong++;
+    return seq == ms->sink_stop_at;
+}
+
+/* Run ms as an ordered stream with window on a fresh pool; every rank
+ * must return want, with the same report. */
+static int ms_run(const char *backend, struct mstream *ms, size_t window,
+                  enum mh_on_error policy, int want, struct mh_report *report)
+{
+    struct mh_stream_task task = {
+        .in_size = ms->gmp ? sizeof(int) : ms->item,
+        .out_size = ms->gmp ? sizeof(mpz_t) : ms->item, .fn = ms_fn, .ctx = ms,
+        .codec = ms->gmp ? &mhk_mpz_codec : NULL, .source = ms_source, .sink = ms_sink,
+        .window = window, .order = MH_ORDERED,
+    };
+    mh_pool *pool = mh_test_pool(backend, 0, 0, policy);
+    CHECK(pool);
+    CHECK_RC(mh_stream(pool, &task, report), want);
+    mh_pool_close(pool);
+    CHECK_OK(check_same_report(report));
+    CHECK(report->workers == world_size());
+    return 0;
+}
+
+/* What ran where: rank 0's source and sink alone were called, every item
+ * ran once somewhere, and with other ranks some ran there. */
+static int ms_check_roles(const struct mstream *ms, size_t delivered)
+{
+    if (world_rank() != 0) {
+        CHECK(ms->source_calls == 0 && ms->sink_calls == 0);
+    } else {
+        CHECK(ms->wrong == 0 && ms->sink_calls == (long)delivered);
+    }
+    long runs[2] = {ms->fn_runs, world_rank() != 0 ? ms->fn_runs : 0}, sum[2];
+    CHECK(MPI_Allreduce(runs, sum, 2, MPI_LONG, MPI_SUM, MPI_COMM_WORLD) == MPI_SUCCESS);
+    CHECK(sum[0] >= (long)delivered);
+    if (world_size() > 1)
+        CHECK(sum[1] > 0); /* items crossed to other ranks and back */
+    return 0;
+}
+
+/* Plain items, then the seed's GMP factorials through the codec: rank
+ * 0's sink sees every output in order, whichever rank made it. */
+static int test_stream_roles(const char *backend)
+{
+    for (int gmp = 0; gmp < 2; gmp++)
+        for (size_t window = 0; window <= 64; window += 64) {
+            struct mstream ms = mstream_of(20000);
+            ms.gmp = gmp;
+            struct mh_report report;
+            CHECK_OK(ms_run(backend, &ms, window, MH_STOP, MH_OK, &report));
+            CHECK(report.items_done == ms.n && report.items_failed == 0);
+            CHECK_OK(ms_check_roles(&ms, ms.n));
+            if (world_rank() == 0)
+                CHECK(ms.source_calls == (long)ms.n + 1); /* the last one says END */
+        }
+    return 0;
+}
+
+/* Items of 1 MiB in and out, with the window adaptive and of 3. */
+static int test_stream_big_items(const char *backend)
+{
+    for (size_t window = 0; window <= 3; window += 3) {
+        struct mstream ms = mstream_of(24);
+        ms.item = BIG;
+        struct mh_report report;
+        CHECK_OK(ms_run(backend, &ms, window, MH_STOP, MH_OK, &report));
+        CHECK(report.items_done == ms.n);
+        CHECK_OK(ms_check_roles(&ms, ms.n));
+    }
+    return 0;
+}
+
+/* A failing item (under MH_STOP and MH_CONTINUE), a source error and a
+ * sink stop: every rank returns the same code and report. */
+static int test_stream_same_code(const char *backend)
+{
+    enum { N = 30000 };
+    for (int policy = MH_STOP; policy <= MH_CONTINUE; policy++) {
+        struct mstream ms = mstream_of(N);
+        ms.fail_at = 7777;
+        struct mh_report report;
+        CHECK_OK(ms_run(backend, &ms, 0, (enum mh_on_error)policy, MH_ECALLBACK, &report));
+        CHECK(report.failed_index == 7777 && report.failed_status == MH_ITEM_FAILED);
+        CHECK(report.callback_code >= 40 && report.callback_code < 40 + world_size());
+        CHECK(report.items_failed == 1);
+        size_t delivered = policy == MH_STOP ? 7778 : N; /* ordered: up to it */
+        CHECK(report.items_done == delivered - 1);
+        CHECK_OK(ms_check_roles(&ms, delivered));
+    }
+    struct mstream ms = mstream_of(SIZE_MAX);
+    ms.source_error_at = 12345;
+    struct mh_report report;
+    CHECK_OK(ms_run(backend, &ms, 0, MH_STOP, MH_ESOURCE, &report));
+    CHECK(report.items_done <= 12345 && report.failed_index == MH_NO_ITEM);
+    CHECK(ms.source_calls == (world_rank() == 0 ? 12346 : 0));
+
+    ms = mstream_of(SIZE_MAX);
+    ms.sink_stop_at = 4321;
+    CHECK_OK(ms_run(backend, &ms, 0, MH_STOP, MH_ESINK, &report));
+    CHECK(report.items_done == 4322);
+    CHECK_OK(ms_check_roles(&ms, 4322)); /* the sink is not called after it said stop */
+    return 0;
+}
+
+/* One rank's part differs: it maps while the others stream (or the
+ * reverse), its stream's item size differs, or its own call is invalid
+ * (no sink). Every rank returns MH_EINVAL, nobody hangs, and the pool
+ * still works. */
+static int test_stream_shape_mismatch(const char *backend)
+{
+    if (world_size() < 2) {
+        fprintf(stderr, "one rank: nothing to mismatch\n");
+        return MH_SKIP;
+    }
+    int in[64] = {0}, out[64];
+    struct mh_task map = {
+        .n = 64, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = fn_plus_one,
+    };
+    mh_pool *pool = mh_test_pool(backend, 0, 0, MH_STOP);
+    CHECK(pool);
+    int odd = world_size() - 1; /* the rank whose part differs */
+    for (int c = 0; c < 5; c++) {
+        struct mstream ms = mstream_of(5000);
+        struct mh_stream_task task = {
+            .in_size = sizeof(int), .out_size = sizeof(int), .fn = ms_fn, .ctx = &ms,
+            .source = ms_source, .sink = ms_sink,
+        };
+        int mine = c == 0 ? world_rank() == odd : c == 1 ? world_rank() != odd : 0;
+        if (c == 2 && world_rank() == odd)
+            task.in_size = 8;
+        if (c == 3 && world_rank() == odd)
+            task.sink = NULL;
+        if (c == 4 && world_rank() == 0)
+            task.source = NULL;
+        struct mh_report report;
+        CHECK_RC(mine ? mh_map(pool, &map, &report) : mh_stream(pool, &task, &report),
+                 MH_EINVAL);
+        CHECK_OK(check_same_report(&report));
+        CHECK(ms.source_calls == 0 || world_rank() == 0);
+    }
+    struct mstream ms = mstream_of(5000);
+    struct mh_stream_task task = {
+        .in_size = sizeof(int), .out_size = sizeof(int), .fn = ms_fn, .ctx = &ms,
+        .source = ms_source, .sink = ms_sink,
+    };
+    CHECK_RC(mh_stream(pool, &task, NULL), MH_OK);
+    CHECK(world_rank() != 0 || (ms.sink_calls == 5000 && ms.wrong == 0));
+    CHECK_RC(mh_map(pool, &map, NULL), MH_OK);
+    mh_pool_close(pool);
+    return 0;
+}
+
+/*
+ * The library's Nth allocation fails on one rank (rank 0, then the last)
+ * during a stream of GMP factorials, N = 1, 2, ... until a stream makes
+ * fewer: every rank returns the same code (MH_OK, MH_ENOMEM, or
+ * MH_ECODEC for an item whose encode buffer could not grow), nobody
+ * hangs, and every rank's library allocations balance. Needs a
+ * MANYHANDS_FAULT_INJECTION build.
+ */
+static int test_stream_alloc_failures(const char *backend)
+{
+#ifndef MH_TEST_FAULTS
+    (void)backend;
+    fprintf(stderr, "not a fault-injection build: skipped\n");
+    return MH_SKIP;
+#else
+    int victims[2] = {0, world_size() - 1};
+    for (int v = 0; v < 2; v++) {
+        int failures = 0; /* streams that gave MH_ENOMEM or MH_ECODEC */
+        for (unsigned long nth = 1;; nth++) {
+            long live = mh__fault_live_allocs();
+            mh_pool *pool = mh_test_pool(backend, 0, 0, MH_STOP);
+            CHECK(pool);
+            struct mstream ms = mstream_of(3000);
+            ms.gmp = 1;
+            struct mh_stream_task task = {
+                .in_size = sizeof(int), .out_size = sizeof(mpz_t), .fn = ms_fn, .ctx = &ms,
+                .codec = &mhk_mpz_codec, .source = ms_source, .sink = ms_sink,
+            };
+            int armed = world_rank() == victims[v];
+            if (armed)
+                mh__fault_arm(MH__FAULT_ALLOC, nth);
+            struct mh_report report;
+            int rc = mh_stream(pool, &task, &report);
+            int reached = !armed || mh__fault_calls(MH__FAULT_ALLOC) >= nth;
+            mh__fault_arm(MH__FAULT_ALLOC, 0);
+            CHECK(rc == MH_OK || rc == MH_ENOMEM || rc == MH_ECODEC);
+            CHECK_OK(check_same_report(&report));
+            failures += rc != MH_OK;
+            if (rc == MH_OK && world_rank() == 0)
+                CHECK(ms.wrong == 0 && ms.sink_calls == 3000);
+            mh_pool_close(pool);
+            CHECK(mh__fault_live_allocs() == live);
+            int all_reached = 0;
+            CHECK(MPI_Allreduce(&reached, &all_reached, 1, MPI_INT, MPI_MIN,
+                                MPI_COMM_WORLD) == MPI_SUCCESS);
+            if (!all_reached)
+                break; /* the stream made fewer than nth allocations there */
+            CHECK(nth < 1000);
+        }
+        fprintf(stderr, "rank %d failing: %d streams failed\n", victims[v], failures);
+        CHECK(failures >= 1); /* its first allocation, at least, matters */
+    }
+    return 0;
+#endif
+}
+
 /* ------------------------------------------------------------ death */
 
 /* Kills its own process on the first item run on rank `victim` (a
@@ -530,6 +830,11 @@ static const struct mh_test tests[] = {
     MH_TEST(empty_map_shape)
     MH_TEST(codec_fails_off_root)
     MH_TEST(alloc_failures)
+    MH_TEST(stream_roles)
+    MH_TEST(stream_big_items)
+    MH_TEST(stream_same_code)
+    MH_TEST(stream_shape_mismatch)
+    MH_TEST(stream_alloc_failures)
     MH_TEST_DIES(worker_rank_dies, "exited on signal 9")
     MH_TEST_DIES(root_rank_dies, "exited on signal 9")
     MH_TEST_DIES(worker_rank_exits, "exiting improperly")

@@ -11,6 +11,8 @@
  *                merged into the caller's arrays by rank 0
  *   root.c       rank 0: hands chunks out, runs its own, ends the map
  *   worker.c     every other rank: runs the chunks it is given
+ *   stream.c     a stream: rank 0 pumps the ring and ships its chunks,
+ *                the other ranks serve them as they do a map's
  *   ops.c        the backend's table (struct mh_backend_ops)
  *
  * Messages of one map, per other rank: first its task's shape (checked
@@ -58,10 +60,21 @@ struct mpi_cancel {
 
 enum { MPI_CTRL_WORK = 1, MPI_CTRL_STOP = 2 };
 
+/* What a shape is of: a map, or a stream. */
+enum { MPI_SHAPE_MAP = 0, MPI_SHAPE_STREAM = 1 };
+
 /* The task's shape. It travels with every control record, so that a rank
- * whose task differs says so (MH_EINVAL) instead of computing garbage. */
+ * whose task differs says so (MH_EINVAL) instead of computing garbage; a
+ * rank in a stream while the others map (or the reverse) differs in kind.
+ * A stream's chunk c of k items travels as n = c * chunk_items + k: the
+ * chunk plan any rank makes from the record then gives chunk c those k
+ * items, so a rank that maps takes exactly the bytes sent (and refuses
+ * them). */
 struct mpi_shape {
-    uint64_t n, in_size, out_size, chunk_items, tail_width, has_codec, on_error, resume;
+    uint64_t kind, n, in_size, out_size, chunk_items, tail_width, has_codec, on_error, resume;
+    /* Not part of the shape (never compared): the rank's own run->error,
+     * so that rank 0 learns it even when it sends that rank no chunk. */
+    int64_t error;
 };
 
 /* rank 0 -> worker. WORK: run chunk `chunk` (its inputs follow). STOP:
@@ -76,6 +89,7 @@ struct mpi_ctrl {
     struct mh__failure fail; /* run->failure */
     uint64_t out_bytes; /* bytes of out[fail.index] that follow, or 0 */
     uint64_t codec_failed; /* run->codec_failed */
+    int64_t stream_code; /* a stream's own end: MH_ESOURCE, MH_ESINK, ... */
 };
 
 /* worker -> rank 0: what chunk `chunk` gave; `payload` bytes follow. */
@@ -93,7 +107,8 @@ struct mpi_pool {
     MPI_Comm comm;       /* our duplicate of MPI_COMM_WORLD */
     MPI_Datatype block;  /* MPI_BLOCK contiguous bytes */
     int rank, size;
-    uint64_t maps;       /* maps begun on this pool (the same on every rank) */
+    uint64_t maps;       /* maps and streams begun on this pool (the same
+                          * on every rank) */
     const struct mh_config *config; /* the pool's: its hooks */
     void *worker_state;  /* what this rank's init stored (worker = rank) */
 };
@@ -144,6 +159,10 @@ int mh__mpi_recv_bytes(const struct mpi_pool *mp, void *buf, size_t len, int src
 /* The task's shape, as every control record carries it. */
 struct mpi_shape mh__mpi_shape_of(const struct mh__run *run);
 
+/* Whether a record's shape is mine: equal, but for its error and a
+ * stream's n (which says where the chunk ends). */
+bool mh__mpi_shape_same(const struct mpi_shape *mine, const struct mpi_shape *theirs);
+
 /* ------------------------------------------------------------ payload.c */
 
 /* A growing byte buffer. */
@@ -174,5 +193,43 @@ int mh__mpi_payload_merge(struct mh__run *run, const struct mpi_result *res,
 /* Rank 0's and the other ranks' side of one map. */
 int mh__mpi_root_map(const struct mpi_pool *mp, struct mh__run *run);
 int mh__mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run);
+
+/* Rank 0 listening for a worker's cancel of the map or stream in flight:
+ * listen posts the receive; poll takes a cancel that came for this one
+ * (run is then cancelled, mh__run_cancel, and ends MH_EINTR everywhere)
+ * and drops one sent as an earlier part ended; wait waits for *pending
+ * while polling (a cancel must not wait for the next result); end stops
+ * listening before any worker can begin the next part (a cancel already
+ * received still counts). 0, or the MPI error. */
+struct mpi_listen {
+    MPI_Request req; /* a worker's struct mpi_cancel, posted */
+    struct mpi_cancel msg;
+};
+int mh__mpi_listen(const struct mpi_pool *mp, struct mpi_listen *l);
+int mh__mpi_listen_poll(const struct mpi_pool *mp, struct mpi_listen *l, struct mh__run *run);
+int mh__mpi_listen_wait(const struct mpi_pool *mp, struct mpi_listen *l, struct mh__run *run,
+                        MPI_Request *pending, MPI_Status *st);
+void mh__mpi_listen_end(const struct mpi_pool *mp, struct mpi_listen *l, struct mh__run *run);
+
+/* Rank 0 ends a map or stream. shapes: every other rank's shape (sent as
+ * its part began) against mine; *code, unless set, becomes that rank's
+ * own error, or MH_EINVAL when the shape differs. stop: then, *code
+ * becoming MH_EINTR when run was cancelled, to each rank one stop record
+ * with *code, stream_code, run's counters and failure, and failed_out's
+ * out_size bytes after it when not NULL. 0, or the MPI error. */
+int mh__mpi_root_shapes(const struct mpi_pool *mp, const struct mpi_shape *mine, int *code);
+int mh__mpi_root_stop(const struct mpi_pool *mp, const struct mh__run *run,
+                      const struct mpi_shape *mine, int *code, int stream_code,
+                      const void *failed_out);
+
+/* Another rank's part of a map or stream: send rank 0 mine, then run the
+ * chunks it sends (each of at most `items` items, with run's fn, task
+ * and policy) until its stop record, whose outcome becomes run's; *end
+ * gets that record. Returns its code, or an MPI error. */
+int mh__mpi_worker_serve(const struct mpi_pool *mp, struct mh__run *run,
+                         const struct mpi_shape *mine, size_t items, struct mpi_ctrl *end);
+
+/* The backend's stream op, on every rank (stream.c). */
+int mh__mpi_stream(const struct mpi_pool *mp, struct mh__stream *st);
 
 #endif /* MH_MPI_INT_H */

@@ -66,6 +66,20 @@ static int mpi_map(void *state, struct mh__run *run)
     return rc;
 }
 
+static int mpi_stream(void *state, struct mh__stream *st)
+{
+    struct mpi_pool *mp = state;
+    int rc = mh__mpi_map_begin();
+    if (rc)
+        return rc;
+    mp->maps++; /* counted with maps: a cancel names its map or stream */
+    struct mh__worker previous = mh__worker_enter(mp->rank, mp->worker_state);
+    rc = mh__mpi_stream(mp, st);
+    mh__worker_leave(previous);
+    mh__mpi_map_end();
+    return rc;
+}
+
 static void mpi_close(void *state, bool owner)
 {
     struct mpi_pool *mp = state;
@@ -85,6 +99,7 @@ const struct mh_backend_ops mh__backend_mpi = {
     .caps = MH__CAP_PROCESS | MH__CAP_COLLECTIVE,
     .open = mpi_open,
     .map = mpi_map,
+    .stream = mpi_stream,
     .close = mpi_close,
     .workers = mpi_workers,
     .rank = mpi_rank,

@@ -24,8 +24,7 @@ struct mpi_root {
     size_t outstanding;     /* chunks out at workers */
     int code;               /* the map's own error (not an item's) */
     struct mpi_buf payload;
-    MPI_Request cancel_req; /* a worker's struct mpi_cancel, posted */
-    struct mpi_cancel cancel_msg;
+    struct mpi_listen listen; /* for a worker's cancel */
 };
 
 static void mpi_root_error(struct mpi_root *r, int code)
@@ -40,41 +39,54 @@ static bool mpi_root_stopping(const struct mpi_root *r)
     return atomic_load_explicit(&r->run->stop, memory_order_relaxed) != 0;
 }
 
-/* Take a worker's cancel, if one came for this map: the run is then
- * cancelled here too, and ends on every rank with MH_EINTR. */
-static int mpi_root_poll_cancel(struct mpi_root *r)
+int mh__mpi_listen(const struct mpi_pool *mp, struct mpi_listen *l)
+{
+    return mh__mpi_code(MPI_Irecv(&l->msg, sizeof l->msg, MPI_BYTE, MPI_ANY_SOURCE,
+                                  MPI_TAG_CANCEL, mp->comm, &l->req));
+}
+
+int mh__mpi_listen_poll(const struct mpi_pool *mp, struct mpi_listen *l, struct mh__run *run)
 {
     int arrived = 0;
-    while (r->cancel_req != MPI_REQUEST_NULL) {
-        int rc = mh__mpi_code(MPI_Test(&r->cancel_req, &arrived, MPI_STATUS_IGNORE));
+    while (l->req != MPI_REQUEST_NULL) {
+        int rc = mh__mpi_code(MPI_Test(&l->req, &arrived, MPI_STATUS_IGNORE));
         if (rc || !arrived)
             return rc;
-        if (r->cancel_msg.map == r->mp->maps) {
-            mh__run_cancel(r->run);
+        if (l->msg.map == mp->maps) {
+            mh__run_cancel(run);
             return MH_OK; /* one is enough: the request stays NULL */
         }
         /* Sent as an earlier map ended: dropped; listen again. */
-        rc = mh__mpi_code(MPI_Irecv(&r->cancel_msg, sizeof r->cancel_msg, MPI_BYTE,
-                                    MPI_ANY_SOURCE, MPI_TAG_CANCEL, r->mp->comm,
-                                    &r->cancel_req));
-        if (rc)
+        if ((rc = mh__mpi_listen(mp, l)))
             return rc;
     }
     return MH_OK;
 }
 
-/* Wait for *pending (a result) while taking cancels: Open MPI's own wait
- * spins too, and a cancel must not wait for the next result. */
-static int mpi_root_wait(struct mpi_root *r, MPI_Request *pending, MPI_Status *st)
+int mh__mpi_listen_wait(const struct mpi_pool *mp, struct mpi_listen *l, struct mh__run *run,
+                        MPI_Request *pending, MPI_Status *st)
 {
     for (;;) {
         int arrived = 0;
         int rc = mh__mpi_code(MPI_Test(pending, &arrived, st));
         if (rc || arrived)
             return rc;
-        if ((rc = mpi_root_poll_cancel(r)))
+        if ((rc = mh__mpi_listen_poll(mp, l, run)))
             return rc;
     }
+}
+
+void mh__mpi_listen_end(const struct mpi_pool *mp, struct mpi_listen *l, struct mh__run *run)
+{
+    if (l->req == MPI_REQUEST_NULL)
+        return;
+    MPI_Status st;
+    int cancelled = 1;
+    MPI_Cancel(&l->req);
+    if (MPI_Wait(&l->req, &st) == MPI_SUCCESS &&
+        MPI_Test_cancelled(&st, &cancelled) == MPI_SUCCESS && !cancelled &&
+        l->msg.map == mp->maps)
+        mh__run_cancel(run);
 }
 
 /* Hand chunk `next` to worker rank `dest`, in a free slot of its. */
@@ -146,35 +158,46 @@ static int mpi_root_take(struct mpi_root *r, const struct mpi_result *res, int s
     return MH_OK;
 }
 
-/* Every other rank's shape, sent as its map began: one that differs
- * fails the map on every rank, whether chunks went to it or not. */
-static int mpi_root_check_shapes(struct mpi_root *r, const struct mpi_shape *mine)
+int mh__mpi_root_shapes(const struct mpi_pool *mp, const struct mpi_shape *mine, int *code)
 {
     struct mpi_shape theirs;
-    for (int src = 1; src < r->mp->size; src++) {
-        int rc = mh__mpi_recv(r->mp, &theirs, sizeof theirs, src, MPI_TAG_SHAPE);
+    for (int src = 1; src < mp->size; src++) {
+        int rc = mh__mpi_recv(mp, &theirs, sizeof theirs, src, MPI_TAG_SHAPE);
         if (rc)
             return rc;
-        if (memcmp(mine, &theirs, sizeof theirs) != 0)
-            mpi_root_error(r, MH_EINVAL);
+        if (!*code && theirs.error)
+            *code = (int)theirs.error;
+        else if (!*code && !mh__mpi_shape_same(mine, &theirs))
+            *code = MH_EINVAL;
     }
     return MH_OK;
 }
 
-/* Stop listening for cancels, before any worker can begin the next map
- * (and send one for it): one already received still counts; one sent
- * later is dropped by the next map's rank 0 (its number). */
-static void mpi_root_unlisten(struct mpi_root *r)
+int mh__mpi_root_stop(const struct mpi_pool *mp, const struct mh__run *run,
+                      const struct mpi_shape *mine, int *code, int stream_code,
+                      const void *failed_out)
 {
-    if (r->cancel_req == MPI_REQUEST_NULL)
-        return;
-    MPI_Status st;
-    int cancelled = 1;
-    MPI_Cancel(&r->cancel_req);
-    if (MPI_Wait(&r->cancel_req, &st) == MPI_SUCCESS &&
-        MPI_Test_cancelled(&st, &cancelled) == MPI_SUCCESS && !cancelled &&
-        r->cancel_msg.map == r->mp->maps)
-        mh__run_cancel(r->run);
+    /* Cancelled here or on any rank: every rank returns MH_EINTR. */
+    if (!*code && atomic_load_explicit(&run->cancelled, memory_order_relaxed))
+        *code = MH_EINTR;
+    struct mpi_ctrl stop = {
+        .kind = MPI_CTRL_STOP,
+        .code = *code,
+        .items_done = atomic_load_explicit(&run->items_done, memory_order_relaxed),
+        .items_failed = atomic_load_explicit(&run->items_failed, memory_order_relaxed),
+        .fail = run->failure,
+        .codec_failed = (uint64_t)atomic_load_explicit(&run->codec_failed, memory_order_relaxed),
+        .stream_code = stream_code,
+        .shape = *mine,
+        .out_bytes = failed_out ? run->task->out_size : 0,
+    };
+    int rc = MH_OK;
+    for (int dest = 1; dest < mp->size && !rc; dest++) {
+        rc = mh__mpi_send(mp, &stop, sizeof stop, dest, MPI_TAG_CTRL);
+        if (!rc && stop.out_bytes)
+            rc = mh__mpi_send_bytes(mp, failed_out, stop.out_bytes, dest, MPI_TAG_OUTPUT);
+    }
+    return rc;
 }
 
 /* Tell every worker the map is over, with its outcome. */
@@ -183,35 +206,17 @@ static int mpi_root_finish(struct mpi_root *r)
     struct mh__run *run = r->run;
     const struct mh_task *task = run->task;
     struct mpi_shape mine = mh__mpi_shape_of(run);
-    int rc = mpi_root_check_shapes(r, &mine);
-    mpi_root_unlisten(r);
+    int rc = mh__mpi_root_shapes(r->mp, &mine, &r->code);
+    mh__mpi_listen_end(r->mp, &r->listen, r->run);
     if (rc)
         return rc;
-    /* Cancelled here or on any rank: every rank returns MH_EINTR. */
-    if (!r->code && atomic_load_explicit(&run->cancelled, memory_order_relaxed))
-        r->code = MH_EINTR;
-    struct mpi_ctrl stop = {
-        .kind = MPI_CTRL_STOP,
-        .code = r->code,
-        .items_done = atomic_load_explicit(&run->items_done, memory_order_relaxed),
-        .items_failed = atomic_load_explicit(&run->items_failed, memory_order_relaxed),
-        .fail = run->failure,
-        .codec_failed = (uint64_t)atomic_load_explicit(&run->codec_failed, memory_order_relaxed),
-        .shape = mine,
-    };
     /* Without a codec the failing item's bytes go along, so that every
      * rank's mh_reduce reports the same failing item. */
-    if (run->failure.index != MH_NO_ITEM && !task->codec)
-        stop.out_bytes = task->out_size;
     const unsigned char *failed_out =
-        stop.out_bytes ? (const unsigned char *)task->out + run->failure.index * task->out_size
-                       : NULL;
-    for (int dest = 1; dest < r->mp->size && !rc; dest++) {
-        rc = mh__mpi_send(r->mp, &stop, sizeof stop, dest, MPI_TAG_CTRL);
-        if (!rc && stop.out_bytes)
-            rc = mh__mpi_send_bytes(r->mp, failed_out, stop.out_bytes, dest, MPI_TAG_OUTPUT);
-    }
-    return rc;
+        run->failure.index != MH_NO_ITEM && !task->codec
+            ? (const unsigned char *)task->out + run->failure.index * task->out_size
+            : NULL;
+    return mh__mpi_root_stop(r->mp, run, &mine, &r->code, MH_OK, failed_out);
 }
 
 /* Hand out and run every chunk, taking results as they come. */
@@ -228,7 +233,7 @@ static int mpi_root_loop(struct mpi_root *r)
     struct mpi_result res;
     MPI_Request pending = MPI_REQUEST_NULL;
     while (!rc) {
-        if ((rc = mpi_root_poll_cancel(r)))
+        if ((rc = mh__mpi_listen_poll(r->mp, &r->listen, r->run)))
             break;
         if (r->outstanding > 0 && pending == MPI_REQUEST_NULL &&
             (rc = mh__mpi_code(MPI_Irecv(&res, sizeof res, MPI_BYTE, MPI_ANY_SOURCE,
@@ -242,7 +247,7 @@ static int mpi_root_loop(struct mpi_root *r)
         if (r->outstanding > 0) {
             /* Poll while there is work of our own; wait when there is not. */
             rc = local ? mh__mpi_code(MPI_Test(&pending, &arrived, &st))
-                       : mpi_root_wait(r, &pending, &st);
+                       : mh__mpi_listen_wait(r->mp, &r->listen, r->run, &pending, &st);
             if (rc)
                 break;
             arrived |= !local;
@@ -268,7 +273,7 @@ static int mpi_root_loop(struct mpi_root *r)
 int mh__mpi_root_map(const struct mpi_pool *mp, struct mh__run *run)
 {
     struct mpi_root r = {.mp = mp, .run = run, .nslots = (size_t)mp->size * MPI_DEPTH,
-                         .cancel_req = MPI_REQUEST_NULL};
+                         .listen.req = MPI_REQUEST_NULL};
     r.slots = run->error ? NULL : mh__calloc(r.nslots, sizeof *r.slots);
     if (!r.slots) {
         /* Still end the map on every worker, with the error. */
@@ -279,14 +284,13 @@ int mh__mpi_root_map(const struct mpi_pool *mp, struct mh__run *run)
         for (int q = 0; q < 4; q++)
             r.slots[s].req[q] = MPI_REQUEST_NULL;
 
-    int rc = mh__mpi_code(MPI_Irecv(&r.cancel_msg, sizeof r.cancel_msg, MPI_BYTE,
-                                    MPI_ANY_SOURCE, MPI_TAG_CANCEL, mp->comm, &r.cancel_req));
+    int rc = mh__mpi_listen(mp, &r.listen);
     if (!rc)
         rc = mpi_root_loop(&r);
     for (size_t s = 0; s < r.nslots && !rc; s++)
         rc = mh__mpi_code(MPI_Waitall(4, r.slots[s].req, MPI_STATUSES_IGNORE));
     if (rc)
-        mpi_root_unlisten(&r);
+        mh__mpi_listen_end(mp, &r.listen, run);
     else
         rc = mpi_root_finish(&r);
     if (!rc)

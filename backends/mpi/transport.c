@@ -4,6 +4,7 @@
  * to MPI (an int) overflows.
  */
 #include <limits.h>
+#include <string.h>
 
 #include "mpi_int.h"
 
@@ -107,9 +108,18 @@ struct mpi_shape mh__mpi_shape_of(const struct mh__run *run)
 {
     const struct mh_task *task = run->task;
     return (struct mpi_shape){
-        .n = task->n, .in_size = task->in_size, .out_size = task->out_size,
-        .chunk_items = run->chunk, .tail_width = run->tail_width,
+        .kind = MPI_SHAPE_MAP, .n = task->n, .in_size = task->in_size,
+        .out_size = task->out_size, .chunk_items = run->chunk, .tail_width = run->tail_width,
         .has_codec = task->codec != NULL, .on_error = (uint64_t)run->on_error,
-        .resume = task->resume != 0,
+        .resume = task->resume != 0, .error = run->error,
     };
+}
+
+bool mh__mpi_shape_same(const struct mpi_shape *mine, const struct mpi_shape *theirs)
+{
+    struct mpi_shape t = *theirs;
+    t.error = mine->error;
+    if (mine->kind == MPI_SHAPE_STREAM && t.kind == MPI_SHAPE_STREAM)
+        t.n = mine->n;
+    return memcmp(mine, &t, sizeof t) == 0;
 }

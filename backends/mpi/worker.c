@@ -2,11 +2,11 @@
  * Every rank but 0: send rank 0 this rank's task shape, then run the
  * chunks it hands out (their inputs arrive with them) and send each
  * chunk's result back, until a stop record brings the map's outcome,
- * which becomes this rank's own. On these ranks task->out and
+ * which becomes this rank's own. A stream's chunks are served the same
+ * way (stream.c). On these ranks task->out and
  * task->status are not written, except out[failed_index] without a codec
  * (docs/backends.md "mpi").
  */
-#include <string.h>
 
 #include "mpi_int.h"
 
@@ -105,12 +105,11 @@ static int mpi_worker_outcome(const struct mpi_pool *mp, struct mh__run *run,
     return (int)ctrl->code;
 }
 
-/* Buffers for the largest chunk; on failure w->in is NULL and w->error
- * says what every chunk is answered with. */
-static void mpi_worker_open(struct mpi_worker *w, const struct mh__run *run)
+/* Buffers for a chunk of `items` items; on failure w->in is NULL and
+ * w->error says what every chunk is answered with. */
+static void mpi_worker_open(struct mpi_worker *w, const struct mh__run *run, size_t items)
 {
     const struct mh_task *task = run->task;
-    size_t items = run->chunk < task->n ? run->chunk : task->n; /* largest chunk */
     size_t out_bytes = items * task->out_size;
     w->in = mh__malloc(items * task->in_size);
     w->out = mh__malloc(out_bytes);
@@ -160,28 +159,36 @@ static int mpi_worker_next(const struct mpi_pool *mp, struct mh__run *run,
     return rc;
 }
 
-int mh__mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run)
+int mh__mpi_worker_serve(const struct mpi_pool *mp, struct mh__run *run,
+                         const struct mpi_shape *mine, size_t items, struct mpi_ctrl *end)
 {
     struct mpi_worker w = {0};
-    mpi_worker_open(&w, run);
+    mpi_worker_open(&w, run, items);
     /* This rank's shape goes first, whatever follows: rank 0 checks every
      * rank's, so one given no chunk (n = 0 here or there) is refused too. */
-    struct mpi_shape mine = mh__mpi_shape_of(run);
     MPI_Request shape_req = MPI_REQUEST_NULL;
-    int rc = mh__mpi_code(MPI_Isend(&mine, sizeof mine, MPI_BYTE, 0, MPI_TAG_SHAPE, mp->comm,
+    int rc = mh__mpi_code(MPI_Isend(mine, sizeof *mine, MPI_BYTE, 0, MPI_TAG_SHAPE, mp->comm,
                                     &shape_req));
     while (!rc) {
-        struct mpi_ctrl ctrl;
-        if ((rc = mpi_worker_next(mp, run, &w, &ctrl)))
+        if ((rc = mpi_worker_next(mp, run, &w, end)))
             break;
-        if (ctrl.kind == MPI_CTRL_STOP) {
-            rc = mpi_worker_outcome(mp, run, &ctrl);
+        if (end->kind == MPI_CTRL_STOP) {
+            rc = mpi_worker_outcome(mp, run, end);
             break;
         }
-        rc = mpi_worker_chunk(mp, run, &w, &ctrl, !memcmp(&mine, &ctrl.shape, sizeof mine));
+        rc = mpi_worker_chunk(mp, run, &w, end, mh__mpi_shape_same(mine, &end->shape));
     }
     /* A small message: sent already, or as soon as rank 0 takes it. */
     int wait = mh__mpi_code(MPI_Wait(&shape_req, MPI_STATUS_IGNORE));
     mpi_worker_close(&w);
     return rc ? rc : wait;
+}
+
+int mh__mpi_worker_map(const struct mpi_pool *mp, struct mh__run *run)
+{
+    const struct mh_task *task = run->task;
+    struct mpi_shape mine = mh__mpi_shape_of(run);
+    struct mpi_ctrl end;
+    return mh__mpi_worker_serve(mp, run, &mine, run->chunk < task->n ? run->chunk : task->n,
+                                &end);
 }
