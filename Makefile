@@ -6,7 +6,7 @@ BUILD_TYPE ?= Release
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build test cluster-test bench micro soak fuzz clean
+.PHONY: all deps configure build test cluster-test bench stream-bench micro soak fuzz clean
 
 all: build
 
@@ -36,6 +36,14 @@ bench: build
 	$(BUILD)/harness/manyhands-bench matrix --label $(LABEL) $(BENCH_FLAGS); m=$$?; \
 	$(BUILD)/harness/manyhands-bench seed --label $(LABEL) $(BENCH_FLAGS); s=$$?; \
 	[ $$m -eq 0 ] && [ $$s -eq 0 ]
+
+# Streams against maps (issue #14; harness/README.md, "The stream
+# experiment"): the seed's workload, an empty function, one-item jobs,
+# sleep at 64 workers and 10^8 ints for peak RSS, through mh_stream and
+# mh_map on every backend; results/$(LABEL)/<date>-stream.csv and
+# -summary.txt. Not in `make bench`: it takes minutes here.
+stream-bench: build
+	$(BUILD)/harness/manyhands-bench stream --label $(LABEL) $(BENCH_FLAGS)
 
 # What the library itself costs (Google Benchmark): every figure in
 # docs/results.md "Library overhead", as JSON in results/$(LABEL)/micro.json.

@@ -54,6 +54,56 @@ int mhb_cell_main(const struct mhb_options *o);
  * failed. */
 int mhb_cluster_main(const struct mhb_options *o);
 
+/* This process's MPI rank from the launcher's environment (Open MPI,
+ * PMIx, MPICH), without linking MPI; 0 when not under a launcher. */
+int mhb_cell_rank(void);
+
+/* The cell's result line (MHB_CELL_TAG ...) on stdout; error ("" when
+ * none) made one token in place. */
+void mhb_cell_print(const struct mhb_options *o, int workers, size_t chunk, double wall,
+                    double pool_s, int verified, char *error);
+
+/* ------------------------------------------------------------ the stream */
+
+/* What a cell of the stream experiment (harness/stream.c) runs: a work
+ * and how it is called. */
+enum mhb_stream_work {
+    MHB_WORK_SEED,  /* the seed's kernel (its descriptor's seed_items) */
+    MHB_WORK_EMPTY, /* a function that does nothing, int in and out */
+    MHB_WORK_JOBS,  /* the same, as one-item jobs (chunk 1) */
+    MHB_WORK_IO,    /* the first IO-bound kernel (sleep: 1 ms per item) */
+    MHB_WORK_COPY,  /* out = in, int items: memory against the item count */
+};
+enum mhb_stream_call {
+    MHB_CALL_MAP,          /* one mh_map of every item */
+    MHB_CALL_MAPS,         /* one mh_map per item */
+    MHB_CALL_STREAM,       /* mh_stream, MH_ORDERED */
+    MHB_CALL_AS_COMPLETED, /* mh_stream, MH_AS_COMPLETED */
+};
+
+/* One kind of cell. `row` is what the plan and the rows see: its name,
+ * "<work>:<call>" (the CSV's kernel column), bound and item counts. */
+struct mhb_stream_kind {
+    struct mhk_kernel row;
+    enum mhb_stream_work work;
+    enum mhb_stream_call call;
+    const struct mhk_kernel *kernel; /* seed and io: the kernel; else NULL */
+    size_t chunks[2];                /* asked, each a cell; 0: adaptive */
+    int n_chunks;
+    int workers[2], n_workers;       /* the default worker counts */
+    int quick_workers;               /* with --quick: 1 and this */
+    unsigned needs;                  /* MHB_STREAM_* a runner must have; 0: any */
+};
+
+/* The kinds, ending with one whose row.name is NULL. */
+const struct mhb_stream_kind *mhb_stream_kinds(void);
+
+/* The kind called name, or NULL. */
+const struct mhb_stream_kind *mhb_stream_find(const char *name);
+
+/* `cell` for a stream kind: one measured call, one result line. */
+int mhb_stream_cell_main(const struct mhb_options *o);
+
 /* ---------------------------------------------------------------- results */
 
 enum mhb_verified { MHB_UNCHECKED = -1, MHB_WRONG = 0, MHB_VERIFIED = 1 };
@@ -62,7 +112,7 @@ enum mhb_verified { MHB_UNCHECKED = -1, MHB_WRONG = 0, MHB_VERIFIED = 1 };
 struct mhb_row {
     char timestamp[32];
     double load_1m;         /* the machine's 1-minute load average then */
-    const char *experiment; /* "matrix" or "seed" */
+    const char *experiment; /* "matrix", "seed", "cluster" or "stream" */
     char backend[MHB_NAME_MAX];
     char kernel[MHB_NAME_MAX];
     const char *bound;      /* "cpu" or "io" */
@@ -90,8 +140,16 @@ struct mhb_table {
 
 /* ------------------------------------------------------------- the peers */
 
+/* The stream experiment's works a runner also runs (harness/stream.c):
+ * the one-item jobs, the IO kernel and the 10^8-item stream; and the map
+ * of those 10^8 items (800 MB: one backend shows it). */
+enum { MHB_STREAM_JOBS = 1, MHB_STREAM_BIG_MAP = 2 };
+
 /* Which experiments a runner takes part in. */
-enum { MHB_IN_MATRIX = 1, MHB_IN_SEED = 2, MHB_IN_CLUSTER = 4 /* harness/cluster.c */ };
+enum {
+    MHB_IN_MATRIX = 1, MHB_IN_SEED = 2, MHB_IN_CLUSTER = 4 /* harness/cluster.c */,
+    MHB_IN_STREAM = 8 /* harness/stream.c */,
+};
 
 /*
  * What can fill a row: a library backend (run as `manyhands-bench cell`)
@@ -109,6 +167,9 @@ struct mhb_runner {
     bool launched;     /* a launcher starts W processes: the cell must report W */
     int workers_max;   /* the default worker lists stop here (0: no limit) */
     unsigned experiments; /* MHB_IN_* */
+    /* The stream experiment's works beyond the seed's and the empty
+     * function (which every library backend runs): MHB_STREAM_* bits. */
+    unsigned stream_works;
     /* Which kernels it does (NULL: every one). */
     bool (*does)(const struct mhk_kernel *kernel);
     /* The command: tokens, "$name" ones replaced (peers.c lists them). */
@@ -181,6 +242,9 @@ struct mhb_plan {
     size_t items;
     int workers;
     size_t chunk; /* asked; 0 = adaptive */
+    /* Consecutive plans of one group run in the same rounds, so that a
+     * slow minute hits all of them (NULL: the group is its kernel's). */
+    const void *group;
 };
 
 struct mhb_plans {
@@ -191,8 +255,8 @@ struct mhb_plans {
 /* One invocation of the matrix or the seed experiment. */
 struct mhb_run {
     const struct mhb_options *o;
-    const char *experiment;       /* "matrix" or "seed" */
-    unsigned in;                  /* MHB_IN_MATRIX or MHB_IN_SEED */
+    const char *experiment;       /* "matrix", "seed" or "stream" */
+    unsigned in;                  /* MHB_IN_MATRIX, MHB_IN_SEED or MHB_IN_STREAM */
     char self[MHB_PATH_MAX];      /* this executable */
     char peers_dir[MHB_PATH_MAX]; /* where the peer programs are built */
     struct mhb_machine machine;
@@ -216,6 +280,16 @@ void mhb_timestamp(char *buf, size_t size);
 
 /* The cells of run's experiment (run->in), in the order they run. */
 int mhb_plan(struct mhb_run *run, struct mhb_plans *plans);
+
+/* Whether the --backends list selects name (an empty list: every one). */
+bool mhb_plan_selected(const struct mhb_options *o, const char *name);
+
+/* The stream experiment's cells (harness/stream.c); a backend whose
+ * stream is not there yet (MH_ENOTSUP) is noted in run->skipped. */
+int mhb_stream_plan(struct mhb_run *run, struct mhb_plans *plans);
+
+/* The stream experiment's report: per work, each call beside the map. */
+void mhb_stream_report(FILE *out, const struct mhb_run *run);
 
 /* Run every plan, repeats in rounds; rows into run->table and the CSV.
  * 0, or -1 when stopped or out of memory. */

@@ -18,9 +18,7 @@
 #include "kernels.h"
 #include "manyhands.h"
 
-/* This process's MPI rank from the launcher's environment (Open MPI,
- * PMIx, MPICH), without linking MPI; 0 when not under a launcher. */
-static int cell_rank(void)
+int mhb_cell_rank(void)
 {
     static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", NULL};
     for (int i = 0; vars[i]; i++) {
@@ -31,10 +29,25 @@ static int cell_rank(void)
     return 0;
 }
 
+void mhb_cell_print(const struct mhb_options *o, int workers, size_t chunk, double wall,
+                    double pool_s, int verified, char *error)
+{
+    for (char *c = error; *c; c++)
+        if (*c == ' ' || *c == '\n')
+            *c = '_'; /* one token */
+    printf(MHB_CELL_TAG "backend=%s kernel=%s items=%zu workers=%d chunk=%zu wall=%.9f "
+           "pool=%.9f verified=%d error=%s\n",
+           o->backends[0], o->kernels[0], o->items, workers, chunk, wall, pool_s, verified,
+           error);
+    fflush(stdout);
+}
+
 int mhb_cell_main(const struct mhb_options *o)
 {
+    if (mhb_stream_find(o->kernels[0]))
+        return mhb_stream_cell_main(o);
     const char *backend = o->backends[0];
-    int rank = cell_rank();
+    int rank = mhb_cell_rank();
     struct mh_report report = {.chunk = 0};
     double wall = 0, pool_s = 0;
     int verified = MHB_WRONG;
@@ -83,13 +96,6 @@ out_close:
 out_print:
     if (rank != 0)
         return error[0] ? 1 : 0;
-    for (char *c = error; *c; c++)
-        if (*c == ' ' || *c == '\n')
-            *c = '_'; /* one token */
-    printf(MHB_CELL_TAG "backend=%s kernel=%s items=%zu workers=%d chunk=%zu wall=%.9f "
-           "pool=%.9f verified=%d error=%s\n",
-           backend, o->kernels[0], o->items, report.workers, report.chunk, wall, pool_s,
-           verified, error);
-    fflush(stdout);
+    mhb_cell_print(o, report.workers, report.chunk, wall, pool_s, verified, error);
     return error[0] ? 1 : 0;
 }

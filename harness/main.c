@@ -1,7 +1,8 @@
 /*
  * manyhands-bench: the comparison matrix (runners x kernels x workers x
- * repeats), the seed's experiment beside the peers, and the internal
- * `cell` command that runs one measured map in its own process.
+ * repeats), the seed's experiment beside the peers, streams against maps
+ * (stream.c), and the internal `cell` command that runs one measured map
+ * or stream in its own process.
  *
  * The parent plans the runs (plan.c), fork+execs each one (run.c: `cell`,
  * `mpirun -np W <self> cell`, or a peer program, as the runner table in
@@ -90,6 +91,8 @@ static void main_summary(const struct mhb_run *run, const struct mhb_plans *plan
             fprintf(out, "Skipped (not available here): %s\n", run->skipped);
         if (run->in == MHB_IN_SEED)
             mhb_seed_report(out, run, plans);
+        else if (run->in == MHB_IN_STREAM)
+            mhb_stream_report(out, run);
         else
             mhb_summary(out, &run->table, run->machine.logical_cores);
     }
@@ -109,7 +112,7 @@ static int main_finish(const struct mhb_run *run, const struct mhb_plans *plans,
     }
     printf("\n%zu runs in %.1f s (%zu failed, %zu not verified); CSV: %s\n", run->table.n,
            mhb_now() - run->started, failed, unverified, csv);
-    if (!run->o->no_plot) {
+    if (!run->o->no_plot && run->in != MHB_IN_STREAM) { /* stream: tables only */
         int cores = run->machine.logical_cores;
         int prc = run->in == MHB_IN_SEED ? mhb_plot_seed(base, &run->table, cores, run->repeat)
                                          : mhb_plot_matrix(base, &run->table, cores, run->repeat);
@@ -125,8 +128,12 @@ static int main_experiment(const struct mhb_options *o)
     struct mhb_run run = {.o = o};
     struct mhb_plans plans = {0};
     int rc = 1;
-    run.in = o->command == MHB_SEED ? MHB_IN_SEED : MHB_IN_MATRIX;
-    run.experiment = run.in == MHB_IN_SEED ? "seed" : "matrix";
+    run.in = o->command == MHB_SEED     ? MHB_IN_SEED
+             : o->command == MHB_STREAM ? MHB_IN_STREAM
+                                        : MHB_IN_MATRIX;
+    run.experiment = run.in == MHB_IN_SEED     ? "seed"
+                     : run.in == MHB_IN_STREAM ? "stream"
+                                               : "matrix";
     run.repeat = o->repeat ? o->repeat : o->quick ? 1 : 3;
     run.tty = isatty(2);
     main_paths(&run);
@@ -169,10 +176,16 @@ int main(int argc, char **argv)
     static struct mhb_options o; /* large: not on the stack */
     const char *err = mhb_options_parse(&o, argc, argv);
     if (!err && o.command != MHB_HELP) {
-        const char *kernels[64];
+        /* The kernels, or the stream experiment's kinds ("empty:stream"); a
+         * cell runs either. */
+        const char *kernels[96];
         int n = 0;
         for (const struct mhk_kernel *const *k = mhk_kernels(); *k && n < 63; k++)
-            kernels[n++] = (*k)->name;
+            if (o.command != MHB_STREAM)
+                kernels[n++] = (*k)->name;
+        for (const struct mhb_stream_kind *k = mhb_stream_kinds(); k->row.name && n < 95; k++)
+            if (o.command == MHB_STREAM || o.command == MHB_CELL)
+                kernels[n++] = k->row.name;
         kernels[n] = NULL;
         /* The library's backends and the peers: the runner table's names. */
         const char *backends[64];
@@ -195,6 +208,7 @@ int main(int argc, char **argv)
     case MHB_MATRIX:
     case MHB_SEED:
     case MHB_CLUSTER:
+    case MHB_STREAM:
         break;
     }
     struct sigaction sa = {.sa_handler = main_on_signal};

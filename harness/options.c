@@ -156,10 +156,13 @@ const char *mhb_options_parse(struct mhb_options *o, int argc, char *const argv[
             o->command = MHB_CELL;
         else if (strcmp(argv[1], "cluster") == 0)
             o->command = MHB_CLUSTER;
+        else if (strcmp(argv[1], "stream") == 0)
+            o->command = MHB_STREAM;
         else if (strcmp(argv[1], "help") == 0)
             o->command = MHB_HELP;
         else
-            return mhb__opt_fail(o, "unknown command '%.64s' (commands: matrix, seed, cluster)", argv[1]);
+            return mhb__opt_fail(o, "unknown command '%.64s' (commands: matrix, seed, "
+                                    "cluster, stream)", argv[1]);
         i = 2;
     }
     bool help = false;

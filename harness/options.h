@@ -20,6 +20,7 @@ enum mhb_command {
     MHB_SEED,   /* the blog's experiment beside Python and raw OpenMP */
     MHB_CELL,   /* internal: one measured map in this process */
     MHB_CLUSTER, /* mpi across simulated hosts (harness/cluster.c) */
+    MHB_STREAM, /* mh_stream against mh_map (harness/stream.c) */
     MHB_HELP,   /* --help */
 };
 

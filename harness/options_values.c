@@ -49,15 +49,16 @@ bool mhb__opt_parse_positive(const char *s, double max, double *out)
     return true;
 }
 
-/* Lower-case letters, digits, '-' and '_': what backend and kernel names
- * are made of. */
+/* Lower-case letters, digits, '-', '_' and ':': what backend and kernel
+ * names are made of (':' parts a stream kind, "empty:stream"). */
 static bool opt_is_name(const char *s, size_t len)
 {
     if (len == 0 || len >= MHB_NAME_MAX)
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+              c == ':'))
             return false;
     }
     return true;
@@ -76,7 +77,7 @@ const char *mhb__opt_parse_names(struct mhb_options *o, const char *opt, const c
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         if (!opt_is_name(p, len))
             return mhb__opt_fail(o, "%s: '%.*s' is not a name (lower-case letters, digits, "
-                            "'-', '_'; at most %d)", opt, (int)(len > 64 ? 64 : len), p,
+                            "'-', '_', ':'; at most %d)", opt, (int)(len > 64 ? 64 : len), p,
                             MHB_NAME_MAX - 1);
         for (int i = 0; i < *count; i++)
             if (strlen(names[i]) == len && memcmp(names[i], p, len) == 0)

@@ -69,9 +69,10 @@ static bool peers_io(const struct mhk_kernel *k) { return k->bound == MHK_IO; }
 static bool peers_raw_loop(const struct mhk_kernel *k) { return k->raw_loop != NULL; }
 static bool peers_seed(const struct mhk_kernel *k) { return k->seed_items != 0; }
 
-/* A library backend, in the matrix and the seed, and in the experiments
- * (MHB_IN_*) of `also`. */
-#define LIBRARY(also, ...) .library = true, .experiments = MHB_IN_MATRIX | MHB_IN_SEED | (also), \
+/* A library backend, in the matrix, the seed and the stream experiment,
+ * and in the experiments (MHB_IN_*) of `also`. */
+#define LIBRARY(also, ...) .library = true,                                      \
+                     .experiments = MHB_IN_MATRIX | MHB_IN_SEED | MHB_IN_STREAM | (also), \
                      .tag = MHB_CELL_TAG, .time_key = "wall", .dash = 1, __VA_ARGS__
 /* A Python program on the seed's workload (seed only). */
 #define PYTHON(...) .experiments = MHB_IN_SEED, .does = peers_seed, .time_key = "seconds", \
@@ -87,11 +88,13 @@ static const struct mhb_runner peers_table[] = {
     {.name = "seq", .what = "the library's sequential loop: the baseline and the oracle",
      LIBRARY(MHB_IN_CLUSTER, .argv = peers_cell, .baseline = true, .color = "#000000")},
     {.name = "threads", .what = "the library's pthread pool",
-     LIBRARY(MHB_IN_CLUSTER, .argv = peers_cell, .chunk_sweep = true, .color = "#1f77b4")},
+     LIBRARY(MHB_IN_CLUSTER, .argv = peers_cell, .chunk_sweep = true,
+             .stream_works = MHB_STREAM_JOBS | MHB_STREAM_BIG_MAP, .color = "#1f77b4")},
     {.name = "openmp", .what = "the library's OpenMP backend",
      LIBRARY(0, .argv = peers_cell, .chunk_sweep = true, .color = "#2ca02c")},
     {.name = "fork", .what = "the library's forked worker processes",
-     LIBRARY(0, .argv = peers_cell, .chunk_sweep = true, .color = "#d62728")},
+     LIBRARY(0, .argv = peers_cell, .chunk_sweep = true, .stream_works = MHB_STREAM_JOBS,
+             .color = "#d62728")},
     /* mpirun with 32 ranks on 2 cores was seen to hang (Open MPI 4.1). */
     {.name = "mpi", .what = "the library's MPI ranks, under mpirun",
      LIBRARY(MHB_IN_CLUSTER, .argv = peers_mpi_cell, .env = peers_mpi_env, .launched = true, .workers_max = 16,

@@ -40,7 +40,7 @@ struct mhb_call mhb_plan_call(const struct mhb_run *run, const struct mhb_plan *
 }
 
 /* Selected names: the option's list, or every one. */
-static bool plan_selected(const struct mhb_options *o, const char *name)
+bool mhb_plan_selected(const struct mhb_options *o, const char *name)
 {
     if (o->n_backends == 0)
         return true;
@@ -56,7 +56,7 @@ static bool plan_takes(struct mhb_run *run, const struct mhb_runner *r,
                        const struct mhk_kernel *k)
 {
     if (!(r->experiments & run->in) || (r->does && !r->does(k)) ||
-        (!r->baseline && !plan_selected(run->o, r->name)))
+        (!r->baseline && !mhb_plan_selected(run->o, r->name)))
         return false;
     if (r->library)
         return true;
@@ -71,7 +71,7 @@ static bool plan_takes(struct mhb_run *run, const struct mhb_runner *r,
     const char *noted = strstr(run->skipped, key);
     if (noted && (noted == run->skipped || noted[-1] == ' '))
         return false;
-    struct mhb_plan plan = {r, k, 1, 1, 0};
+    struct mhb_plan plan = {r, k, 1, 1, 0, NULL};
     struct mhb_call call = mhb_plan_call(run, &plan, 0);
     if (mhb_runner_available(r, &call, why, sizeof why))
         return true;
@@ -136,7 +136,7 @@ static int plan_kernel(struct mhb_run *run, const struct mhk_kernel *k, size_t i
             int nc = o->n_chunks && r->library ? o->n_chunks : 1;
             for (int c = 0; c < nc; c++) {
                 size_t chunk = o->n_chunks && r->library ? o->chunks[c] : 0;
-                if (plan_add(plans, (struct mhb_plan){r, k, items, workers, chunk}))
+                if (plan_add(plans, (struct mhb_plan){r, k, items, workers, chunk, NULL}))
                     return -1;
             }
         }
@@ -152,9 +152,11 @@ static int plan_sweep(struct mhb_run *run, const struct mhk_kernel *k, size_t it
     for (const struct mhb_runner *const *rp = mhb_runners(); *rp; rp++) {
         if (!(*rp)->chunk_sweep || !plan_takes(run, *rp, k))
             continue;
-        for (size_t c = 0; c < sizeof plan_sweep_chunks / sizeof *plan_sweep_chunks; c++)
-            if (plan_add(plans, (struct mhb_plan){*rp, k, items, cores, plan_sweep_chunks[c]}))
+        for (size_t c = 0; c < sizeof plan_sweep_chunks / sizeof *plan_sweep_chunks; c++) {
+            struct mhb_plan plan = {*rp, k, items, cores, plan_sweep_chunks[c], NULL};
+            if (plan_add(plans, plan))
                 return -1;
+        }
     }
     return 0;
 }
@@ -209,5 +211,7 @@ static int plan_seed(struct mhb_run *run, struct mhb_plans *plans)
 
 int mhb_plan(struct mhb_run *run, struct mhb_plans *plans)
 {
+    if (run->in == MHB_IN_STREAM)
+        return mhb_stream_plan(run, plans);
     return run->in == MHB_IN_SEED ? plan_seed(run, plans) : plan_matrix(run, plans);
 }

@@ -143,6 +143,11 @@ static void run_baseline_rows(struct mhb_run *run, const char *kernel)
     }
 }
 
+static const void *run_group(const struct mhb_plan *plan)
+{
+    return plan->group ? plan->group : plan->kernel;
+}
+
 int mhb_execute(struct mhb_run *run, const struct mhb_plans *plans)
 {
     run->total = 0;
@@ -150,15 +155,17 @@ int mhb_execute(struct mhb_run *run, const struct mhb_plans *plans)
         run->total += (size_t)run_repeats(run, &plans->v[i]);
     run->started = mhb_now();
     for (size_t i = 0, end; i < plans->n; i = end) {
-        const struct mhk_kernel *k = plans->v[i].kernel;
-        for (end = i; end < plans->n && plans->v[end].kernel == k;)
+        const void *group = run_group(&plans->v[i]);
+        for (end = i; end < plans->n && run_group(&plans->v[end]) == group;)
             end++;
         for (int pass = 0; pass < 2; pass++) {
             for (int r = 0; r < run->repeat; r++)
                 if (run_round(run, plans, i, end, pass, r))
                     return -1;
-            if (pass == 0)
-                run_baseline_rows(run, k->name);
+            /* Each kernel's baseline rows, once, after their runs. */
+            for (size_t j = i; pass == 0 && j < end; j++)
+                if (j == i || plans->v[j].kernel != plans->v[j - 1].kernel)
+                    run_baseline_rows(run, plans->v[j].kernel->name);
         }
     }
     if (run->csv)

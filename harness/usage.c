@@ -2,7 +2,7 @@
 #include "options.h"
 
 const char mhb_usage[] =
-    "usage: manyhands-bench [matrix|seed|cluster] [OPTIONS]\n"
+    "usage: manyhands-bench [matrix|seed|cluster|stream] [OPTIONS]\n"
     "\n"
     "  matrix (default)  every backend x every kernel x worker counts x repeats,\n"
     "                    each run in its own process; CSV, plots and a summary\n"
@@ -12,7 +12,11 @@ const char mhb_usage[] =
     "                    joblib, oneTBB and a raw OpenMP loop\n"
     "  cluster           root only: mpi across 1, 2, 4 simulated hosts (--workers:\n"
     "                    host counts) beside seq and threads, factorial (10^6) and\n"
-    "                    stream, with the messages and bytes each map sent\n"
+    "                    bandwidth, with the messages and bytes each map sent\n"
+    "  stream            mh_stream against mh_map of the same items, per backend:\n"
+    "                    the seed's workload, an empty function, one-item jobs,\n"
+    "                    sleep at 64 workers, and 10^8 ints for peak RSS\n"
+    "                    (--kernels WORK:CALL; harness/README.md)\n"
     "\n"
     "options (LIST is comma separated; worker lists also take ranges: 1-4,8):\n"
     "  --backends LIST   backends and peers to run (default: every backend this\n"
@@ -37,5 +41,5 @@ const char mhb_usage[] =
     "  --no-peers        run the library's backends only\n"
     "  -h, --help        this text\n"
     "\n"
-    "Writes DIR/LABEL/<date>-matrix.csv (or -seed.csv), one row per run\n"
+    "Writes DIR/LABEL/<date>-matrix.csv (or -seed.csv, -stream.csv), one row per run\n"
     "(columns: docs/csv.md), and PNG and SVG plots beside it.\n";

@@ -1,5 +1,6 @@
 /* A kernel's lifecycle, written once (kernels.h, "struct mhk_cell"): the
  * harness's cell, mhk-cost, the TBB peer and the tests all run it. */
+#include <gmp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +69,21 @@ void *mhk_cell_item_out(const struct mhk_cell *cell, size_t i)
 const void *mhk_cell_item_in(const struct mhk_cell *cell, size_t i)
 {
     return (const char *)cell->in + i * cell->kernel->in_size;
+}
+
+int mhk_cell_take(struct mhk_cell *cell, size_t i, void *out)
+{
+    const struct mhk_kernel *k = cell->kernel;
+    void *dst = mhk_cell_item_out(cell, i);
+    if (!k->codec) {
+        memcpy(dst, out, k->out_size);
+        return 0;
+    }
+    if (k->codec != &mhk_mpz_codec)
+        return MH_ENOTSUP;
+    mpz_init(dst);
+    mpz_swap(dst, out);
+    return 0;
 }
 
 size_t mhk_cell_verify(struct mhk_cell *cell)

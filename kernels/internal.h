@@ -14,7 +14,7 @@
 extern const struct mhk_kernel mhk__factorial;
 extern const struct mhk_kernel mhk__factorial_gmp;
 extern const struct mhk_kernel mhk__primes;
-extern const struct mhk_kernel mhk__stream;
+extern const struct mhk_kernel mhk__bandwidth;
 extern const struct mhk_kernel mhk__sleep;
 extern const struct mhk_kernel mhk__file;
 extern const struct mhk_kernel mhk__tcp;

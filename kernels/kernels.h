@@ -15,7 +15,7 @@
  * or file behind in the process that ran setup.
  *
  * Knobs (environment, read by setup; a malformed value is MH_EINVAL):
- *   MHK_STREAM_MIB  stream's array size (default: 2 x the last-level cache,
+ *   MHK_BANDWIDTH_MIB bandwidth's array size (default: 2 x the last-level cache,
  *                   at least 256 MiB, at most 1 GiB; never more than the
  *                   items touch)
  *   MHK_SLEEP_US    sleep's latency per item (default 1000)
@@ -125,6 +125,11 @@ int mhk_cell_map(struct mhk_cell *cell, mh_pool *pool, struct mh_report *report)
 /* Item i's input and output. */
 const void *mhk_cell_item_in(const struct mhk_cell *cell, size_t i);
 void *mhk_cell_item_out(const struct mhk_cell *cell, size_t i);
+/* A stream sink's output (out, owned by the library) moved into output
+ * i, leaving out empty for the library's codec->clear: plain bytes are
+ * copied, an mpz_t (mhk_mpz_codec) swapped with a fresh one. 0, or
+ * MH_ENOTSUP for another codec. */
+int mhk_cell_take(struct mhk_cell *cell, size_t i, void *out);
 /* Verify every output (0, or 1 + the first wrong index), then release
  * them (codec->clear): call once after each successful map. */
 size_t mhk_cell_verify(struct mhk_cell *cell);

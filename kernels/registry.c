@@ -7,7 +7,7 @@
 #include "internal.h"
 
 static const struct mhk_kernel *const registry_list[] = {
-    &mhk__factorial, &mhk__factorial_gmp, &mhk__primes, &mhk__stream,
+    &mhk__factorial, &mhk__factorial_gmp, &mhk__primes, &mhk__bandwidth,
     &mhk__sleep,     &mhk__file,          &mhk__tcp,    NULL,
 };
 

@@ -48,6 +48,7 @@ static int test_defaults(const char *backend)
     CHECK(strcmp(opts.out, "results") == 0 && opts.label[0] == '\0');
     CHECK(PARSE("seed") == NULL && opts.command == MHB_SEED);
     CHECK(PARSE("matrix") == NULL && opts.command == MHB_MATRIX);
+    CHECK(PARSE("stream") == NULL && opts.command == MHB_STREAM);
     return 0;
 }
 
@@ -117,6 +118,7 @@ static int test_bad_values(const char *backend)
     CHECK_BAD("not a name", "--backends", "Threads");
     CHECK_BAD("not a name", "--backends", "threads,");
     CHECK_BAD("not a name", "--kernels", "a b");
+    CHECK_BAD("not a name", "--kernels", "empty;stream");
     CHECK_BAD("listed twice", "--kernels", "sleep,sleep");
     return 0;
 }
@@ -149,6 +151,13 @@ static int test_names_checked(const char *backend)
     CHECK(PARSE("--kernels", "sleep,nope") == NULL);
     err = mhb_options_check(&opts, backends, kernels);
     CHECK(err && strstr(err, "unknown kernel 'nope' (kernels: sleep, factorial)"));
+    /* A stream kind's name: work and call. */
+    const char *const kinds[] = {"empty:map", "empty:stream", NULL};
+    CHECK(PARSE("stream", "--kernels", "empty:stream") == NULL);
+    CHECK(mhb_options_check(&opts, backends, kinds) == NULL);
+    CHECK(opts.n_kernels == 1 && strcmp(opts.kernels[0], "empty:stream") == 0);
+    CHECK(PARSE("stream", "--kernels", "empty:strea") == NULL);
+    CHECK(mhb_options_check(&opts, backends, kinds) != NULL);
     /* cell: exactly one of each */
     CHECK(PARSE("cell", "--backends", "threads", "--kernels", "sleep", "--workers", "2",
                 "--items", "10") == NULL);

@@ -1,5 +1,6 @@
 #!/bin/sh
-# manyhands-bench, run whole (CTest: bench.schema, bench.smoke, bench.bad_options).
+# manyhands-bench, run whole (CTest: bench.schema, bench.smoke, bench.stream,
+# bench.bad_options).
 #
 #   bench_run.sh MODE BENCH CHECKER CSV_MD WORKDIR
 #
@@ -8,6 +9,8 @@
 #                docs/csv.md
 #   smoke        `--quick` over every backend and kernel: schema, every row
 #                verified, plots drawn (when gnuplot is installed)
+#   stream       `stream --quick`: every kind's rows verified, and a lost
+#                item (MHB_CORRUPT=1) failing map and stream cells
 #   bad_options  each bad command line exits 2 with a message, nothing run
 #   cluster      `cluster --quick` (root only: 77 otherwise): every row
 #                verified, and the network CSV counts messages and bytes
@@ -92,6 +95,35 @@ cluster)
   awk -F, 'NR > 1 { n++; if ($2 == 1 ? $9 != 0 : ($9 < 4 || $10 < $4)) bad++ }
     END { exit !(n == 6 && !bad) }' "$2" || { cat "$2"; fail "network counts"; }
   ;;
+stream)
+  # `stream --quick`: every kind on every backend whose stream works, each
+  # row verified; every kind has a seq row and a row of another backend;
+  # then a lost item must fail its cell, for a map and a stream alike.
+  "$bench" stream --quick --out "$work" --label t > "$work/out" 2>&1
+  rc=$?
+  cat "$work/out"
+  [ $rc -eq 0 ] || fail "manyhands-bench stream --quick exited $rc"
+  set -- "$work"/t/*-stream.csv
+  [ -f "$1" ] || fail "no CSV"
+  "$checker" --verified "$csv_md" "$1" || fail "schema or verification"
+  grep -q "^Figures" "$work/out" || fail "no figures in the summary"
+  # Columns by name: $b backend, $k kernel, $v verified.
+  cols='NR == 1 { for (i = 1; i <= NF; i++) { if ($i == "backend") b = i;
+    if ($i == "kernel") k = i; if ($i == "verified") v = i }; next }'
+  for kind in factorial:map factorial:stream factorial:as-completed empty:map empty:stream \
+      jobs:maps jobs:stream sleep:map sleep:stream copy:map copy:stream; do
+    awk -F, -v want="$kind" -v parallel="$parallel" "$cols"'
+      $k == want { if ($b == "seq") s++; else o++ }
+      END { exit !(s >= 1 && (o >= 1 || parallel == 0)) }' "$1" \
+      || fail "no seq row or no other backend's row of $kind"
+  done
+  MHB_CORRUPT=1 "$bench" stream --quick --kernels empty:map,copy:stream,factorial:stream \
+    --backends threads --out "$work" --label bad > "$work/bad.out" 2>&1 \
+    && { cat "$work/bad.out"; fail "a lost item did not fail the run"; }
+  set -- "$work"/bad/*-stream.csv
+  awk -F, "$cols"' { n++; if ($v != 0) bad++ } END { exit !(n >= 3 && !bad) }' "$1" \
+    || { cat "$1"; fail "a row with a lost item says verified"; }
+  ;;
 bad_options)
   check_bad() {
     out=$("$bench" "$@" 2> "$work/err")
@@ -113,6 +145,8 @@ bad_options)
   check_bad frobnicate
   check_bad --items
   check_bad cell --backends seq --kernels sleep
+  check_bad stream --kernels sleep
+  check_bad matrix --kernels empty:stream
   "$bench" --help > "$work/help" 2>&1 || fail "--help exited non-zero"
   grep -q "^usage: manyhands-bench" "$work/help" || fail "--help printed no usage"
   ;;

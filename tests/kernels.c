@@ -18,10 +18,10 @@
 
 #define WORKERS 3 /* more than this machine's cores: items really interleave */
 
-/* Small knobs for every kernel: fast, and stream's array wraps. */
+/* Small knobs for every kernel: fast, and bandwidth's array wraps. */
 static void small_knobs(void)
 {
-    setenv("MHK_STREAM_MIB", "8", 1); /* 32 slices of 256 KiB */
+    setenv("MHK_BANDWIDTH_MIB", "8", 1); /* 32 slices of 256 KiB */
     setenv("MHK_FILE_MIB", "4", 1);
     unsetenv("MHK_FILE_WARM");
     unsetenv("MHK_SLEEP_US");
@@ -92,7 +92,7 @@ static int check_kernel(const char *backend, const char *name, size_t n)
 static int test_factorial(const char *backend) { return check_kernel(backend, "factorial", 3000); }
 static int test_factorial_gmp(const char *backend) { return check_kernel(backend, "factorial-gmp", 3000); }
 static int test_primes(const char *backend) { return check_kernel(backend, "primes", 150); }
-static int test_stream(const char *backend) { return check_kernel(backend, "stream", 100); }
+static int test_bandwidth(const char *backend) { return check_kernel(backend, "bandwidth", 100); }
 static int test_sleep(const char *backend) { return check_kernel(backend, "sleep", 64); }
 static int test_file(const char *backend) { return check_kernel(backend, "file", 128); }
 static int test_tcp(const char *backend) { return check_kernel(backend, "tcp", 64); }
@@ -102,7 +102,7 @@ static int test_all_kernels_tested(const char *backend)
 {
     (void)backend;
     static const char *const tested[] = {
-        "factorial", "factorial-gmp", "primes", "stream", "sleep", "file", "tcp", NULL,
+        "factorial", "factorial-gmp", "primes", "bandwidth", "sleep", "file", "tcp", NULL,
     };
     for (const struct mhk_kernel *const *k = mhk_kernels(); *k; k++) {
         const char *const *t = tested;
@@ -271,7 +271,7 @@ static int test_wrong_primes(const char *b)
     CHECK_OK(check_wrong("primes", 60, corrupt_first_bit)); /* prime <-> composite */
     return check_wrong_each_byte("primes", 60, sizeof(int32_t));
 }
-static int test_wrong_stream(const char *b) { (void)b; return check_wrong_each_byte("stream", 40, 8); }
+static int test_wrong_bandwidth(const char *b) { (void)b; return check_wrong_each_byte("bandwidth", 40, 8); }
 static int test_wrong_sleep(const char *b)
 {
     (void)b;
@@ -482,7 +482,7 @@ static int test_bad_knobs(const char *backend)
     } bad[] = {
         {"sleep", "MHK_SLEEP_US", "1ms"},  {"sleep", "MHK_SLEEP_US", "-1"},
         {"tcp", "MHK_TCP_DELAY_US", " 5"}, {"file", "MHK_FILE_MIB", "0"},
-        {"stream", "MHK_STREAM_MIB", "x"},
+        {"bandwidth", "MHK_BANDWIDTH_MIB", "x"},
         {"file", "MHK_FILE_WARM", "2"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -504,7 +504,7 @@ static const struct mh_test tests[] = {
     MH_TEST(factorial)
     MH_TEST(factorial_gmp)
     MH_TEST(primes)
-    MH_TEST(stream)
+    MH_TEST(bandwidth)
     MH_TEST(sleep)
     MH_TEST(file)
     MH_TEST(tcp)
@@ -516,7 +516,7 @@ static const struct mh_test tests[] = {
     MH_TEST_ONCE(wrong_factorial_neighbour)
     MH_TEST_ONCE(wrong_factorial_gmp)
     MH_TEST_ONCE(wrong_primes)
-    MH_TEST_ONCE(wrong_stream)
+    MH_TEST_ONCE(wrong_bandwidth)
     MH_TEST_ONCE(wrong_sleep)
     MH_TEST_ONCE(wrong_file)
     MH_TEST_ONCE(wrong_tcp)

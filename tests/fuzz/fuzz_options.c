@@ -77,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fuzz_fail("scale, timeout or repeat out of range");
 
         static const char *const backends[] = {"seq", "threads", "openmp", "fork", NULL};
-        static const char *const kernels[] = {"factorial", "sleep", "stream", NULL};
+        static const char *const kernels[] = {"factorial", "sleep", "bandwidth", NULL};
         const char *check = mhb_options_check(&o, backends, kernels);
         if (check) {
             fuzz_name_ok(o.error, sizeof o.error);
