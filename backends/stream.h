@@ -177,6 +177,10 @@ enum {
  * Calling thread only. */
 int mh__stream_pump(struct mh__stream *st);
 
+/* Whether the pump could pull now, were it called: the stream still
+ * pulls, and the slot being filled or a free one is there. */
+bool mh__stream_room(const struct mh__stream *st);
+
 /* A pull backend's worker: claim, run and mark done until the stream is
  * over for workers. With is_caller (the calling thread; exactly one
  * worker) it pumps between chunks and returns only at MH__PUMP_END or,

@@ -200,7 +200,9 @@ int main(void)
         .ctx = &io,
         .source = prime_source,
         .sink = prime_sink,
-        .window = 0, /* adaptive: every worker busy, memory bounded */
+        /* adaptive: every worker busy, memory bounded; typed at a
+         * terminal, each answer before the next line is read */
+        .window = isatty(STDIN_FILENO) == 1 ? 1 : 0,
         .order = MH_ORDERED,
     };
     struct mh_report report = {0};

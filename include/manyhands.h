@@ -395,10 +395,14 @@ enum mh_source_result {
 /**
  * A stream's source: write the next input item (in_size bytes) into
  * item, a buffer the library owns, and return MH_SOURCE_ITEM; or return
- * MH_SOURCE_END, or any other value for an error (the stream ends with
- * MH_ESOURCE). seq is the item's sequence number: 0, 1, 2, ... Called on
- * the calling thread, and only while fewer than the window's items are
- * in flight (pulled, not yet delivered).
+ * MH_SOURCE_END, or any other value for an error: the input ends there,
+ * the items pulled before it still run and are delivered, and the stream
+ * returns MH_ESOURCE. seq is the item's sequence number: 0, 1, 2, ...
+ * Called on the calling thread, and only while fewer than the window's
+ * items are in flight (pulled, not yet delivered). While it blocks no
+ * result is delivered: a source that waits on the results it caused (a
+ * terminal, a request-reply socket) sets window 1, so that each item is
+ * delivered before the next is pulled.
  */
 typedef int (*mh_source_fn)(void *item, size_t seq, void *ctx);
 

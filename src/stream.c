@@ -165,9 +165,14 @@ static void stream_pull(struct mh__stream *st)
             stream_close(st, false);
             return;
         }
-        /* The items of the slot being filled never run. */
+        /* An error ends the input: what was pulled still runs and is
+         * delivered, and the stream then returns MH_ESOURCE. */
         st->code = MH_ESOURCE;
-        stream_close(st, true);
+        st->ended = true;
+        if (st->filling > 0)
+            stream_publish(st);
+        stream_close(st, false);
+        return;
     }
 }
 
@@ -260,7 +265,8 @@ int mh__stream_pump(struct mh__stream *st)
     struct mh__ring *ring = st->ring;
     stream_deliver(st);
     stream_pull(st);
-    if (st->halted || st->code || atomic_load_explicit(&ring->stop, memory_order_relaxed)) {
+    if (st->halted || (st->code && st->code != MH_ESOURCE) ||
+        atomic_load_explicit(&ring->stop, memory_order_relaxed)) {
         if (!atomic_load_explicit(&ring->closed, memory_order_relaxed) ||
             !atomic_load_explicit(&ring->stop, memory_order_relaxed))
             stream_close(st, true);
@@ -285,8 +291,7 @@ void mh__stream_finish(struct mh__stream *st)
     st->delivered = published;
 }
 
-/* Whether the pump could pull now, were it called. */
-static bool stream_room(const struct mh__stream *st)
+bool mh__stream_room(const struct mh__stream *st)
 {
     size_t published = atomic_load_explicit(&st->ring->published, memory_order_relaxed);
     return stream_pulling(st) && (st->filling > 0 || published < st->delivered + st->ring->slots);
@@ -311,7 +316,10 @@ void mh__stream_work(struct mh__stream *st, unsigned owner, bool is_caller)
         if (pump == MH__PUMP_END)
             return;
         if (pump == MH__PUMP_MORE && mh__ring_claim(ring, owner, &c)) {
-            st->self_idle = false;
+            /* Busy, while another worker may take what the pump adds:
+             * fill the ring for it. Alone, this thread is every worker
+             * there is, so it is idle whenever it pumps. */
+            st->self_idle = st->run.workers <= 1;
             mh__ring_run(&st->run, ring, c);
             mh__ring_done(ring, c);
             continue;
@@ -319,7 +327,7 @@ void mh__stream_work(struct mh__stream *st, unsigned owner, bool is_caller)
         st->self_idle = true;
         if (pump == MH__PUMP_DRAIN && !mh__ring_busy(ring))
             return;
-        if (pump == MH__PUMP_MORE && stream_room(st))
+        if (pump == MH__PUMP_MORE && mh__stream_room(st))
             continue;
         mh__ring_wait_done(ring, seen, STREAM_WAIT_NS);
     }

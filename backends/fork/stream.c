@@ -88,20 +88,6 @@ static bool fstream_want_child(const struct fstream *fs)
     return !st->ended || published - st->delivered + (st->filling > 0) > (size_t)fs->started;
 }
 
-/* Whether the pump could pull now (as the core's stream_room): then the
- * caller goes back to it rather than wait. */
-static bool fstream_room(const struct fstream *fs)
-{
-    const struct mh__stream *st = fs->st;
-    const struct mh__ring *ring = fs->ring;
-    /* Relaxed: "stop soon" and "a failure happened", guarding no data. */
-    if (st->ended || st->code || atomic_load_explicit(&ring->stop, memory_order_relaxed) ||
-        (st->on_error == MH_STOP && atomic_load_explicit(&ring->failed, memory_order_relaxed)))
-        return false;
-    size_t published = atomic_load_explicit(&ring->published, memory_order_relaxed);
-    return st->filling > 0 || published < st->delivered + ring->slots;
-}
-
 /* Fork the next child. Out of descriptors for its pidfd with children
  * running: go on with those (as a map does); other failures end the
  * stream with their code. */
@@ -186,7 +172,7 @@ static void fstream_loop(struct fstream *fs)
             continue;
         }
         fork_enforce(m, mh__now());
-        if (r == MH__PUMP_MORE && fstream_room(fs)) {
+        if (r == MH__PUMP_MORE && mh__stream_room(fs->st)) {
             if (mh__now_ns() - fs->looked_ns >= FSTREAM_LOOK_NS)
                 fstream_look(fs);
             continue;
