@@ -1,7 +1,7 @@
 /*
  * A stream's ring (backends/stream.h): its shared mapping, the workers'
  * claim, run and done, and the two waits. The pump that fills and drains
- * it is src/stream.c.
+ * it is src/pump.c.
  */
 #include <string.h>
 #include <sys/mman.h>
