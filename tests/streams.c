@@ -32,6 +32,7 @@ struct scase {
     size_t source_error_at, sink_stop_at; /* SIZE_MAX: none */
     size_t slow_seq;    /* this item sleeps slow_ms */
     double slow_ms, trickle_ms; /* the source sleeps trickle_ms per item */
+    bool lockstep;      /* the source needs every earlier item delivered */
     const struct mh_codec *codec; /* NULL, or mh_test_bytes_codec */
 };
 
@@ -65,6 +66,7 @@ static int stream_source(void *item, size_t seq, void *ctx)
     const struct scase *sc = log->sc;
     SLOG_BAD(log, seq != log->pulled);
     SLOG_BAD(log, sc->window && log->pulled - log->delivered >= sc->window);
+    SLOG_BAD(log, sc->lockstep && log->delivered != seq);
     if (seq == sc->source_error_at)
         return -7;
     if (seq >= sc->n)
@@ -403,6 +405,15 @@ static int test_stream_first_delivery(const char *backend)
             CHECK(!log.bad && log.delivered == 40 && log.first_at <= 20);
         slog_free(&log);
     }
+    /* A source that waits on the results it caused (a request-reply
+     * peer) runs in lock step with window 1. */
+    struct scase sc = scase_plain(300, 1, MH_ORDERED);
+    sc.lockstep = true;
+    struct slog log;
+    CHECK_RC(stream_run(backend, 4, MH_STOP, &sc, &log, NULL), MH_OK);
+    if (mh_test_holds_results(backend))
+        CHECK(!log.bad && log.delivered == 300);
+    slog_free(&log);
     return 0;
 }
 
