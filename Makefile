@@ -19,8 +19,10 @@ configure: deps
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
+# CTEST_FLAGS passes options to ctest: make test CTEST_FLAGS="-LE cluster"
+CTEST_FLAGS ?=
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
 
 # The mpi backend across simulated hosts (scripts/cluster; root only, the
 # tests skip otherwise): the CTest entries labelled cluster.
