@@ -165,6 +165,7 @@ static inline void fork_set_rc(struct fork_map *m, int rc)
 
 /* region.c: the shared region */
 int fork_region_map(struct fork_map *m);
+int fork_region_fresh(struct fork_map *m, size_t size);
 void fork_region_unmap(struct fork_map *m);
 int fork_region_drop(struct fork_state *st);
 void fork_region_clear_out(const struct fork_map *m, size_t lo, size_t hi);

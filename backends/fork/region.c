@@ -30,7 +30,20 @@ static int fork_region_get(struct fork_map *m, size_t size)
         m->region_size = st->size;
         return MH_OK;
     }
-    if (fork_region_drop(st))
+    int rc = fork_region_fresh(m, size);
+    if (rc == MH_OK && size >= FORK_KEEP_BYTES) {
+        st->region = m->region;
+        st->size = size;
+    }
+    return rc;
+}
+
+/* A fresh shared region of size bytes for m, the pool's kept one dropped
+ * first (a pool keeps one at most): 0, MH_ESYS (the kept one would not
+ * unmap) or MH_ENOMEM. */
+int fork_region_fresh(struct fork_map *m, size_t size)
+{
+    if (fork_region_drop(m->state))
         return MH_ESYS;
     void *region = mh__mmap(NULL, size, PROT_READ | PROT_WRITE,
                             MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -38,10 +51,6 @@ static int fork_region_get(struct fork_map *m, size_t size)
         return MH_ENOMEM;
     m->region = region;
     m->region_size = size;
-    if (size >= FORK_KEEP_BYTES) {
-        st->region = region;
-        st->size = size;
-    }
     return MH_OK;
 }
 

@@ -41,18 +41,14 @@ static int fstream_open(struct fstream *fs)
     size_t off_gates = off_slots + W * sizeof(struct fork_slot);
     size_t off_arena = fstream_round64(off_gates + W * sizeof *fs->gates);
     size_t size = off_arena + (m->codec ? W * 2 * FORK_HALF : 0);
-    if (fork_region_drop(m->state)) /* the pool keeps one region at most */
-        return MH_ESYS;
-    void *region = mh__mmap(NULL, size, PROT_READ | PROT_WRITE,
-                            MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (region == MAP_FAILED)
-        return MH_ENOMEM;
-    m->region = region;
-    m->region_size = size;
-    m->sh = region;
-    m->slots = (struct fork_slot *)((unsigned char *)region + off_slots);
-    fs->gates = (_Atomic uint32_t *)((unsigned char *)region + off_gates);
-    m->arenas = m->codec ? (unsigned char *)region + off_arena : NULL;
+    int rc = fork_region_fresh(m, size);
+    if (rc)
+        return rc;
+    unsigned char *region = m->region;
+    m->sh = m->region;
+    m->slots = (struct fork_slot *)(region + off_slots);
+    fs->gates = (_Atomic uint32_t *)(region + off_gates);
+    m->arenas = m->codec ? region + off_arena : NULL;
     atomic_init(&m->sh->codec_failed, 0);
     atomic_init(&m->sh->cancelled, 0);
     m->workers = mh__calloc(W, sizeof *m->workers);
