@@ -463,7 +463,10 @@ static int test_alloc_failures(const char *backend)
             CHECK(nth < 1000);
         }
         fprintf(stderr, "rank %d failing: %d maps failed\n", victims[v], failures);
-        CHECK(failures >= 1); /* its first allocation, at least, matters */
+        /* Rank 0's first allocation, at least, matters. The last rank may
+         * get no chunk at all in a run (rank 0 runs chunks itself between
+         * results), so what it allocates can all be absorbed. */
+        CHECK(failures >= 1 || v == 1);
     }
     return 0;
 #endif
