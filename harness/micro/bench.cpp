@@ -184,13 +184,8 @@ void bm_seed_factorial(benchmark::State &state, const char *backend, int workers
             map_fail(state, rc); // a failed map kept no results
             break;
         }
-        state.PauseTiming();
-        bool ok = seed_check_and_clear(in, out);
-        state.ResumeTiming();
-        if (!ok) {
-            state.SkipWithError("seed_factorial: wrong factorial");
+        if (!seed_check_and_clear(state, in, out))
             break;
-        }
     }
     per_item(state, in.size());
 }
@@ -236,13 +231,8 @@ void bm_raw_seed_factorial(benchmark::State &state, int workers, size_t chunk)
 #pragma omp parallel for schedule(dynamic, chunk) num_threads(workers)
         for (long long i = 0; i < count; i++)
             factorial(&in[i], &out[i], nullptr);
-        state.PauseTiming();
-        bool ok = seed_check_and_clear(in, out);
-        state.ResumeTiming();
-        if (!ok) {
-            state.SkipWithError("seed_factorial: wrong factorial");
+        if (!seed_check_and_clear(state, in, out))
             break;
-        }
     }
     per_item(state, in.size());
 }

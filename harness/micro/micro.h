@@ -29,7 +29,8 @@ const size_t kSeedItems = 1000000;
 std::vector<double> doubles(size_t n);
 std::vector<int> seed_inputs();
 double sumsq_expected(const std::vector<double> &in);
-bool seed_check_and_clear(const std::vector<int> &in, std::vector<__mpz_struct> &out);
+bool seed_check_and_clear(benchmark::State &state, const std::vector<int> &in,
+                          std::vector<__mpz_struct> &out);
 
 // An open pool for one benchmark; skips it with the library's message
 // when the backend cannot open (not built, no fork, ...).
