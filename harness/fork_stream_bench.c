@@ -1,6 +1,6 @@
 /*
  * mh-fork-stream-bench: the fork backend's stream figures
- * (docs/results.md, "Streams on fork"). Each prints CSV lines
+ * (docs/results.md, "Streams"). Each prints CSV lines
  * `figure,what,value,unit` (medians over REPEATS runs); every run's
  * results are checked (a wrong one is an error).
  *
