@@ -31,24 +31,26 @@ void mh__run_init(struct mh__run *run, const struct mh_task *task, size_t chunk,
 }
 
 /* Item i's fn returned rc != 0: run it again while it has callback
- * retries left; the last run's return. Off the hot path: only a failure
- * comes here. */
-__attribute__((cold, noinline)) static int run_retry(const struct mh__run *run, size_t i,
-                                                     const void *in, void *out, int rc)
+ * retries left; if it still fails, record the failure in fail (the first,
+ * or one more). Its last return. Off the hot path: only a failure comes
+ * here. */
+__attribute__((cold, noinline)) static int run_failed(const struct mh__run *run, size_t i,
+                                                      const void *in, void *out, int rc,
+                                                      struct mh__failure *fail)
 {
     const struct mh_task *task = run->task;
-    for (int used = run->charged ? run->charged[i] : 0;
-         rc != 0 && used < run->callback_retries; used++)
-        rc = task->fn(in, out, task->ctx);
-    return rc;
-}
-
-/* Runs item i had when its fn failed for the last time: one, plus the
- * retries it used (those charged before, then its callback retries). */
-static int run_attempts(const struct mh__run *run, size_t i)
-{
     int used = run->charged ? run->charged[i] : 0;
-    return 1 + (used > run->callback_retries ? used : run->callback_retries);
+    for (int k = used; rc != 0 && k < run->callback_retries; k++)
+        rc = task->fn(in, out, task->ctx);
+    if (rc == 0)
+        return 0;
+    if (fail->count++ == 0) {
+        *fail = mh__failure_callback(i, rc);
+        /* Its runs: one, plus the retries charged before, then its
+         * callback retries. */
+        fail->attempts = 1 + (used > run->callback_retries ? used : run->callback_retries);
+    }
+    return rc;
 }
 
 size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
@@ -63,53 +65,51 @@ size_t mh__run_range(const struct mh__run *run, size_t begin, size_t end,
 
 /* The item loop. skip_ok (a constant at each call, so each copy is
  * compiled without the other's test): resume, items whose status is
- * MH_ITEM_OK are left alone, outputs and all. */
+ * MH_ITEM_OK are left alone, outputs and all. The task's fields are read
+ * once: fn may not change the task it runs in. Items OK are counted from
+ * the loop's end, not per item. */
 static inline __attribute__((always_inline)) size_t
 run_items(const struct mh__run *run, const void *in_first, void *out_first, uint8_t *status,
           size_t count, size_t first, atomic_int *stop, struct mh__failure *fail, bool skip_ok)
 {
     const struct mh_task *task = run->task;
+    const mh_fn fn = task->fn;
+    void *const ctx = task->ctx;
+    const size_t in_size = task->in_size, out_size = task->out_size;
     const unsigned char *in = in_first;
     unsigned char *dst = out_first;
-    size_t ok = 0;
+    size_t k = 0, skipped = 0;
 
-    /* Only these two until a failure fills the rest: this runs per item
-     * on fork. */
+    /* Only these two until a failure fills the rest: this runs per chunk
+     * on every backend. */
     fail->index = MH_NO_ITEM;
     fail->count = 0;
     /* Everything fn runs is a callback: a map it calls runs inline. */
     mh__callback_depth++;
     atomic_int *outer_flag = mh__cancel_flag;
     mh__cancel_flag = run->cancel_flag;
-    for (size_t k = 0; k < count; k++, in += task->in_size, dst += task->out_size) {
+    for (; k < count; k++, in += in_size, dst += out_size) {
         /* Relaxed: the flag only says "stop soon"; it guards no data. */
         if (atomic_load_explicit(stop, memory_order_relaxed))
             break;
-        if (skip_ok && status[k] == MH_ITEM_OK)
+        if (skip_ok && status[k] == MH_ITEM_OK) {
+            skipped++;
             continue;
-        int rc = task->fn(in, dst, task->ctx);
-        if (__builtin_expect(rc != 0 && run->callback_retries > 0, 0))
-            rc = run_retry(run, first + k, in, dst, rc);
+        }
+        int rc = fn(in, dst, ctx);
+        if (__builtin_expect(rc != 0, 0))
+            rc = run_failed(run, first + k, in, dst, rc, fail);
         if (status)
             status[k] = rc ? MH_ITEM_FAILED : MH_ITEM_OK;
-        if (rc == 0) {
-            ok++;
-            continue;
-        }
-        if (fail->count == 0) {
-            *fail = mh__failure_callback(first + k, rc);
-            fail->attempts = run_attempts(run, first + k);
-        } else {
-            fail->count++;
-        }
-        if (run->on_error == MH_STOP) {
+        if (__builtin_expect(rc != 0, 0) && run->on_error == MH_STOP) {
             atomic_store_explicit(stop, 1, memory_order_relaxed);
+            k++;
             break;
         }
     }
     mh__cancel_flag = outer_flag;
     mh__callback_depth--;
-    return ok;
+    return k - skipped - fail->count;
 }
 
 size_t mh__run_items(const struct mh__run *run, const void *in_first, void *out_first,
