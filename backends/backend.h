@@ -342,6 +342,7 @@ int mh__kill(pid_t pid, int sig);
 int mh__pidfd_send_signal(int pidfd, int sig); /* (pidfd, sig, NULL, 0) */
 int mh__prctl(int option, unsigned long arg);
 int mh__setrlimit(int resource, rlim_t soft); /* the soft limit; hard kept */
+int mh__madvise(void *addr, size_t length, int advice);
 /* FUTEX_WAIT on *word while it holds seen, at most timeout_ns; and
  * FUTEX_WAKE of up to count waiters. Shared futexes: they work across
  * fork on MAP_SHARED memory. A wait may end early for any reason, so

@@ -45,7 +45,8 @@
     X(PIDFD_SEND_SIGNAL, pidfd_send_signal, EPERM)                            \
     X(PRCTL, prctl, EINVAL)                                                   \
     X(FUTEX, futex, EINTR)            /* a wait ends early: callers loop */ \
-    X(SETRLIMIT, setrlimit, EPERM)
+    X(SETRLIMIT, setrlimit, EPERM)                                            \
+    X(MADVISE, madvise, ENOMEM)       /* fork's output pages: callers go on */
 
 enum mh__fault_kind {
 #define MH__FAULT_ENUM_(kind, name, err) MH__FAULT_##kind,

@@ -321,6 +321,11 @@ int mh__setrlimit(int resource, rlim_t soft)
     return setrlimit(resource, &limit);
 }
 
+int mh__madvise(void *addr, size_t length, int advice)
+{
+    return SYS_FAILS(MADVISE) ? -1 : madvise(addr, length, advice);
+}
+
 uint64_t mh__now_ns(void)
 {
     struct timespec ts;

@@ -1608,6 +1608,65 @@ static int test_region_reused(const char *backend)
     return 0;
 }
 
+/* Items finished, counted where the caller sees it (shared), and the
+ * most done a progress report claimed beyond it. */
+struct reuse_progress {
+    atomic_size_t finished;
+    size_t overclaimed;
+};
+
+static int reuse_counted_fn(const void *in, void *out, void *ctx)
+{
+    struct reuse_progress *rp = ctx;
+    *(long *)out = 2 * *(const long *)in;
+    if (*(const long *)in % 64 == 0)
+        sleep_ms(0.2); /* long enough for a few progress ticks */
+    atomic_fetch_add(&rp->finished, 1);
+    return 0;
+}
+
+static int reuse_progress_cb(size_t done, size_t n, void *ctx)
+{
+    (void)n;
+    struct reuse_progress *rp = ctx;
+    size_t finished = atomic_load(&rp->finished);
+    if (done > finished && done - finished > rp->overclaimed)
+        rp->overclaimed = done - finished;
+    return 0;
+}
+
+/* Progress on a map that reuses the last map's region counts this map's
+ * items only: it never reports more done than have finished (it once
+ * added the last map's per-child counts, left in the region's slots). */
+static int test_region_reused_progress(const char *backend)
+{
+    enum { N = 200000 }; /* 1.8 MB: the region is kept */
+    long *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
+    struct reuse_progress *rp = shared_alloc(sizeof *rp);
+    CHECK(in && out && rp);
+    for (long i = 0; i < N; i++)
+        in[i] = i;
+    mh_pool *pool = mh_test_pool(backend, 2, 0, MH_STOP);
+    CHECK(pool);
+    struct mh_task task = {
+        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = reuse_counted_fn, .ctx = rp, .progress = reuse_progress_cb,
+    };
+    for (int round = 0; round < 2; round++) {
+        atomic_store(&rp->finished, 0);
+        CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
+        CHECK(atomic_load(&rp->finished) == N);
+    }
+    if (rp->overclaimed)
+        fprintf(stderr, "progress said %zu more done than had finished\n", rp->overclaimed);
+    CHECK(rp->overclaimed == 0);
+    mh_pool_close(pool);
+    munmap(rp, sizeof *rp);
+    free(out);
+    free(in);
+    return 0;
+}
+
 /* ------------------------------------------------------------ streams */
 
 /* A stream of size_t inputs 0, 1, ... through fn_fault or fn_blob, on
@@ -1923,6 +1982,7 @@ static const struct mh_test tests[] = {
     MH_TEST(slow_caller)
     MH_TEST(child_stdout_flushed)
     MH_TEST(region_reused)
+    MH_TEST(region_reused_progress)
     MH_TEST(stream_crash)
     MH_TEST(stream_exit0)
     MH_TEST(stream_kill_worker)

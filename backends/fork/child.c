@@ -7,12 +7,10 @@
  * replaced; its fini hook.
  */
 #include <errno.h>
-#include <linux/futex.h>
 #include <limits.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "fork.h"
@@ -36,7 +34,7 @@ static void fork_child_wait_free(struct fork_slot *slot, int half)
     /* Acquire: pairs with the caller's release after it read the half, so
      * our next writes cannot overtake its reads. */
     while (atomic_load_explicit(&slot->ready[half], memory_order_acquire) != 0)
-        syscall(SYS_futex, (uint32_t *)&slot->ready[half], FUTEX_WAIT, 1, NULL, NULL, 0);
+        mh__futex_wait(&slot->ready[half], 1, 100000000u); /* loops: may end early */
 }
 
 /* Wait until the caller has drained half. The time is not the running
@@ -177,17 +175,19 @@ static void fork_child_items(const struct fork_map *m, int s, struct fork_out *o
 
 /* Run the chunk [lo, hi); with redo, only what is not settled yet. Out
  * of budget part-way, it leaves the rest to its replacement (the
- * caller's redo range, as after a death). */
-static void fork_child_chunk(const struct fork_map *m, int s, struct fork_out *o,
+ * caller's redo range, as after a death). Whether every item ran: no
+ * stop came and the budget lasted. */
+static bool fork_child_chunk(const struct fork_map *m, int s, struct fork_out *o,
                              size_t lo, size_t hi, bool redo)
 {
     struct fork_slot *slot = &m->slots[s];
     bool one_item = m->codec || m->run->timeout_s > 0;
     atomic_store_explicit(&slot->lo, lo, memory_order_relaxed);
     atomic_store_explicit(&slot->hi, hi, memory_order_relaxed);
-    for (size_t i = lo; i < hi && o->left > 0;) {
+    size_t i = lo;
+    while (i < hi && o->left > 0) {
         if (atomic_load_explicit(&m->sh->stop, memory_order_relaxed))
-            return;
+            return false;
         if (redo && fork_item_settled(m, i)) {
             i++;
             continue;
@@ -202,6 +202,9 @@ static void fork_child_chunk(const struct fork_map *m, int s, struct fork_out *o
         o->left -= end - i;
         i = end;
     }
+    /* The item loop leaves at a stop without saying so: a stop seen now
+     * may have cut the chunk short (one seen later did not). */
+    return i >= hi && !atomic_load_explicit(&m->sh->stop, memory_order_relaxed);
 }
 
 /* The redo range, then chunks as claimed, until none is left, the map
@@ -220,7 +223,10 @@ static void fork_child_work(const struct fork_map *m, int s, struct fork_out *o)
             break;
         size_t begin, end;
         mh__chunk_bounds(run, c, &begin, &end);
-        fork_child_chunk(m, s, o, begin, end, false);
+        /* Release: the chunk's outputs and statuses are written before
+         * the caller, which acquires the flag, copies them out. */
+        if (fork_child_chunk(m, s, o, begin, end, false) && m->chunk_done)
+            atomic_store_explicit(&m->chunk_done[c], 1, memory_order_release);
     }
 }
 

@@ -4,9 +4,7 @@
  * the fixed-size outputs and statuses copied out of the shared region.
  */
 #include <errno.h>
-#include <linux/futex.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "fork.h"
@@ -48,7 +46,7 @@ static void fork_take_half(struct fork_map *m, uint32_t s, uint32_t half)
     }
     /* Release: our reads of the half happen before its reuse. */
     atomic_store_explicit(&slot->ready[half], 0, memory_order_release);
-    syscall(SYS_futex, (uint32_t *)&slot->ready[half], FUTEX_WAKE, 1, NULL, NULL, 0);
+    mh__futex_wake(&slot->ready[half], 1);
 }
 
 /* Decode every half the doorbell pipe announces. */
@@ -73,8 +71,9 @@ void fork_drain_bells(struct fork_map *m)
     }
 }
 
-/* Items OK so far, for progress: decoded, or done in the shared region. */
-size_t fork_count_done(const struct fork_map *m)
+/* Items OK: kept, and decoded or done in the shared region. Exact once
+ * the children have ended; below n while one with work runs. */
+static size_t fork_done(const struct fork_map *m)
 {
     if (m->codec)
         return m->run->kept + m->delivered;
@@ -82,7 +81,18 @@ size_t fork_count_done(const struct fork_map *m)
     for (int s = 0; s < m->nworkers; s++)
         done += m->workers[s].retired_done +
                 atomic_load_explicit(&m->slots[s].done, memory_order_relaxed);
+    return done;
+}
+
+size_t fork_count_done(const struct fork_map *m)
+{
+    size_t done = fork_done(m);
     return done < m->task->n ? done : m->task->n;
+}
+
+bool fork_all_ok(const struct fork_map *m)
+{
+    return !m->codec && fork_done(m) == m->task->n;
 }
 
 /* The final statuses: with a codec the caller's, where an item the
@@ -106,30 +116,63 @@ static void fork_final_status(struct fork_map *m, size_t *ok, size_t *failed)
     *failed = n - good - not_failed;
 }
 
-/* Copy results and statuses out of the shared region; count them. */
+/* Copy out the chunks children have run whole, in chunk order from the
+ * last one copied, so that results leave the region while children run
+ * rather than all at the end. The next look: soon after one that found
+ * some, later after one that found none. */
+void fork_copy_finished(struct fork_map *m)
+{
+    const struct mh__run *run = m->run;
+    if (!m->chunk_done)
+        return;
+    size_t c = m->copied_chunks, from = m->copied, end = from, begin;
+    /* Acquire: pairs with the child's release, so the chunk's outputs
+     * and statuses are complete before we read them. */
+    for (; c < run->nchunks && atomic_load_explicit(&m->chunk_done[c], memory_order_acquire); c++)
+        mh__chunk_bounds(run, c, &begin, &end);
+    if (end == from) {
+        m->copy_wait = 2 * m->copy_wait < FORK_TICK_S ? 2 * m->copy_wait : FORK_TICK_S;
+        return;
+    }
+    size_t size = m->task->out_size;
+    memcpy((unsigned char *)m->task->out + from * size, m->sout + from * size,
+           (end - from) * size);
+    if (run->status)
+        memcpy(run->status + from, m->sstatus + from, end - from);
+    m->copied_chunks = c;
+    m->copied = end;
+    m->copy_wait = FORK_COPY_WAIT_S;
+}
+
+/* Copy what fork_copy_finished left of the results and statuses out of
+ * the shared region; count them. */
 void fork_collect(struct fork_map *m)
 {
     const struct mh_task *task = m->task;
     struct mh__run *run = m->run;
-    size_t n = task->n, ok, failed;
-    fork_final_status(m, &ok, &failed);
+    size_t n = task->n, ok = n, failed = 0, from = m->copied, size = task->out_size;
+    bool all_ok = fork_all_ok(m); /* then no status needs reading */
+    if (!all_ok)
+        fork_final_status(m, &ok, &failed);
     if (!m->codec) {
         /* A failed item's bytes too: what fn wrote, as on the other
          * backends (mh_reduce reads where its chunk failed from them).
          * Resume: items kept OK (run->status still says so) are the
          * caller's, never copied over. */
+        unsigned char *out = task->out;
         const uint8_t *kept = task->resume ? run->status : NULL;
         if (ok == n && !kept) {
-            memcpy(task->out, m->sout, n * task->out_size);
+            memcpy(out + from * size, m->sout + from * size, (n - from) * size);
         } else {
-            for (size_t i = 0; i < n; i++)
+            for (size_t i = from; i < n; i++)
                 if ((m->sstatus[i] == MH_ITEM_OK || m->sstatus[i] == MH_ITEM_FAILED) &&
                     !(kept && kept[i] == MH_ITEM_OK))
-                    memcpy((unsigned char *)task->out + i * task->out_size,
-                           m->sout + i * task->out_size, task->out_size);
+                    memcpy(out + i * size, m->sout + i * size, size);
         }
-        if (run->status)
-            memcpy(run->status, m->sstatus, n);
+        if (run->status && all_ok)
+            memset(run->status + from, MH_ITEM_OK, n - from);
+        else if (run->status)
+            memcpy(run->status + from, m->sstatus + from, n - from);
     }
     atomic_store_explicit(&run->items_done, ok, memory_order_relaxed);
     atomic_store_explicit(&run->items_failed, failed, memory_order_relaxed);

@@ -19,6 +19,10 @@
 #define FORK_GRACE_S 0.2
 /* Seconds between progress reports while waiting. */
 #define FORK_TICK_S 0.1
+/* Seconds between the caller's looks for finished chunks to copy out,
+ * at first and after a look that found some; doubled, up to FORK_TICK_S,
+ * after each that found none. */
+#define FORK_COPY_WAIT_S 0.001
 /* Exit status of a child whose parent died before it started. */
 #define FORK_EXIT_ORPHAN 125
 /* Exit status of a child whose own OS call failed (its slot says so). */
@@ -131,9 +135,14 @@ struct fork_map {
     struct fork_shared *sh;
     struct fork_slot *slots;
     uint8_t *sstatus;           /* n statuses, shared */
+    atomic_uchar *chunk_done;   /* nchunks flags, shared: 1 (release, by
+                                 * the child) once chunk c ran whole; NULL
+                                 * where results are not copied early */
     unsigned char *sout;        /* n outputs, shared (no codec) */
     unsigned char *arenas;      /* 2 * FORK_HALF per slot (codec) */
     uint8_t *pstatus;           /* run->status: the caller's (codec) */
+    void *out_kept;             /* task->out's whole pages kept from the */
+    size_t out_kept_len;        /* children (fork_out_keep), or NULL, 0 */
     int bell[2];                /* doorbell pipe (codec) */
     struct fork_worker *workers;
     struct pollfd *fds;         /* nworkers + 1, for fork_wait */
@@ -144,6 +153,10 @@ struct fork_map {
     int *charged;               /* per item, retries used (retry.c), or
                                  * NULL when the map has none */
     size_t delivered;           /* codec results decoded */
+    size_t copied_chunks;       /* chunks below it are copied out */
+    size_t copied;              /* ... which is items below this */
+    double copy_wait;           /* seconds the caller sleeps before it
+                                 * looks for finished chunks again */
     bool init_failed;           /* a child's init hook failed: MH_EINIT */
     int rc;                     /* the backend's own failure, or 0 */
     /* The child's life fork_spawn starts; NULL: a map's (fork_child). */
@@ -169,6 +182,8 @@ int fork_region_fresh(struct fork_map *m, size_t size);
 void fork_region_unmap(struct fork_map *m);
 int fork_region_drop(struct fork_state *st);
 void fork_region_clear_out(const struct fork_map *m, size_t lo, size_t hi);
+void fork_out_keep(struct fork_map *m);
+void fork_out_release(struct fork_map *m);
 void fork_slot_reset(struct fork_slot *slot);
 unsigned char *fork_half(const struct fork_map *m, int s, int half);
 bool fork_item_settled(const struct fork_map *m, size_t i);
@@ -217,6 +232,9 @@ int fork_stream(void *state, struct mh__stream *st);
 /* collect.c: results into task->out */
 void fork_drain_bells(struct fork_map *m);
 size_t fork_count_done(const struct fork_map *m);
+/* Every item OK, by the children's counts (no codec, children ended). */
+bool fork_all_ok(const struct fork_map *m);
 void fork_collect(struct fork_map *m);
+void fork_copy_finished(struct fork_map *m);
 
 #endif /* MH_FORK_H */

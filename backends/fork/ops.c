@@ -118,6 +118,8 @@ static void fork_run_to_end(struct fork_map *m)
         if (atomic_load_explicit(&m->sh->stop, memory_order_relaxed) ||
             atomic_load_explicit(&run->stop, memory_order_relaxed))
             return;
+        if (fork_all_ok(m))
+            return;
         size_t first = fork_first_open(m, 0, run->task->n);
         if (first == MH_NO_ITEM)
             return;
@@ -143,6 +145,7 @@ static int fork_map_run(void *state, struct mh__run *run)
     /* Resume: children skip what is kept (the shared statuses say OK). */
     if (m.task->resume)
         memcpy(m.sstatus, run->status, m.task->n);
+    fork_out_keep(&m);
     rc = fork_start(&m);
     if (rc)
         goto out_close;
@@ -156,6 +159,7 @@ static int fork_map_run(void *state, struct mh__run *run)
         run->failure.status == MH_ITEM_FAILED && run->failure.callback_code == MH_ECODEC)
         rc = MH_ECODEC;
 out_close:
+    fork_out_release(&m);
     fork_map_close(&m);
     return rc;
 }

@@ -8,6 +8,7 @@
  */
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "fork.h"
 
@@ -54,6 +55,14 @@ int fork_region_fresh(struct fork_map *m, size_t size)
     return MH_OK;
 }
 
+/* Whether the caller copies results out as chunks finish (collect.c):
+ * fixed-size outputs, enough of them to be worth a wake-up, and no
+ * resume (kept outputs are the caller's). */
+static bool fork_copies_early(const struct fork_map *m, size_t out_bytes)
+{
+    return !m->codec && !m->task->resume && out_bytes >= FORK_KEEP_BYTES;
+}
+
 /* Lay out and map the shared region. 0 or MH_ENOMEM. */
 int fork_region_map(struct fork_map *m)
 {
@@ -61,7 +70,9 @@ int fork_region_map(struct fork_map *m)
     size_t W = (size_t)m->nworkers, n = task->n, out_bytes = 0, arena_bytes = 0;
     size_t off_slots = fork_round64(sizeof(struct fork_shared));
     size_t off_status = off_slots + W * sizeof(struct fork_slot);
-    size_t off_out = off_status + fork_round64(n);
+    size_t nchunks = m->run->nchunks;
+    size_t off_done = off_status + fork_round64(n);
+    size_t off_out = off_done + fork_round64(nchunks);
     if (!m->codec && __builtin_mul_overflow(n, task->out_size, &out_bytes))
         return MH_ENOMEM;
     if (m->codec && __builtin_mul_overflow(W, 2 * FORK_HALF, &arena_bytes))
@@ -77,6 +88,7 @@ int fork_region_map(struct fork_map *m)
     m->sh = m->region;
     m->slots = (struct fork_slot *)(base + off_slots);
     m->sstatus = base + off_status;
+    m->chunk_done = fork_copies_early(m, out_bytes) ? (atomic_uchar *)(base + off_done) : NULL;
     m->sout = m->codec ? NULL : base + off_out;
     m->arenas = m->codec ? base + off_arena : NULL;
     atomic_init(&m->sh->next, 0);
@@ -86,8 +98,15 @@ int fork_region_map(struct fork_map *m)
     atomic_init(&m->sh->init_left, 0);
     atomic_init(&m->sh->init_failed, 0);
     atomic_init(&m->sh->init_gate, 0);
-    if (m->reused)
+    /* A reused region holds the last map's slots: fork_spawn adds what a
+     * slot says was done to its worker's count before it resets it. */
+    for (size_t s = 0; s < W; s++)
+        fork_slot_reset(&m->slots[s]);
+    if (m->reused) {
         memset(m->sstatus, MH_ITEM_NOT_RUN, n);
+        memset(base + off_done, 0, nchunks);
+    }
+    m->copy_wait = FORK_COPY_WAIT_S;
     return MH_OK;
 }
 
@@ -116,7 +135,9 @@ int fork_region_drop(struct fork_state *st)
 
 /* Read one byte per page of [p, p + len): a read fault maps the pages
  * around it too (fault-around), a write fault on a shared mapping only
- * its own, so that reading first saves most of a child's page faults. */
+ * its own, so that reading first saves most of a child's page faults.
+ * (MADV_POPULATE_WRITE, measured, costs more: it takes the same fault
+ * path per page, plus a call per chunk.) */
 static void fork_region_touch(const unsigned char *p, size_t len)
 {
     for (size_t off = 0; off < len; off += 4096)
@@ -133,6 +154,43 @@ void fork_region_clear_out(const struct fork_map *m, size_t lo, size_t hi)
     fork_region_touch(m->sout + lo * size, (hi - lo) * size);
     if (m->reused)
         memset(m->sout + lo * size, 0, (hi - lo) * size);
+}
+
+/*
+ * Keep the whole pages of task->out out of every child this map forks
+ * (MADV_DONTFORK): without a codec children write into the region, never
+ * into task->out, so sharing those pages would only cost fork a
+ * page-table copy and the caller a copy-on-write fault per page when it
+ * copies results out. Not with a codec (a child builds each result in its
+ * copy of task->out before encoding it), nor when the inputs overlap the
+ * outputs (children read them). Until
+ * fork_out_release, a fork() elsewhere in the caller's process does not
+ * see those pages either (docs/backends.md, fork). Best effort: where
+ * madvise fails, the map goes on as before.
+ */
+void fork_out_keep(struct fork_map *m)
+{
+    const struct mh_task *task = m->task;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), len = task->n * task->out_size;
+    uintptr_t out = (uintptr_t)task->out, in = (uintptr_t)task->in;
+    if (m->codec || (in < out + len && out < in + task->n * task->in_size))
+        return;
+    uintptr_t lo = (out + page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t hi = (out + len) & ~(uintptr_t)(page - 1);
+    if (hi > lo && mh__madvise((void *)lo, hi - lo, MADV_DONTFORK) == 0) {
+        m->out_kept = (void *)lo;
+        m->out_kept_len = hi - lo;
+    }
+}
+
+/* Give the pages fork_out_keep kept back to every later fork. It cannot
+ * fail on the range that was advised (no split is needed), so a failure
+ * is not reported. */
+void fork_out_release(struct fork_map *m)
+{
+    if (m->out_kept)
+        (void)mh__madvise(m->out_kept, m->out_kept_len, MADV_DOFORK);
+    m->out_kept = NULL;
 }
 
 /* Clear a slot for a fresh child (relaxed: the fork orders them). */

@@ -44,6 +44,9 @@ static int fork_poll_ms(const struct fork_map *m, double now)
         if (wait < 0 || t < wait)
             wait = t;
     }
+    if (m->chunk_done && m->copied_chunks < m->run->nchunks &&
+        (wait < 0 || m->copy_wait < wait))
+        wait = m->copy_wait;
     if (wait < 0)
         return -1;
     if (wait <= 0)
@@ -137,6 +140,7 @@ void fork_wait(struct fork_map *m)
             return;
         }
         fork_drain_bells(m);
+        fork_copy_finished(m);
         if (ready > 0 && m->nfixed > (m->codec ? 1 : 0) && m->fds[m->nfixed - 1].revents)
             mh__cancel_drain(m->run->cancel_fd);
         for (int k = m->nfixed; ready > 0 && k < nfds; k++) {
