@@ -84,7 +84,8 @@ static void faults_combine(void *acc, const void *other, void *ctx)
 /* ------------------------------------------------------------- a run */
 
 struct faults_outcome {
-    int rc[4];          /* open, map, reduce, stream (MH_OK when not reached) */
+    int rc[5];          /* open, codec map, reduce, stream, plain map (MH_OK
+                         * when not reached) */
     int wrong;          /* a call returned MH_OK with a wrong result */
     unsigned long calls; /* calls of the armed kind in the armed phase */
 };
@@ -116,7 +117,8 @@ static int faults_sink(size_t seq, int status, void *out, void *ctx)
 }
 
 /* The map phase: a codec map (the library allocates its own status array
- * for it) and a reduce. Results are checked whenever a call succeeds. */
+ * for it), a reduce, a stream and a plain map. Results are checked
+ * whenever a call succeeds. */
 static void faults_map_phase(mh_pool *pool, const int *in, struct faults_outcome *o)
 {
     static struct mh_test_bytes out[FAULTS_ITEMS];
@@ -160,6 +162,18 @@ static void faults_map_phase(mh_pool *pool, const int *in, struct faults_outcome
     o->rc[3] = mh_stream(pool, &stream, NULL);
     if (o->rc[3] == MH_OK && (fs.wrong || fs.got != FAULTS_ITEMS))
         o->wrong = 1;
+
+    /* Plain bytes out, a whole page of them at least: fork keeps those
+     * pages from its children (madvise). */
+    _Alignas(4096) static long plain[FAULTS_ITEMS];
+    memset(plain, 0, sizeof plain);
+    struct mh_task map = {
+        .n = FAULTS_ITEMS, .in = in, .in_size = sizeof *in, .out = plain,
+        .out_size = sizeof *plain, .fn = faults_fn_double,
+    };
+    o->rc[4] = mh_map(pool, &map, NULL);
+    for (size_t i = 0; o->rc[4] == MH_OK && i < FAULTS_ITEMS; i++)
+        o->wrong |= plain[i] != 2L * in[i];
 }
 
 /* Calls only worker processes make: armed for them, not for the caller. */
@@ -235,7 +249,7 @@ static int faults_torture(const char *backend, int kind, enum faults_phase phase
         /* A worker's fault is never absorbed: it hit when a call failed. */
         bool hit = o.calls >= n;
         int errors = 0;
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < 5; i++) {
             if (o.rc[i] == MH_OK)
                 continue;
             errors++;
