@@ -1,10 +1,11 @@
 /*
  * The shared region of one map: counters, one slot per child, n statuses,
- * then n fixed-size outputs (no codec) or two arena halves per child
- * (codec); and what the status array says about an item. A region of
+ * a flag per chunk, then n fixed-size outputs (no codec) or two arena
+ * halves per child (codec); what the status array says about an item;
+ * and task->out's pages kept from the children. A region of
  * FORK_KEEP_BYTES or more is kept for the pool's next map
- * (docs/backends.md, fork): the caller clears its statuses, each child
- * zeroes the outputs of the chunk it runs.
+ * (docs/backends.md, fork): the caller clears its statuses and flags,
+ * each child zeroes the outputs of the chunk it runs.
  */
 #include <string.h>
 #include <sys/mman.h>
@@ -163,10 +164,10 @@ void fork_region_clear_out(const struct fork_map *m, size_t lo, size_t hi)
  * page-table copy and the caller a copy-on-write fault per page when it
  * copies results out. Not with a codec (a child builds each result in its
  * copy of task->out before encoding it), nor when the inputs overlap the
- * outputs (children read them). Until
- * fork_out_release, a fork() elsewhere in the caller's process does not
- * see those pages either (docs/backends.md, fork). Best effort: where
- * madvise fails, the map goes on as before.
+ * outputs (children read them). Until fork_out_release, a fork()
+ * elsewhere in the caller's process does not see those pages either
+ * (docs/backends.md, fork). Best effort: where madvise fails, the map
+ * goes on as before.
  */
 void fork_out_keep(struct fork_map *m)
 {
