@@ -63,6 +63,21 @@ int mhb_cell_rank(void);
 void mhb_cell_print(const struct mhb_options *o, int workers, size_t chunk, double wall,
                     double pool_s, int verified, char *error);
 
+/* What mhb_cell_time measured of one call. */
+struct mhb_cell_timing {
+    struct mh_report report;
+    double wall;     /* the call's seconds */
+    double pool_s;   /* the pool's open and close */
+    char error[128]; /* "" or what failed */
+};
+
+/* Open a pool on config, time call(arg, pool, &t->report) on it alone,
+ * close the pool. Returns call's code, or the open's; on either, t->error
+ * says which ("open:CODE", or "<what>:CODE item=I signal=S"). */
+int mhb_cell_time(const struct mh_config *config, const char *what,
+                  int (*call)(void *arg, mh_pool *pool, struct mh_report *report),
+                  void *arg, struct mhb_cell_timing *t);
+
 /* ------------------------------------------------------------ the stream */
 
 /* What a cell of the stream experiment (harness/stream.c) runs: a work

@@ -42,52 +42,62 @@ void mhb_cell_print(const struct mhb_options *o, int workers, size_t chunk, doub
     fflush(stdout);
 }
 
+int mhb_cell_time(const struct mh_config *config, const char *what,
+                  int (*call)(void *arg, mh_pool *pool, struct mh_report *report),
+                  void *arg, struct mhb_cell_timing *t)
+{
+    *t = (struct mhb_cell_timing){.report = {.chunk = 0}};
+    mh_pool *pool;
+    double t0 = mhb_now();
+    int rc = mh_pool_open(&pool, config);
+    if (rc) {
+        snprintf(t->error, sizeof t->error, "open:%s", mh_err_name(rc));
+        return rc;
+    }
+    double t1 = mhb_now();
+    rc = call(arg, pool, &t->report);
+    double t2 = mhb_now();
+    mh_pool_close(pool);
+    t->wall = t2 - t1;
+    t->pool_s = (t1 - t0) + (mhb_now() - t2);
+    if (rc)
+        snprintf(t->error, sizeof t->error, "%s:%s item=%zu signal=%d", what, mh_err_name(rc),
+                 t->report.failed_index, t->report.worker_signal);
+    return rc;
+}
+
+static int cell_map(void *cell, mh_pool *pool, struct mh_report *report)
+{
+    return mhk_cell_map(cell, pool, report);
+}
+
 int mhb_cell_main(const struct mhb_options *o)
 {
     if (mhb_stream_find(o->kernels[0]))
         return mhb_stream_cell_main(o);
-    const char *backend = o->backends[0];
     int rank = mhb_cell_rank();
-    struct mh_report report = {.chunk = 0};
-    double wall = 0, pool_s = 0;
+    struct mhb_cell_timing t = {.report = {.chunk = 0}};
     int verified = MHB_WRONG;
-    char error[128] = "";
     struct mhk_cell cell;
     int rc = mhk_cell_open(&cell, mhk_find(o->kernels[0]), o->items, o->seed);
     if (rc) {
-        snprintf(error, sizeof error, "%s:%s", cell.step, mh_err_name(rc));
+        snprintf(t.error, sizeof t.error, "%s:%s", cell.step, mh_err_name(rc));
         goto out_print;
     }
     struct mh_config config = {
-        .backend = backend, .workers = o->workers[0],
+        .backend = o->backends[0], .workers = o->workers[0],
         .chunk = o->n_chunks ? o->chunks[0] : 0,
     };
     mhk_cell_hooks(&cell, &config);
-    mh_pool *pool;
-    double t0 = mhb_now();
-    rc = mh_pool_open(&pool, &config);
-    if (rc) {
-        snprintf(error, sizeof error, "open:%s", mh_err_name(rc));
+    if (mhb_cell_time(&config, "map", cell_map, &cell, &t))
         goto out_close;
-    }
-    double t1 = mhb_now();
-    rc = mhk_cell_map(&cell, pool, &report);
-    double t2 = mhb_now();
-    mh_pool_close(pool);
-    wall = t2 - t1;
-    pool_s = (t1 - t0) + (mhb_now() - t2);
-    if (rc) {
-        snprintf(error, sizeof error, "map:%s item=%zu signal=%d", mh_err_name(rc),
-                 report.failed_index, report.worker_signal);
-        goto out_close;
-    }
     if (rank == 0) {
         /* MHB_CORRUPT=1 (tests): a wrong result must fail the cell. */
         if (getenv("MHB_CORRUPT"))
             mhk_cell_corrupt(&cell, 0);
         size_t bad = mhk_cell_verify(&cell);
         if (bad)
-            snprintf(error, sizeof error, "wrong output at item %zu", bad - 1);
+            snprintf(t.error, sizeof t.error, "wrong output at item %zu", bad - 1);
         else
             verified = MHB_VERIFIED;
     }
@@ -95,7 +105,7 @@ out_close:
     mhk_cell_close(&cell);
 out_print:
     if (rank != 0)
-        return error[0] ? 1 : 0;
-    mhb_cell_print(o, report.workers, report.chunk, wall, pool_s, verified, error);
-    return error[0] ? 1 : 0;
+        return t.error[0] ? 1 : 0;
+    mhb_cell_print(o, t.report.workers, t.report.chunk, t.wall, t.pool_s, verified, t.error);
+    return t.error[0] ? 1 : 0;
 }

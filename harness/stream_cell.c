@@ -187,59 +187,55 @@ static void sc_close(struct sc *s)
     free(s->out);
 }
 
+/* Whether kind is called by mh_stream (else by mh_map). */
+static bool sc_streams(const struct mhb_stream_kind *kind)
+{
+    return kind->call == MHB_CALL_STREAM || kind->call == MHB_CALL_AS_COMPLETED;
+}
+
+/* The timed call (mhb_cell_time's). */
+static int sc_call(void *vs, mh_pool *pool, struct mh_report *report)
+{
+    struct sc *s = vs;
+    return sc_streams(s->kind) ? sc_stream(s, pool, report) : sc_map(s, pool, report);
+}
+
 int mhb_stream_cell_main(const struct mhb_options *o)
 {
     struct sc s = {.kind = mhb_stream_find(o->kernels[0]), .n = o->items,
                    .corrupt = getenv("MHB_CORRUPT") != NULL};
-    const struct mhb_stream_kind *k = s.kind;
-    bool stream = k->call == MHB_CALL_STREAM || k->call == MHB_CALL_AS_COMPLETED;
+    bool stream = sc_streams(s.kind);
     int rank = mhb_cell_rank(), verified = MHB_WRONG;
-    struct mh_report report = {.chunk = 0};
-    double wall = 0, pool_s = 0;
-    char error[128] = "";
+    struct mhb_cell_timing t = {.report = {.chunk = 0}};
     int rc = sc_open(&s, o);
     if (rc) {
-        snprintf(error, sizeof error, "setup:%s", mh_err_name(rc));
+        snprintf(t.error, sizeof t.error, "setup:%s", mh_err_name(rc));
         goto out_close;
     }
     struct mh_config config = {
         .backend = o->backends[0], .workers = o->workers[0],
         .chunk = o->n_chunks ? o->chunks[0] : 0,
     };
-    mh_pool *pool;
-    double t0 = mhb_now();
-    rc = mh_pool_open(&pool, &config);
-    if (rc) {
-        snprintf(error, sizeof error, "open:%s", mh_err_name(rc));
+    rc = mhb_cell_time(&config, stream ? "stream" : "map", sc_call, &s, &t);
+    if (rc)
         goto out_close;
-    }
-    double t1 = mhb_now();
-    rc = stream ? sc_stream(&s, pool, &report) : sc_map(&s, pool, &report);
-    double t2 = mhb_now();
-    mh_pool_close(pool);
-    wall = t2 - t1;
-    pool_s = (t1 - t0) + (mhb_now() - t2);
-    if (rc) {
-        snprintf(error, sizeof error, "%s:%s item=%zu signal=%d", stream ? "stream" : "map",
-                 mh_err_name(rc), report.failed_index, report.worker_signal);
-        goto out_close;
-    }
     if (rank == 0) {
         const char *why = sc_check(&s, stream);
         if (why && s.wrong)
-            snprintf(error, sizeof error, "%s (first at item %zu)", why, s.wrong - 1);
+            snprintf(t.error, sizeof t.error, "%s (first at item %zu)", why, s.wrong - 1);
         else if (why && s.delivered != s.n)
-            snprintf(error, sizeof error, "%s (%zu of %zu items)", why, s.delivered, s.n);
+            snprintf(t.error, sizeof t.error, "%s (%zu of %zu items)", why, s.delivered, s.n);
         else if (why)
-            snprintf(error, sizeof error, "%s", why);
+            snprintf(t.error, sizeof t.error, "%s", why);
         else
             verified = MHB_VERIFIED;
     }
 out_close:
     sc_close(&s);
     if (rank == 0)
-        mhb_cell_print(o, report.workers, report.chunk, wall, pool_s, verified, error);
+        mhb_cell_print(o, t.report.workers, t.report.chunk, t.wall, t.pool_s, verified,
+                       t.error);
     if (rc == MH_ENOTSUP && stream)
         return 77; /* the backend has no stream yet */
-    return error[0] ? 1 : 0;
+    return t.error[0] ? 1 : 0;
 }

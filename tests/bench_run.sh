@@ -26,6 +26,15 @@ mode=$1 bench=$2 checker=$3 csv_md=$4 work=$5
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# manyhands-bench "$@" --out $work into $work/out, shown; fails on a
+# non-zero exit.
+bench_ok() {
+  "$bench" "$@" --out "$work" > "$work/out" 2>&1
+  rc=$?
+  cat "$work/out"
+  [ $rc -eq 0 ] || fail "manyhands-bench $* exited $rc"
+}
+
 # Library backends this build has besides seq (MH_BACKENDS, comma-separated,
 # set by CTest): with none, the matrix has only seq's rows and no speedup
 # curve to draw.
@@ -63,10 +72,7 @@ schema)
   "$checker" "$csv_md" "$bad" 2> /dev/null && fail "checker took a file without rows"
   ;;
 smoke)
-  "$bench" --quick --out "$work" --label smoke > "$work/out" 2>&1
-  rc=$?
-  cat "$work/out"
-  [ $rc -eq 0 ] || fail "manyhands-bench --quick exited $rc"
+  bench_ok --quick --label smoke
   set -- "$work"/smoke/*-matrix.csv
   [ -f "$1" ] || fail "no CSV"
   "$checker" --verified "$csv_md" "$1" || fail "schema or verification"
@@ -84,10 +90,7 @@ smoke)
   ;;
 cluster)
   [ "$(id -u)" -eq 0 ] || { echo "skipped: the cluster experiment needs root"; exit 77; }
-  "$bench" cluster --quick --out "$work" --label t > "$work/out" 2>&1
-  rc=$?
-  cat "$work/out"
-  [ $rc -eq 0 ] || fail "manyhands-bench cluster --quick exited $rc"
+  bench_ok cluster --quick --label t
   set -- "$work"/t/*-cluster.csv "$work"/t/*-cluster-net.csv
   [ -f "$1" ] && [ -f "$2" ] || fail "CSV files missing: $*"
   "$checker" --verified "$csv_md" "$1" || fail "schema or verification"
@@ -99,10 +102,7 @@ stream)
   # `stream --quick`: every kind on every backend whose stream works, each
   # row verified; every kind has a seq row and a row of another backend;
   # then a lost item must fail its cell, for a map and a stream alike.
-  "$bench" stream --quick --out "$work" --label t > "$work/out" 2>&1
-  rc=$?
-  cat "$work/out"
-  [ $rc -eq 0 ] || fail "manyhands-bench stream --quick exited $rc"
+  bench_ok stream --quick --label t
   set -- "$work"/t/*-stream.csv
   [ -f "$1" ] || fail "no CSV"
   "$checker" --verified "$csv_md" "$1" || fail "schema or verification"

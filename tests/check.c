@@ -14,18 +14,29 @@
 
 #include "check.h"
 
+mh_pool *mh_test_pool_with(const struct mh_config *config)
+{
+    mh_pool *pool = NULL;
+    int rc = mh_pool_open(&pool, config);
+    if (rc)
+        fprintf(stderr, "mh_pool_open(%s, workers %d, retries %d): %s\n", config->backend,
+                config->workers, config->retries, mh_err_name(rc));
+    return pool;
+}
+
 mh_pool *mh_test_pool(const char *backend, int workers, size_t chunk,
                       enum mh_on_error on_error)
 {
     struct mh_config config = {
         .backend = backend, .workers = workers, .chunk = chunk, .on_error = on_error,
     };
-    mh_pool *pool = NULL;
-    int rc = mh_pool_open(&pool, &config);
-    if (rc)
-        fprintf(stderr, "mh_pool_open(%s, workers %d): %s\n", backend, workers,
-                mh_err_name(rc));
-    return pool;
+    return mh_test_pool_with(&config);
+}
+
+int mh_test_skip(const char *why)
+{
+    fprintf(stderr, "%s: skipped\n", why);
+    return MH_SKIP;
 }
 
 int mh_test_have_backend(const char *backend)

@@ -77,9 +77,23 @@ struct mh_test {
 #define MH_TEST_ONCE(name) MH_TEST_ONCE_ON(name, "seq")
 #define MH_TEST_DIES(name, pattern) MH_TEST_ENTRY(name, "mpi", false, pattern)
 
-/* Open a pool on backend with the given workers, chunk and policy. */
+/* Open a pool with config (a line on stderr saying why when it does
+ * not open: NULL then); mh_test_pool: on backend with the given workers,
+ * chunk and policy, the rest default. */
+mh_pool *mh_test_pool_with(const struct mh_config *config);
 mh_pool *mh_test_pool(const char *backend, int workers, size_t chunk,
                       enum mh_on_error on_error);
+
+/* A test this build cannot run: "<why>: skipped" on stderr, MH_SKIP.
+ * MH_TEST_SKIPPED defines test_<name> as that, for the #else of a test
+ * that needs what the build may lack (fault injection). */
+int mh_test_skip(const char *why);
+#define MH_TEST_SKIPPED(name, why)                                            \
+    static int test_##name(const char *backend)                               \
+    {                                                                         \
+        (void)backend;                                                        \
+        return mh_test_skip(why);                                             \
+    }
 
 /* Whether this build has backend. */
 int mh_test_have_backend(const char *backend);

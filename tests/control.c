@@ -85,6 +85,7 @@ struct canceller {
     int by_signal;
     pthread_t target; /* the map's thread, for the signal */
     pthread_t thread;
+    int here;            /* the thread was started */
     double cancelled_at; /* mh_test_now_s() just before the cancel */
 };
 
@@ -109,10 +110,40 @@ static void *canceller_main(void *arg)
     return NULL;
 }
 
+/* Start c's thread where here (mpi: on the rank that cancels). */
+static int canceller_start(struct canceller *c, int here)
+{
+    c->here = here;
+    if (here)
+        CHECK(pthread_create(&c->thread, NULL, canceller_main, c) == 0);
+    return 0;
+}
+
+static void canceller_join(struct canceller *c)
+{
+    if (c->here)
+        pthread_join(c->thread, NULL);
+}
+
 /* The rank that cancels: the last (every rank on non-mpi backends is 0). */
 static int ctl_cancels_here(const char *backend, mh_pool *pool)
 {
     return mh_pool_rank(pool) == mh_test_ranks(backend) - 1;
+}
+
+/* A test's shared counters and pool (workers, chunk, on_error). */
+static int ctl_open(const char *backend, int workers, size_t chunk, enum mh_on_error on_error,
+                    struct ctl_shared **sh, mh_pool **pool)
+{
+    CHECK((*sh = ctl_map_shared()));
+    CHECK((*pool = mh_test_pool(backend, workers, chunk, on_error)));
+    return 0;
+}
+
+static void ctl_close(struct ctl_shared *sh, mh_pool *pool)
+{
+    mh_pool_close(pool);
+    munmap(sh, sizeof *sh);
 }
 
 static int ctl_input[N];
@@ -125,6 +156,28 @@ static struct mh_task ctl_task(int *out, uint8_t *status, struct ctl_ctx *ctx)
         .n = N, .in = ctl_input, .in_size = sizeof(int), .out = out,
         .out_size = sizeof(int), .fn = fn_ctl, .ctx = ctx, .status = status,
     };
+}
+
+/* What most tests run: counters, a pool, the items' context and a task
+ * of N items through fn_ctl into out and status. */
+struct ctl_run {
+    struct ctl_shared *sh;
+    mh_pool *pool;
+    struct ctl_ctx ctx;
+    struct mh_task task;
+    int out[N];
+    uint8_t status[N];
+};
+
+/* ctl_open, and r->task over ctx (its counters r->sh). */
+static int ctl_run_open(struct ctl_run *r, const char *backend, int workers, size_t chunk,
+                        enum mh_on_error on_error, struct ctl_ctx ctx)
+{
+    CHECK_OK(ctl_open(backend, workers, chunk, on_error, &r->sh, &r->pool));
+    r->ctx = ctx;
+    r->ctx.sh = r->sh;
+    r->task = ctl_task(r->out, r->status, &r->ctx);
+    return 0;
 }
 
 /* What a stopped run left: every status OK, NOT_RUN or CANCELLED (some
@@ -167,35 +220,26 @@ static int ctl_map_in_full(const char *backend, mh_pool *pool, struct ctl_ctx *c
 /* Cancel mid-map from another thread or a signal, then map again. */
 static int ctl_cancel_mid(const char *backend, int by_signal)
 {
-    static int out[N];
-    static uint8_t status[N];
-    struct ctl_shared *sh = ctl_map_shared();
-    CHECK(sh);
-    mh_pool *pool = mh_test_pool(backend, 2, 4, MH_STOP);
-    CHECK(pool);
-    struct ctl_ctx ctx = {.sh = sh, .item_ms = 1, .crash_at = -1, .long_item = -1};
-    struct mh_task task = ctl_task(out, status, &ctx);
+    static struct ctl_run r;
+    CHECK_OK(ctl_run_open(&r, backend, 2, 4, MH_STOP,
+                          (struct ctl_ctx){.item_ms = 1, .crash_at = -1, .long_item = -1}));
     struct sigaction sa = {.sa_handler = ctl_on_signal}, old;
-    ctl_signal_pool = pool;
+    ctl_signal_pool = r.pool;
     if (by_signal)
         sigaction(SIGUSR1, &sa, &old);
-    struct canceller c = {.pool = pool, .sh = sh, .after = 20, .by_signal = by_signal,
+    struct canceller c = {.pool = r.pool, .sh = r.sh, .after = 20, .by_signal = by_signal,
                           .target = pthread_self()};
-    int here = ctl_cancels_here(backend, pool);
-    if (here)
-        CHECK(pthread_create(&c.thread, NULL, canceller_main, &c) == 0);
+    CHECK_OK(canceller_start(&c, ctl_cancels_here(backend, r.pool)));
     struct mh_report report;
-    int rc = mh_map(pool, &task, &report);
-    if (here)
-        pthread_join(c.thread, NULL);
+    int rc = mh_map(r.pool, &r.task, &report);
+    canceller_join(&c);
     if (by_signal)
         sigaction(SIGUSR1, &old, NULL);
     CHECK_RC(rc, MH_EINTR);
     if (mh_test_holds_results(backend))
-        CHECK_OK(ctl_check_stopped(out, status, &report));
-    CHECK_OK(ctl_map_in_full(backend, pool, &ctx));
-    mh_pool_close(pool);
-    munmap(sh, sizeof *sh);
+        CHECK_OK(ctl_check_stopped(r.out, r.status, &report));
+    CHECK_OK(ctl_map_in_full(backend, r.pool, &r.ctx));
+    ctl_close(r.sh, r.pool);
     return 0;
 }
 
@@ -213,31 +257,25 @@ static int test_cancel_from_signal(const char *backend)
  * only that one. */
 static int test_cancel_before(const char *backend)
 {
-    static int out[N];
-    static uint8_t status[N];
-    struct ctl_shared *sh = ctl_map_shared();
-    CHECK(sh);
-    mh_pool *pool = mh_test_pool(backend, 2, 4, MH_STOP);
-    CHECK(pool);
-    struct ctl_ctx ctx = {.sh = sh, .crash_at = -1, .long_item = -1};
-    struct mh_task task = ctl_task(out, status, &ctx);
-    if (ctl_cancels_here(backend, pool)) {
-        mh_pool_cancel(pool);
+    static struct ctl_run r;
+    CHECK_OK(ctl_run_open(&r, backend, 2, 4, MH_STOP,
+                          (struct ctl_ctx){.crash_at = -1, .long_item = -1}));
+    if (ctl_cancels_here(backend, r.pool)) {
+        mh_pool_cancel(r.pool);
         mh_pool_cancel(NULL); /* a no-op */
     }
     struct mh_report report;
-    CHECK_RC(mh_map(pool, &task, &report), MH_EINTR);
+    CHECK_RC(mh_map(r.pool, &r.task, &report), MH_EINTR);
     CHECK(report.code == MH_EINTR);
     /* mpi: other ranks may have begun chunks before the cancel reached
      * rank 0; nowhere else does any item start. */
     if (strcmp(backend, "mpi") != 0) {
-        CHECK(atomic_load(&sh->started) == 0 && report.items_done == 0);
+        CHECK(atomic_load(&r.sh->started) == 0 && report.items_done == 0);
         for (int i = 0; i < N; i++)
-            CHECK(status[i] == MH_ITEM_NOT_RUN);
+            CHECK(r.status[i] == MH_ITEM_NOT_RUN);
     }
-    CHECK_OK(ctl_map_in_full(backend, pool, &ctx));
-    mh_pool_close(pool);
-    munmap(sh, sizeof *sh);
+    CHECK_OK(ctl_map_in_full(backend, r.pool, &r.ctx));
+    ctl_close(r.sh, r.pool);
     return 0;
 }
 
@@ -251,22 +289,16 @@ static int ctl_stop_at(size_t done, size_t n, void *vctx)
 /* progress returning non-zero cancels the run. */
 static int test_progress_stops(const char *backend)
 {
-    static int out[N];
-    static uint8_t status[N];
-    struct ctl_shared *sh = ctl_map_shared();
-    CHECK(sh);
-    mh_pool *pool = mh_test_pool(backend, 2, 4, MH_STOP);
-    CHECK(pool);
-    struct ctl_ctx ctx = {.sh = sh, .item_ms = 1, .crash_at = -1, .long_item = -1};
-    struct mh_task task = ctl_task(out, status, &ctx);
-    task.progress = ctl_stop_at;
+    static struct ctl_run r;
+    CHECK_OK(ctl_run_open(&r, backend, 2, 4, MH_STOP,
+                          (struct ctl_ctx){.item_ms = 1, .crash_at = -1, .long_item = -1}));
+    r.task.progress = ctl_stop_at;
     struct mh_report report;
-    CHECK_RC(mh_map(pool, &task, &report), MH_EINTR);
+    CHECK_RC(mh_map(r.pool, &r.task, &report), MH_EINTR);
     if (mh_test_holds_results(backend))
-        CHECK_OK(ctl_check_stopped(out, status, &report));
-    CHECK_OK(ctl_map_in_full(backend, pool, &ctx));
-    mh_pool_close(pool);
-    munmap(sh, sizeof *sh);
+        CHECK_OK(ctl_check_stopped(r.out, r.status, &report));
+    CHECK_OK(ctl_map_in_full(backend, r.pool, &r.ctx));
+    ctl_close(r.sh, r.pool);
     return 0;
 }
 
@@ -286,10 +318,9 @@ static void ctl_combine(void *acc, const void *other, void *ctx)
  * takes no resume (no status array to resume from). */
 static int test_reduce_progress_stops(const char *backend)
 {
-    struct ctl_shared *sh = ctl_map_shared();
-    CHECK(sh);
-    mh_pool *pool = mh_test_pool(backend, 2, 4, MH_STOP);
-    CHECK(pool);
+    struct ctl_shared *sh;
+    mh_pool *pool;
+    CHECK_OK(ctl_open(backend, 2, 4, MH_STOP, &sh, &pool));
     struct ctl_ctx ctx = {.sh = sh, .item_ms = 1, .crash_at = -1, .long_item = -1};
     struct mh_task task = ctl_task(NULL, NULL, &ctx);
     task.progress = ctl_stop_at;
@@ -302,19 +333,17 @@ static int test_reduce_progress_stops(const char *backend)
     task.progress = NULL;
     task.resume = 1;
     CHECK_RC(mh_reduce(pool, &task, &reducer, &acc, NULL), MH_EINVAL);
-    mh_pool_close(pool);
-    munmap(sh, sizeof *sh);
+    ctl_close(sh, pool);
     return 0;
 }
 
 /* resume without a status array has nothing to resume from. */
 static int test_resume_needs_status(const char *backend)
 {
-    mh_pool *pool = mh_test_pool(backend, 2, 0, MH_STOP);
-    CHECK(pool);
+    struct ctl_shared *sh;
+    mh_pool *pool;
+    CHECK_OK(ctl_open(backend, 2, 0, MH_STOP, &sh, &pool));
     int in[4] = {0, 1, 2, 3}, out[4];
-    struct ctl_shared *sh = ctl_map_shared();
-    CHECK(sh);
     struct ctl_ctx ctx = {.sh = sh, .crash_at = -1, .long_item = -1};
     struct mh_task task = {
         .n = 4, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
@@ -324,8 +353,7 @@ static int test_resume_needs_status(const char *backend)
     CHECK_RC(mh_map(pool, &task, &report), MH_EINVAL);
     CHECK(report.code == MH_EINVAL && atomic_load(&sh->started) == 0);
     CHECK(mh_cancelled() == 0); /* outside any run */
-    mh_pool_close(pool);
-    munmap(sh, sizeof *sh);
+    ctl_close(sh, pool);
     return 0;
 }
 
@@ -349,12 +377,9 @@ static int ctl_resume(const char *backend, struct ctl_ctx *first, int cancel,
     /* About a third of the way (mpi: this rank runs its share). */
     struct canceller c = {.pool = pool, .sh = first->sh,
                           .after = N / 3 / mh_test_ranks(backend)};
-    int here = cancel && ctl_cancels_here(backend, pool);
-    if (here)
-        CHECK(pthread_create(&c.thread, NULL, canceller_main, &c) == 0);
+    CHECK_OK(canceller_start(&c, cancel && ctl_cancels_here(backend, pool)));
     int rc = mh_map(pool, &task, NULL);
-    if (here)
-        pthread_join(c.thread, NULL);
+    canceller_join(&c);
     CHECK(rc != MH_OK);
     int holds = mh_test_holds_results(backend);
     size_t kept = 0;
@@ -393,34 +418,32 @@ static int ctl_resume(const char *backend, struct ctl_ctx *first, int cancel,
     return 0;
 }
 
+/* ctl_resume with first's counters in a fresh shared page. */
+static int ctl_resume_fresh(const char *backend, struct ctl_ctx first, int cancel,
+                            enum mh_on_error on_error)
+{
+    CHECK((first.sh = ctl_map_shared()));
+    int rc = ctl_resume(backend, &first, cancel, on_error);
+    munmap(first.sh, sizeof *first.sh);
+    return rc;
+}
+
 static int test_resume_after_cancel(const char *backend)
 {
-    struct ctl_shared *sh = ctl_map_shared();
-    CHECK(sh);
-    struct ctl_ctx ctx = {.sh = sh, .item_ms = 0.2, .crash_at = -1, .long_item = -1};
-    int rc = ctl_resume(backend, &ctx, 1, MH_STOP);
-    munmap(sh, sizeof *sh);
-    return rc;
+    struct ctl_ctx first = {.item_ms = 0.2, .crash_at = -1, .long_item = -1};
+    return ctl_resume_fresh(backend, first, 1, MH_STOP);
 }
 
 static int test_resume_after_failures(const char *backend)
 {
-    struct ctl_shared *sh = ctl_map_shared();
-    CHECK(sh);
-    struct ctl_ctx ctx = {.sh = sh, .fail_mod = 7, .crash_at = -1, .long_item = -1};
-    int rc = ctl_resume(backend, &ctx, 0, MH_CONTINUE);
-    munmap(sh, sizeof *sh);
-    return rc;
+    struct ctl_ctx first = {.fail_mod = 7, .crash_at = -1, .long_item = -1};
+    return ctl_resume_fresh(backend, first, 0, MH_CONTINUE);
 }
 
 static int test_resume_after_crash(const char *backend)
 {
-    struct ctl_shared *sh = ctl_map_shared();
-    CHECK(sh);
-    struct ctl_ctx ctx = {.sh = sh, .crash_at = N / 2, .long_item = -1};
-    int rc = ctl_resume(backend, &ctx, 0, MH_CONTINUE);
-    munmap(sh, sizeof *sh);
-    return rc;
+    struct ctl_ctx first = {.crash_at = N / 2, .long_item = -1};
+    return ctl_resume_fresh(backend, first, 0, MH_CONTINUE);
 }
 
 /* Codec outputs (heap strings): run 1 fails some items; the resumed run
@@ -484,25 +507,19 @@ static int test_resume_codec(const char *backend)
  * (fork: it ignores SIGTERM, and is done within the grace). */
 static int test_cancelled_visible(const char *backend)
 {
-    static int out[N];
-    static uint8_t status[N];
-    struct ctl_shared *sh = ctl_map_shared();
-    CHECK(sh);
-    mh_pool *pool = mh_test_pool(backend, 2, 1, MH_STOP);
-    CHECK(pool);
-    struct ctl_ctx ctx = {.sh = sh, .crash_at = -1, .long_item = 0,
-                          .ignore_term = strcmp(backend, "fork") == 0};
-    struct mh_task task = ctl_task(out, status, &ctx);
-    task.n = 2; /* item 0 waits for the cancel */
-    struct canceller c = {.pool = pool, .sh = sh, .after = 1};
-    CHECK(pthread_create(&c.thread, NULL, canceller_main, &c) == 0);
-    int rc = mh_map(pool, &task, NULL);
-    pthread_join(c.thread, NULL);
+    static struct ctl_run r;
+    CHECK_OK(ctl_run_open(&r, backend, 2, 1, MH_STOP,
+                          (struct ctl_ctx){.crash_at = -1, .long_item = 0,
+                                           .ignore_term = strcmp(backend, "fork") == 0}));
+    r.task.n = 2; /* item 0 waits for the cancel */
+    struct canceller c = {.pool = r.pool, .sh = r.sh, .after = 1};
+    CHECK_OK(canceller_start(&c, 1));
+    int rc = mh_map(r.pool, &r.task, NULL);
+    canceller_join(&c);
     CHECK_RC(rc, MH_EINTR);
-    CHECK(atomic_load(&sh->saw_cancel) == 1 && atomic_load(&sh->long_done) == 0);
-    CHECK(status[0] == MH_ITEM_OK && out[0] == ctl_value(0));
-    mh_pool_close(pool);
-    munmap(sh, sizeof *sh);
+    CHECK(atomic_load(&r.sh->saw_cancel) == 1 && atomic_load(&r.sh->long_done) == 0);
+    CHECK(r.status[0] == MH_ITEM_OK && r.out[0] == ctl_value(0));
+    ctl_close(r.sh, r.pool);
     return 0;
 }
 
@@ -510,29 +527,23 @@ static int test_cancelled_visible(const char *backend)
  * is MH_ITEM_CANCELLED, and nothing of its child is left. */
 static int test_cancel_kills_long_item(const char *backend)
 {
-    static int out[N];
-    static uint8_t status[N];
-    struct ctl_shared *sh = ctl_map_shared();
-    CHECK(sh);
-    mh_pool *pool = mh_test_pool(backend, 2, 1, MH_STOP);
-    CHECK(pool);
+    static struct ctl_run r;
     /* The item never asks mh_cancelled(), and ignores SIGTERM. */
-    struct ctl_ctx ctx = {.sh = sh, .item_ms = 10000, .crash_at = -1, .long_item = -1,
-                          .ignore_term = 1};
-    struct mh_task task = ctl_task(out, status, &ctx);
-    task.n = 1;
-    struct canceller c = {.pool = pool, .sh = sh, .after = 1};
-    CHECK(pthread_create(&c.thread, NULL, canceller_main, &c) == 0);
+    CHECK_OK(ctl_run_open(&r, backend, 2, 1, MH_STOP,
+                          (struct ctl_ctx){.item_ms = 10000, .crash_at = -1,
+                                           .long_item = -1, .ignore_term = 1}));
+    r.task.n = 1;
+    struct canceller c = {.pool = r.pool, .sh = r.sh, .after = 1};
+    CHECK_OK(canceller_start(&c, 1));
     struct mh_report report;
-    int rc = mh_map(pool, &task, &report);
-    pthread_join(c.thread, NULL);
+    int rc = mh_map(r.pool, &r.task, &report);
+    canceller_join(&c);
     CHECK_RC(rc, MH_EINTR);
-    CHECK(status[0] == MH_ITEM_CANCELLED);
+    CHECK(r.status[0] == MH_ITEM_CANCELLED);
     CHECK(report.items_done == 0 && report.items_failed == 0);
-    CHECK(atomic_load(&sh->long_done) == 0);
+    CHECK(atomic_load(&r.sh->long_done) == 0);
     CHECK(mh_test_no_child());
-    mh_pool_close(pool);
-    munmap(sh, sizeof *sh);
+    ctl_close(r.sh, r.pool);
     return 0;
 }
 
@@ -591,10 +602,9 @@ static int fn_ctl_stream(const void *in, void *out, void *vctx)
  * delivered, each right; then the pool streams in full. */
 static int test_cancel_mid_stream(const char *backend)
 {
-    struct ctl_shared *sh = ctl_map_shared();
-    CHECK(sh);
-    mh_pool *pool = mh_test_pool(backend, 2, 4, MH_STOP);
-    CHECK(pool);
+    struct ctl_shared *sh;
+    mh_pool *pool;
+    CHECK_OK(ctl_open(backend, 2, 4, MH_STOP, &sh, &pool));
     struct ctl_stream cs = {.item = {.sh = sh, .item_ms = 1, .crash_at = -1, .long_item = -1}};
     struct mh_stream_task stream = {
         .in_size = sizeof(int), .out_size = sizeof(int), .fn = fn_ctl_stream, .ctx = &cs,
@@ -605,19 +615,15 @@ static int test_cancel_mid_stream(const char *backend)
     empty.source = ctl_source_none;
     CHECK_RC(mh_stream(pool, &empty, NULL), MH_OK);
     struct canceller c = {.pool = pool, .sh = sh, .after = 20};
-    int here = ctl_cancels_here(backend, pool);
-    if (here)
-        CHECK(pthread_create(&c.thread, NULL, canceller_main, &c) == 0);
+    CHECK_OK(canceller_start(&c, ctl_cancels_here(backend, pool)));
     int rc = mh_stream(pool, &stream, NULL);
-    if (here)
-        pthread_join(c.thread, NULL);
+    canceller_join(&c);
     CHECK_RC(rc, MH_EINTR);
     CHECK(!mh_test_holds_results(backend) || (cs.delivered < N && cs.wrong == 0));
     cs = (struct ctl_stream){.item = {.sh = sh, .crash_at = -1, .long_item = -1}};
     CHECK_RC(mh_stream(pool, &stream, NULL), MH_OK);
     CHECK(!mh_test_holds_results(backend) || (cs.delivered == N && cs.wrong == 0));
-    mh_pool_close(pool);
-    munmap(sh, sizeof *sh);
+    ctl_close(sh, pool);
     return 0;
 }
 
@@ -651,10 +657,9 @@ static int ctl_sink_bytes(size_t seq, int status, void *out, void *vctx)
  * after the cancel (a figure, not a check). */
 static int test_cancel_kills_stream_item(const char *backend)
 {
-    struct ctl_shared *sh = ctl_map_shared();
-    CHECK(sh);
-    mh_pool *pool = mh_test_pool(backend, 1, 0, MH_CONTINUE);
-    CHECK(pool);
+    struct ctl_shared *sh;
+    mh_pool *pool;
+    CHECK_OK(ctl_open(backend, 1, 0, MH_CONTINUE, &sh, &pool));
     for (int codec = 0; codec <= 1; codec++) {
         memset(sh, 0, sizeof *sh);
         struct ctl_stream cs = {.item = {.sh = sh, .crash_at = -1, .long_item = -1},
@@ -673,11 +678,11 @@ static int test_cancel_kills_stream_item(const char *backend)
             stream.order = MH_AS_COMPLETED;
         }
         struct canceller c = {.pool = pool, .sh = sh, .after = 11};
-        CHECK(pthread_create(&c.thread, NULL, canceller_main, &c) == 0);
+        CHECK_OK(canceller_start(&c, 1));
         struct mh_report report;
         int rc = mh_stream(pool, &stream, &report);
         double returned = mh_test_now_s();
-        pthread_join(c.thread, NULL);
+        canceller_join(&c);
         CHECK_RC(rc, MH_EINTR);
         fprintf(stderr, "codec %d: cancel to return: %.1f ms\n", codec,
                 (returned - c.cancelled_at) * 1e3);
@@ -688,8 +693,7 @@ static int test_cancel_kills_stream_item(const char *backend)
         CHECK(mh_test_bytes_live() == 0);
         CHECK(mh_test_no_child());
     }
-    mh_pool_close(pool);
-    munmap(sh, sizeof *sh);
+    ctl_close(sh, pool);
     return 0;
 }
 

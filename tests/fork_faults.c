@@ -80,11 +80,7 @@ static mh_pool *open_pool(const char *backend, int workers, size_t chunk,
         .backend = backend, .workers = workers, .chunk = chunk,
         .on_error = policy, .timeout_s = timeout_s,
     };
-    mh_pool *pool = NULL;
-    int rc = mh_pool_open(&pool, &config);
-    if (rc)
-        fprintf(stderr, "mh_pool_open(%s): %s\n", backend, mh_err_name(rc));
-    return pool;
+    return mh_test_pool_with(&config);
 }
 
 /* ------------------------------------------------- what callbacks do */
@@ -536,23 +532,36 @@ static int test_timeout(const char *backend)
     return 0;
 }
 
+/* n items (in[i] = i) through fn on a fresh pool of workers (chunk,
+ * MH_STOP, timeout_s) into out: 0 when the map returned MH_OK. */
+static int map_ok(const char *backend, int workers, size_t chunk, double timeout_s, mh_fn fn,
+                  void *ctx, size_t *out, size_t n)
+{
+    size_t *in = malloc(n * sizeof *in);
+    CHECK(in);
+    for (size_t i = 0; i < n; i++)
+        in[i] = i;
+    mh_pool *pool = open_pool(backend, workers, chunk, MH_STOP, timeout_s);
+    CHECK(pool);
+    struct mh_task task = {
+        .n = n, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .fn = fn, .ctx = ctx,
+    };
+    int rc = mh_map(pool, &task, NULL);
+    mh_pool_close(pool);
+    free(in);
+    CHECK_RC(rc, MH_OK);
+    return 0;
+}
+
 static int test_timeout_not_hit(const char *backend)
 {
     /* Items near, but under, the limit all succeed. */
     struct fault_ctx *ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 50);
     CHECK(ctx);
     enum { N = 20 };
-    size_t in[N], out[N];
-    for (size_t i = 0; i < N; i++)
-        in[i] = i;
-    mh_pool *pool = open_pool(backend, 2, 1, MH_STOP, 1.0);
-    CHECK(pool);
-    struct mh_task task = {
-        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
-        .fn = fn_fault, .ctx = ctx,
-    };
-    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
-    mh_pool_close(pool);
+    size_t out[N];
+    CHECK_OK(map_ok(backend, 2, 1, 1.0, fn_fault, ctx, out, N));
     for (size_t i = 0; i < N; i++)
         CHECK(out[i] == i * 7 + 1);
     munmap(ctx, sizeof *ctx);
@@ -750,30 +759,31 @@ static int test_parent_sigkill(const char *backend)
 }
 
 /* A few maps of every kind, each checked; used under hostile conditions. */
-static int plain_maps(const char *backend, int rounds)
+/* rounds rounds on one pool of workers: round r maps n - r items
+ * (in[i] = i) through fn into size_t outputs, then through fn_codec into
+ * blobs with blob_codec; every map MH_OK and every result right. */
+static int two_maps(const char *backend, int workers, mh_fn fn, mh_fn fn_codec, void *ctx,
+                    size_t n, int rounds)
 {
-    struct fault_ctx *ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 0);
-    CHECK(ctx);
-    enum { N = 3000 };
-    size_t *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
-    struct blob *blobs = calloc(N, sizeof *blobs);
+    size_t *in = malloc(n * sizeof *in), *out = malloc(n * sizeof *out);
+    struct blob *blobs = calloc(n, sizeof *blobs);
     CHECK(in && out && blobs);
-    for (size_t i = 0; i < N; i++)
+    for (size_t i = 0; i < n; i++)
         in[i] = i;
-    mh_pool *pool = open_pool(backend, 3, 0, MH_STOP, 0);
+    mh_pool *pool = open_pool(backend, workers, 0, MH_STOP, 0);
     CHECK(pool);
     for (int r = 0; r < rounds; r++) {
         struct mh_task task = {
-            .n = N - (size_t)r, .in = in, .in_size = sizeof *in, .out = out,
-            .out_size = sizeof *out, .fn = fn_fault, .ctx = ctx,
+            .n = n - (size_t)r, .in = in, .in_size = sizeof *in, .out = out,
+            .out_size = sizeof *out, .fn = fn, .ctx = ctx,
         };
-        memset(out, 0, N * sizeof *out);
+        memset(out, 0, n * sizeof *out);
         CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
         for (size_t i = 0; i < task.n; i++)
             CHECK(out[i] == i * 7 + 1);
         task.out = blobs;
         task.out_size = sizeof *blobs;
-        task.fn = fn_blob;
+        task.fn = fn_codec;
         task.codec = &blob_codec;
         CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
         for (size_t i = 0; i < task.n; i++) {
@@ -785,8 +795,17 @@ static int plain_maps(const char *backend, int rounds)
     free(in);
     free(out);
     free(blobs);
-    munmap(ctx, sizeof *ctx);
     return 0;
+}
+
+/* two_maps of 3000 well-behaved items on 3 workers. */
+static int plain_maps(const char *backend, int rounds)
+{
+    struct fault_ctx *ctx = fault_ctx_new(SIZE_MAX, FAULT_NONE, 0);
+    CHECK(ctx);
+    int rc = two_maps(backend, 3, fn_fault, fn_blob, ctx, 3000, rounds);
+    munmap(ctx, sizeof *ctx);
+    return rc;
 }
 
 static int test_sigchld_ignored(const char *backend)
@@ -1125,12 +1144,7 @@ static int test_factorial_million(const char *backend)
     return 0;
 }
 #else
-static int test_factorial_million(const char *backend)
-{
-    (void)backend;
-    fprintf(stderr, "built without GMP: skipped\n");
-    return MH_SKIP;
-}
+MH_TEST_SKIPPED(factorial_million, "built without GMP")
 #endif
 
 /* ------------------------------------------- the edges of the contract */
@@ -1164,40 +1178,6 @@ static int in_own_process(int (*body)(void *), void *arg, double limit_s)
                 WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : WTERMSIG(wstatus));
         return 1;
     }
-    return 0;
-}
-
-/* One plain map (fn) and one codec map (fn_codec, blobs) of n items on
- * fork, each checked. */
-static int two_maps(const char *backend, mh_fn fn, mh_fn fn_codec, void *ctx, size_t n)
-{
-    size_t *in = malloc(n * sizeof *in), *out = calloc(n, sizeof *out);
-    struct blob *blobs = calloc(n, sizeof *blobs);
-    CHECK(in && out && blobs);
-    for (size_t i = 0; i < n; i++)
-        in[i] = i;
-    mh_pool *pool = open_pool(backend, 2, 0, MH_STOP, 0);
-    CHECK(pool);
-    struct mh_task task = {
-        .n = n, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
-        .fn = fn, .ctx = ctx,
-    };
-    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
-    for (size_t i = 0; i < n; i++)
-        CHECK(out[i] == i * 7 + 1);
-    task.out = blobs;
-    task.out_size = sizeof *blobs;
-    task.fn = fn_codec;
-    task.codec = &blob_codec;
-    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
-    for (size_t i = 0; i < n; i++) {
-        CHECK_OK(blob_check(i, &blobs[i]));
-        blob_clear(&blobs[i], NULL);
-    }
-    mh_pool_close(pool);
-    free(in);
-    free(out);
-    free(blobs);
     return 0;
 }
 
@@ -1315,7 +1295,7 @@ static int stdio_locked_body(void *arg)
     while (!h.held)
         pthread_cond_wait(&h.cond, &h.lock);
     pthread_mutex_unlock(&h.lock);
-    int failed = two_maps(backend, fn_fault, fn_blob, ctx, 2000);
+    int failed = two_maps(backend, 2, fn_fault, fn_blob, ctx, 2000, 1);
     pthread_mutex_lock(&h.lock);
     h.release = 1;
     pthread_cond_broadcast(&h.cond);
@@ -1337,7 +1317,7 @@ static int stdio_locked_body(void *arg)
     pthread_t reader;
     CHECK(pthread_create(&reader, NULL, stdin_reader_main, NULL) == 0);
     sleep_ms(50); /* let it block in read, holding the lock */
-    failed = two_maps(backend, fn_fault, fn_blob, ctx, 2000);
+    failed = two_maps(backend, 2, fn_fault, fn_blob, ctx, 2000, 1);
     CHECK(write(fds[1], "x\n", 2) == 2);
     pthread_join(reader, NULL);
     close(fds[1]);
@@ -1382,7 +1362,7 @@ static int stdio_closed_body(void *arg)
         return 1;
     for (int fd = 0; fd <= 2; fd++)
         close(fd);
-    return two_maps(arg, fn_stdio_closed, fn_stdio_closed_blob, ctx, 2000);
+    return two_maps(arg, 2, fn_stdio_closed, fn_stdio_closed_blob, ctx, 2000, 1);
 }
 
 static int test_stdio_closed(const char *backend)
@@ -1474,17 +1454,8 @@ static int stdout_pieces(const char *backend)
     FILE *file = tmpfile();
     CHECK(ctx && file && dup2(fileno(file), 1) == 1);
     printf("<begin>");
-    size_t in[N], out[N];
-    for (size_t i = 0; i < N; i++)
-        in[i] = i;
-    mh_pool *pool = open_pool(backend, 3, 7, MH_STOP, 0);
-    CHECK(pool);
-    struct mh_task task = {
-        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
-        .fn = fn_print, .ctx = ctx,
-    };
-    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
-    mh_pool_close(pool);
+    size_t out[N];
+    CHECK_OK(map_ok(backend, 3, 7, 0, fn_print, ctx, out, N));
     printf("<end>");
     CHECK(fflush(stdout) == 0);
 
@@ -1764,10 +1735,12 @@ static int sfault_run(struct sfault *sf, struct mh_report *report)
     return rc;
 }
 
+/* sf's logs, and its shared ctx. */
 static void sfault_free(struct sfault *sf)
 {
     free(sf->times);
     free(sf->status);
+    munmap(sf->ctx, sizeof *sf->ctx);
 }
 
 /* The victim k failed with want_status (and want_sig, unless -1);
@@ -1828,7 +1801,6 @@ static int stream_fault_all_ways(enum fault_kind kind, double timeout_s, bool ki
                 }
                 CHECK_OK(sfault_check(&sf, rc, &report, want_rc, want_status, want_sig));
                 sfault_free(&sf);
-                munmap(ctx, sizeof *ctx);
             }
     return 0;
 }
@@ -1884,7 +1856,6 @@ static int test_stream_crashes(const char *backend)
         CHECK(sf.times[i] == 1 &&
               sf.status[i] == (i % 100 == 7 ? MH_ITEM_CRASHED : MH_ITEM_OK));
     sfault_free(&sf);
-    munmap(sf.ctx, sizeof *sf.ctx);
     return 0;
 }
 
@@ -1904,7 +1875,6 @@ static int test_stream_small_jobs(const char *backend)
           sf.bad_output == 0);
     CHECK(atomic_load(&sf.ctx->pids[1]) != 0 && atomic_load(&sf.ctx->pids[2]) == 0);
     sfault_free(&sf);
-    munmap(sf.ctx, sizeof *sf.ctx);
     return 0;
 }
 
@@ -1935,7 +1905,6 @@ static int test_stream_recycled(const char *backend)
               sf.bad_output == 0);
         CHECK(atomic_load(&sf.ctx->pids[19]) != 0); /* 1000 / 50 children at least */
         sfault_free(&sf);
-        munmap(sf.ctx, sizeof *sf.ctx);
     }
     return 0;
 }

@@ -116,6 +116,24 @@ static mh_pool *hooks_pool(const char *backend, int workers, struct hooks_seen *
     return pool;
 }
 
+/* task's n items (in[i] = i, uint64_t; in set here, the rest the
+ * caller's) on a fresh pool with config: it opens, and the map returns
+ * want. */
+static int hooks_map_once(const struct mh_config *config, struct mh_task *task, uint64_t *in,
+                          struct mh_report *report, int want)
+{
+    for (uint64_t i = 0; i < task->n; i++)
+        in[i] = i;
+    task->in = in;
+    task->in_size = sizeof *in;
+    mh_pool *pool;
+    CHECK_RC(mh_pool_open(&pool, config), MH_OK);
+    int rc = mh_map(pool, task, report);
+    mh_pool_close(pool);
+    CHECK_RC(rc, want);
+    return 0;
+}
+
 /* Hooks run per pool on these, per map on the others. */
 static bool per_pool(const char *backend)
 {
@@ -278,19 +296,14 @@ static int test_fini_without_init(const char *backend)
     CHECK(seen);
     seen->with_init = false;
     uint64_t in[N_ITEMS], out[N_ITEMS];
-    for (uint64_t i = 0; i < N_ITEMS; i++)
-        in[i] = i;
     struct mh_config config = {
         .backend = backend, .workers = 2, .chunk = 4, .fini = hook_fini, .hook_ctx = seen,
     };
-    mh_pool *pool;
-    CHECK_RC(mh_pool_open(&pool, &config), MH_OK);
     struct mh_task task = {
-        .n = N_ITEMS, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .n = N_ITEMS, .out = out, .out_size = sizeof *out,
         .fn = fn_item, .ctx = seen,
     };
-    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
-    mh_pool_close(pool);
+    CHECK_OK(hooks_map_once(&config, &task, in, NULL, MH_OK));
     int finis = 0;
     for (int w = 0; w < HOOKS_MAX; w++)
         finis += atomic_load(&seen->finis[w]);
@@ -501,22 +514,17 @@ static int check_runaway(int abort_on_fail)
     enum { N = 64 };
     uint64_t in[N], out[N];
     uint8_t status[N];
-    for (uint64_t i = 0; i < N; i++)
-        in[i] = i;
     struct mh_config config = {
         .backend = "fork", .workers = 3, .chunk = 2, .on_error = MH_CONTINUE,
         .worker_memory_max = cap,
     };
-    mh_pool *pool;
-    CHECK_RC(mh_pool_open(&pool, &config), MH_OK);
     struct mh_task task = {
-        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .n = N, .out = out, .out_size = sizeof *out,
         .fn = fn_runaway, .ctx = &r, .status = status,
     };
     struct mh_report report;
-    int rc = mh_map(pool, &task, &report);
-    mh_pool_close(pool);
-    CHECK_RC(rc, abort_on_fail ? MH_EWORKER : MH_ECALLBACK);
+    int want = abort_on_fail ? MH_EWORKER : MH_ECALLBACK;
+    CHECK_OK(hooks_map_once(&config, &task, in, &report, want));
     CHECK(report.failed_index == RUNAWAY && report.items_failed == 1);
     CHECK(report.items_done == N - 1);
     CHECK(report.memory_capped == 1);
@@ -591,21 +599,16 @@ static int test_recycle_after_k_items(const char *backend)
     struct hooks_seen *seen = seen_open(2, -1);
     CHECK(seen);
     uint64_t in[N], out[N], want[N];
-    for (uint64_t i = 0; i < N; i++)
-        in[i] = i;
     struct mh_config config = {
         .backend = "fork", .workers = 2, .chunk = 5, .worker_items_max = K,
         .init = hook_init, .fini = hook_fini, .hook_ctx = seen,
     };
-    mh_pool *pool;
-    CHECK_RC(mh_pool_open(&pool, &config), MH_OK);
     struct mh_task task = {
-        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .n = N, .out = out, .out_size = sizeof *out,
         .fn = fn_item, .ctx = seen,
     };
     struct mh_report report;
-    CHECK_RC(mh_map(pool, &task, &report), MH_OK);
-    mh_pool_close(pool);
+    CHECK_OK(hooks_map_once(&config, &task, in, &report, MH_OK));
     CHECK(report.items_done == N && atomic_load(&seen->item_bad) == 0);
 
     size_t most, children = distinct_pids(seen->pids, N, &most);
@@ -656,19 +659,14 @@ static int test_recycle_codec(const char *backend)
     CHECK(seen);
     uint64_t in[N];
     struct mh_test_bytes out[N], want[N];
-    for (uint64_t i = 0; i < N; i++)
-        in[i] = i;
     struct mh_config config = {
         .backend = "fork", .workers = 3, .chunk = 6, .worker_items_max = K,
     };
-    mh_pool *pool;
-    CHECK_RC(mh_pool_open(&pool, &config), MH_OK);
     struct mh_task task = {
-        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .n = N, .out = out, .out_size = sizeof *out,
         .fn = fn_bytes, .ctx = seen, .codec = &mh_test_bytes_codec,
     };
-    CHECK_RC(mh_map(pool, &task, NULL), MH_OK);
-    mh_pool_close(pool);
+    CHECK_OK(hooks_map_once(&config, &task, in, NULL, MH_OK));
     size_t most, children = distinct_pids(seen->pids, N, &most);
     CHECK(children >= (N + K - 1) / K && most <= K);
     mh_pool *seq = mh_test_pool("seq", 1, 6, MH_STOP);
@@ -709,21 +707,16 @@ static int test_replacement_init_fails(const char *backend)
     CHECK(seen);
     uint64_t in[N_ITEMS], out[N_ITEMS];
     uint8_t status[N_ITEMS];
-    for (uint64_t i = 0; i < N_ITEMS; i++)
-        in[i] = i;
     struct mh_config config = {
         .backend = "fork", .workers = 3, .chunk = 2, .worker_items_max = 4,
         .init = hook_init_fourth_fails, .fini = hook_fini, .hook_ctx = seen,
     };
-    mh_pool *pool;
-    CHECK_RC(mh_pool_open(&pool, &config), MH_OK);
     struct mh_task task = {
-        .n = N_ITEMS, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .n = N_ITEMS, .out = out, .out_size = sizeof *out,
         .fn = fn_item, .ctx = seen, .status = status,
     };
     struct mh_report report;
-    CHECK_RC(mh_map(pool, &task, &report), MH_EINIT);
-    mh_pool_close(pool);
+    CHECK_OK(hooks_map_once(&config, &task, in, &report, MH_EINIT));
     size_t ok = 0;
     for (size_t i = 0; i < N_ITEMS; i++) {
         CHECK(status[i] == MH_ITEM_OK || status[i] == MH_ITEM_NOT_RUN);
@@ -764,21 +757,16 @@ static int test_recycle_blame_exact(const char *backend)
     seen->with_init = false;
     uint64_t in[N], out[N];
     uint8_t status[N];
-    for (uint64_t i = 0; i < N; i++)
-        in[i] = i;
     struct mh_config config = {
         .backend = "fork", .workers = 3, .chunk = 4, .on_error = MH_CONTINUE,
         .worker_items_max = K,
     };
-    mh_pool *pool;
-    CHECK_RC(mh_pool_open(&pool, &config), MH_OK);
     struct mh_task task = {
-        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .n = N, .out = out, .out_size = sizeof *out,
         .fn = fn_crash_one, .ctx = seen, .status = status,
     };
     struct mh_report report;
-    CHECK_RC(mh_map(pool, &task, &report), MH_EWORKER);
-    mh_pool_close(pool);
+    CHECK_OK(hooks_map_once(&config, &task, in, &report, MH_EWORKER));
     CHECK(report.failed_index == CRASHER && report.worker_signal == SIGKILL);
     CHECK(report.items_failed == 1 && report.items_done == N - 1);
     CHECK(report.memory_capped == 0);
@@ -803,21 +791,16 @@ static int test_init_dies_in_child(const char *backend)
 {
     (void)backend;
     uint64_t in[N_ITEMS], out[N_ITEMS];
-    for (uint64_t i = 0; i < N_ITEMS; i++)
-        in[i] = i;
     struct hooks_seen *seen = seen_open(3, -1);
     CHECK(seen);
     struct mh_config config = {
         .backend = "fork", .workers = 3, .chunk = 4, .init = hook_init_dies,
     };
-    mh_pool *pool;
-    CHECK_RC(mh_pool_open(&pool, &config), MH_OK);
     struct mh_task task = {
-        .n = N_ITEMS, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
+        .n = N_ITEMS, .out = out, .out_size = sizeof *out,
         .fn = fn_item, .ctx = seen,
     };
-    CHECK_RC(mh_map(pool, &task, NULL), MH_EINIT);
-    mh_pool_close(pool);
+    CHECK_OK(hooks_map_once(&config, &task, in, NULL, MH_EINIT));
     CHECK(atomic_load(&seen->calls) == 0);
     munmap(seen, sizeof *seen);
     return 0;

@@ -402,75 +402,113 @@ static int test_codec_fails_off_root(const char *backend)
     return 0;
 }
 
+#ifndef MH_TEST_FAULTS
+MH_TEST_SKIPPED(alloc_failures, "not a fault-injection build")
+#else
+/* What an allocation-failure test calls: call runs it on pool and gives
+ * its code; check judges its results after MH_OK (0 when right). */
+struct alloc_call {
+    const char *what; /* "maps", "streams" */
+    size_t chunk;
+    int (*call)(mh_pool *pool, void *arg, struct mh_report *report);
+    int (*check)(const char *backend, void *arg);
+    void *arg;
+};
+
 /*
  * The library's Nth allocation fails on one rank (rank 0, then the last),
- * for N = 1, 2, ... until a map makes fewer: every rank returns the same
- * code (MH_OK, MH_ENOMEM, or MH_ECODEC when it was the buffer a worker
- * encodes an item into: that item fails, as on fork), nobody hangs, and
- * every rank's library allocations balance (Open MPI's own are out of
- * LeakSanitizer's reach).
- * Needs a MANYHANDS_FAULT_INJECTION build.
+ * for N = 1, 2, ... until a call makes fewer there: every rank returns
+ * the same code (MH_OK, MH_ENOMEM, or MH_ECODEC when it was the buffer a
+ * worker encodes an item into: that item fails, as on fork), nobody
+ * hangs, and every rank's library allocations balance (Open MPI's own
+ * are out of LeakSanitizer's reach). failures[v]: the calls that failed
+ * with rank 0 (v 0), then the last (v 1), failing.
  */
-static int test_alloc_failures(const char *backend)
+static int alloc_failures(const char *backend, const struct alloc_call *c, int failures[2])
 {
-#ifndef MH_TEST_FAULTS
-    (void)backend;
-    fprintf(stderr, "not a fault-injection build: skipped\n");
-    return MH_SKIP;
-#else
-    enum { N = 3000 };
-    static int in[N];
-    static mpz_t out[N];
-    for (int i = 0; i < N; i++)
-        in[i] = 1 + i % 60;
     int victims[2] = {0, world_size() - 1};
     for (int v = 0; v < 2; v++) {
-        int failures = 0; /* maps that gave MH_ENOMEM or MH_ECODEC */
+        failures[v] = 0;
         for (unsigned long nth = 1;; nth++) {
             long live = mh__fault_live_allocs();
-            mh_pool *pool = mh_test_pool(backend, 0, 50, MH_STOP);
+            mh_pool *pool = mh_test_pool(backend, 0, c->chunk, MH_STOP);
             CHECK(pool);
-            struct mh_task task = {
-                .n = N, .in = in, .in_size = sizeof *in, .out = out,
-                .out_size = sizeof *out, .fn = mh_test_factorial, .codec = &mhk_mpz_codec,
-            };
             int armed = world_rank() == victims[v];
             if (armed)
                 mh__fault_arm(MH__FAULT_ALLOC, nth);
             struct mh_report report;
-            int rc = mh_map(pool, &task, &report);
+            int rc = c->call(pool, c->arg, &report);
             int reached = !armed || mh__fault_calls(MH__FAULT_ALLOC) >= nth;
             mh__fault_arm(MH__FAULT_ALLOC, 0);
             CHECK(rc == MH_OK || rc == MH_ENOMEM || rc == MH_ECODEC);
             CHECK_OK(check_same_report(&report));
-            failures += rc != MH_OK;
-            if (rc == MH_OK && mh_test_holds_results(backend))
-                for (int i = 0; i < N; i++) {
-                    mpz_t want;
-                    mpz_init(want);
-                    mpz_fac_ui(want, (unsigned long)in[i]);
-                    CHECK(mpz_cmp(want, out[i]) == 0);
-                    mpz_clear(want);
-                    mpz_clear(out[i]);
-                }
+            failures[v] += rc != MH_OK;
+            if (rc == MH_OK)
+                CHECK_OK(c->check(backend, c->arg));
             mh_pool_close(pool);
             CHECK(mh__fault_live_allocs() == live);
             int all_reached = 0;
             CHECK(MPI_Allreduce(&reached, &all_reached, 1, MPI_INT, MPI_MIN,
                                 MPI_COMM_WORLD) == MPI_SUCCESS);
             if (!all_reached)
-                break; /* the map made fewer than nth allocations there */
+                break; /* the call made fewer than nth allocations there */
             CHECK(nth < 1000);
         }
-        fprintf(stderr, "rank %d failing: %d maps failed\n", victims[v], failures);
-        /* Rank 0's first allocation, at least, matters. The last rank may
-         * get no chunk at all in a run (rank 0 runs chunks itself between
-         * results), so what it allocates can all be absorbed. */
-        CHECK(failures >= 1 || v == 1);
+        fprintf(stderr, "rank %d failing: %d %s failed\n", victims[v], failures[v], c->what);
     }
     return 0;
-#endif
 }
+
+enum { ALLOC_N = 3000 };
+
+/* alloc_failures' map: GMP factorials of 1..60, chunks of 50. */
+struct alloc_map {
+    int in[ALLOC_N];
+    mpz_t out[ALLOC_N];
+};
+
+static int alloc_map_call(mh_pool *pool, void *arg, struct mh_report *report)
+{
+    struct alloc_map *m = arg;
+    struct mh_task task = {
+        .n = ALLOC_N, .in = m->in, .in_size = sizeof *m->in, .out = m->out,
+        .out_size = sizeof *m->out, .fn = mh_test_factorial, .codec = &mhk_mpz_codec,
+    };
+    return mh_map(pool, &task, report);
+}
+
+/* Every result is its input's factorial (then cleared). */
+static int alloc_map_check(const char *backend, void *arg)
+{
+    struct alloc_map *m = arg;
+    for (int i = 0; i < ALLOC_N && mh_test_holds_results(backend); i++) {
+        mpz_t want;
+        mpz_init(want);
+        mpz_fac_ui(want, (unsigned long)m->in[i]);
+        CHECK(mpz_cmp(want, m->out[i]) == 0);
+        mpz_clear(want);
+        mpz_clear(m->out[i]);
+    }
+    return 0;
+}
+
+/* alloc_failures over a map. Needs a MANYHANDS_FAULT_INJECTION build. */
+static int test_alloc_failures(const char *backend)
+{
+    static struct alloc_map m;
+    for (int i = 0; i < ALLOC_N; i++)
+        m.in[i] = 1 + i % 60;
+    const struct alloc_call c = {.what = "maps", .chunk = 50, .call = alloc_map_call,
+                                 .check = alloc_map_check, .arg = &m};
+    int failures[2];
+    CHECK_OK(alloc_failures(backend, &c, failures));
+    /* Rank 0's first allocation, at least, matters. The last rank may
+     * get no chunk at all in a run (rank 0 runs chunks itself between
+     * results), so what it allocates can all be absorbed. */
+    CHECK(failures[0] >= 1);
+    return 0;
+}
+#endif /* MH_TEST_FAULTS */
 
 /* ---------------------------------------------------------- streams */
 
@@ -716,61 +754,45 @@ static int test_stream_shape_mismatch(const char *backend)
     return 0;
 }
 
-/*
- * The library's Nth allocation fails on one rank (rank 0, then the last)
- * during a stream of GMP factorials, N = 1, 2, ... until a stream makes
- * fewer: every rank returns the same code (MH_OK, MH_ENOMEM, or
- * MH_ECODEC for an item whose encode buffer could not grow), nobody
- * hangs, and every rank's library allocations balance. Needs a
- * MANYHANDS_FAULT_INJECTION build.
- */
+#ifndef MH_TEST_FAULTS
+MH_TEST_SKIPPED(stream_alloc_failures, "not a fault-injection build")
+#else
+/* alloc_failures' stream: 3000 GMP factorials, whole-stream chunks. */
+static int alloc_stream_call(mh_pool *pool, void *arg, struct mh_report *report)
+{
+    struct mstream *ms = arg;
+    *ms = mstream_of(ALLOC_N);
+    ms->gmp = 1;
+    struct mh_stream_task task = {
+        .in_size = sizeof(int), .out_size = sizeof(mpz_t), .fn = ms_fn, .ctx = ms,
+        .codec = &mhk_mpz_codec, .source = ms_source, .sink = ms_sink,
+    };
+    return mh_stream(pool, &task, report);
+}
+
+/* Rank 0's sink saw every item, each right. */
+static int alloc_stream_check(const char *backend, void *arg)
+{
+    (void)backend;
+    const struct mstream *ms = arg;
+    CHECK(world_rank() != 0 || (ms->wrong == 0 && ms->sink_calls == ALLOC_N));
+    return 0;
+}
+
+/* alloc_failures over a stream (MH_ECODEC: an item whose encode buffer
+ * could not grow); a failing rank's first allocation, at least, matters,
+ * whichever it is. Needs a MANYHANDS_FAULT_INJECTION build. */
 static int test_stream_alloc_failures(const char *backend)
 {
-#ifndef MH_TEST_FAULTS
-    (void)backend;
-    fprintf(stderr, "not a fault-injection build: skipped\n");
-    return MH_SKIP;
-#else
-    int victims[2] = {0, world_size() - 1};
-    for (int v = 0; v < 2; v++) {
-        int failures = 0; /* streams that gave MH_ENOMEM or MH_ECODEC */
-        for (unsigned long nth = 1;; nth++) {
-            long live = mh__fault_live_allocs();
-            mh_pool *pool = mh_test_pool(backend, 0, 0, MH_STOP);
-            CHECK(pool);
-            struct mstream ms = mstream_of(3000);
-            ms.gmp = 1;
-            struct mh_stream_task task = {
-                .in_size = sizeof(int), .out_size = sizeof(mpz_t), .fn = ms_fn, .ctx = &ms,
-                .codec = &mhk_mpz_codec, .source = ms_source, .sink = ms_sink,
-            };
-            int armed = world_rank() == victims[v];
-            if (armed)
-                mh__fault_arm(MH__FAULT_ALLOC, nth);
-            struct mh_report report;
-            int rc = mh_stream(pool, &task, &report);
-            int reached = !armed || mh__fault_calls(MH__FAULT_ALLOC) >= nth;
-            mh__fault_arm(MH__FAULT_ALLOC, 0);
-            CHECK(rc == MH_OK || rc == MH_ENOMEM || rc == MH_ECODEC);
-            CHECK_OK(check_same_report(&report));
-            failures += rc != MH_OK;
-            if (rc == MH_OK && world_rank() == 0)
-                CHECK(ms.wrong == 0 && ms.sink_calls == 3000);
-            mh_pool_close(pool);
-            CHECK(mh__fault_live_allocs() == live);
-            int all_reached = 0;
-            CHECK(MPI_Allreduce(&reached, &all_reached, 1, MPI_INT, MPI_MIN,
-                                MPI_COMM_WORLD) == MPI_SUCCESS);
-            if (!all_reached)
-                break; /* the stream made fewer than nth allocations there */
-            CHECK(nth < 1000);
-        }
-        fprintf(stderr, "rank %d failing: %d streams failed\n", victims[v], failures);
-        CHECK(failures >= 1); /* its first allocation, at least, matters */
-    }
+    struct mstream ms;
+    const struct alloc_call c = {.what = "streams", .chunk = 0, .call = alloc_stream_call,
+                                 .check = alloc_stream_check, .arg = &ms};
+    int failures[2];
+    CHECK_OK(alloc_failures(backend, &c, failures));
+    CHECK(failures[0] >= 1 && failures[1] >= 1);
     return 0;
-#endif
 }
+#endif /* MH_TEST_FAULTS */
 
 /* ------------------------------------------------------------ death */
 

@@ -39,11 +39,15 @@ enum retry_act {
 
 /* Shared with the workers (MAP_SHARED): what each item does, and how
  * many times it ran (seq_cst adds: read only after the map, any order
- * would do). */
+ * would do). The inputs (in[i] = i), outputs and statuses are the test's
+ * own memory, as a caller's are. */
 struct retry_ctx {
     size_t n;
     uint8_t *act;       /* n enum retry_act */
     atomic_int *runs;   /* n run counts */
+    int *in;
+    long *out;
+    uint8_t *status;
 };
 
 static void *shared_alloc(size_t size)
@@ -54,10 +58,16 @@ static void *shared_alloc(size_t size)
 
 static int ctx_open(struct retry_ctx *ctx, size_t n)
 {
-    ctx->n = n;
-    ctx->act = shared_alloc(n);
-    ctx->runs = shared_alloc(n * sizeof *ctx->runs);
-    return ctx->act && ctx->runs ? 0 : 1;
+    *ctx = (struct retry_ctx){
+        .n = n, .act = shared_alloc(n), .runs = shared_alloc(n * sizeof *ctx->runs),
+        .in = malloc(n * sizeof *ctx->in), .out = calloc(n, sizeof *ctx->out),
+        .status = malloc(n),
+    };
+    if (!ctx->act || !ctx->runs || !ctx->in || !ctx->out || !ctx->status)
+        return 1;
+    for (size_t i = 0; i < n; i++)
+        ctx->in[i] = (int)i;
+    return 0;
 }
 
 static void ctx_close(struct retry_ctx *ctx)
@@ -66,13 +76,23 @@ static void ctx_close(struct retry_ctx *ctx)
         munmap(ctx->act, ctx->n);
     if (ctx->runs)
         munmap(ctx->runs, ctx->n * sizeof *ctx->runs);
+    free(ctx->in);
+    free(ctx->out);
+    free(ctx->status);
+}
+
+/* Items first, first + step, ... below end do act. */
+static void ctx_mark(struct retry_ctx *ctx, size_t first, size_t step, size_t end,
+                     enum retry_act act)
+{
+    for (size_t i = first; i < end; i += step)
+        ctx->act[i] = (uint8_t)act;
 }
 
 static long expected(int x)
 {
     return 3L * x + 1;
 }
-
 static int fn_retry(const void *in, void *out, void *vctx)
 {
     const struct retry_ctx *ctx = vctx;
@@ -119,239 +139,21 @@ static int fn_retry_bytes(const void *in, void *out, void *vctx)
     return 0;
 }
 
-static mh_pool *retry_pool(const char *backend, int workers, size_t chunk,
-                           enum mh_on_error policy, int retries, int callbacks,
-                           double timeout_s)
+/* Map ctx's inputs through fn_retry into out, status. */
+static int retry_map(mh_pool *pool, struct retry_ctx *ctx, long *out, uint8_t *status,
+                     struct mh_report *report)
 {
-    struct mh_config config = {
-        .backend = backend, .workers = workers, .chunk = chunk, .on_error = policy,
-        .retries = retries, .retry_callback_errors = callbacks, .timeout_s = timeout_s,
-    };
-    mh_pool *pool = NULL;
-    int rc = mh_pool_open(&pool, &config);
-    if (rc)
-        fprintf(stderr, "mh_pool_open(%s, retries %d): %s\n", backend, retries,
-                mh_err_name(rc));
-    return pool;
-}
-
-/* Map in[i] = i through fn_retry into out, status. */
-static int retry_map(mh_pool *pool, struct retry_ctx *ctx, int *in, long *out,
-                     uint8_t *status, struct mh_report *report)
-{
-    for (size_t i = 0; i < ctx->n; i++)
-        in[i] = (int)i;
     struct mh_task task = {
-        .n = ctx->n, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
-        .fn = fn_retry, .ctx = ctx, .status = status,
+        .n = ctx->n, .in = ctx->in, .in_size = sizeof *ctx->in, .out = out,
+        .out_size = sizeof *out, .fn = fn_retry, .ctx = ctx, .status = status,
     };
     return mh_map(pool, &task, report);
 }
-
-/* Every item but `except` is OK with its result, and (counts: not on
- * mpi, whose ranks count apart) ran exactly once. */
-static int check_others(const struct retry_ctx *ctx, const long *out, const uint8_t *status,
-                        size_t except, bool counts)
-{
-    for (size_t i = 0; i < ctx->n; i++) {
-        if (i == except || ctx->act[i] != ACT_OK)
-            continue;
-        CHECK(status[i] == MH_ITEM_OK);
-        CHECK(out[i] == expected((int)i));
-        CHECK(!counts || atomic_load(&ctx->runs[i]) == 1);
-    }
-    return 0;
-}
-
-/* -------------------------------------------------------- fork: crashes */
-
-/* 1% of the items crash once, retries 1: every item ends OK, with the
- * bytes seq gives, and only the crashing items ran twice; the map does
- * not stop for them (MH_STOP) and reports no failure. */
-static int test_crash_once_all_ok(const char *backend)
-{
-    enum { N = 20000 };
-    static int in[N];
-    static long out[N], want[N];
-    static uint8_t status[N];
-    const size_t chunks[] = {0, 1, 50, 4096};
-    for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
-        struct retry_ctx ctx;
-        CHECK(ctx_open(&ctx, N) == 0);
-        for (size_t i = 37; i < N; i += 100)
-            ctx.act[i] = ACT_CRASH_ONCE;
-        mh_pool *pool = retry_pool(backend, 3, chunks[c], MH_STOP, 1, 0, 0);
-        CHECK(pool);
-        struct mh_report report;
-        CHECK_RC(retry_map(pool, &ctx, in, out, status, &report), MH_OK);
-        mh_pool_close(pool);
-        CHECK(report.items_done == N && report.items_failed == 0);
-        CHECK(report.failed_index == MH_NO_ITEM && report.attempts == 0);
-        CHECK_OK(check_others(&ctx, out, status, MH_NO_ITEM, true));
-        for (size_t i = 37; i < N; i += 100)
-            CHECK(status[i] == MH_ITEM_OK && atomic_load(&ctx.runs[i]) == 2);
-
-        /* seq, with nothing crashing, gives the same bytes. */
-        memset(ctx.act, ACT_OK, N);
-        mh_pool *seq = retry_pool("seq", 1, 0, MH_STOP, 0, 0, 0);
-        CHECK(seq);
-        CHECK_RC(retry_map(seq, &ctx, in, want, NULL, NULL), MH_OK);
-        mh_pool_close(seq);
-        CHECK(memcmp(out, want, sizeof out) == 0);
-        ctx_close(&ctx);
-    }
-    return 0;
-}
-
-/* The same through a codec: results decoded from the records of the
- * children that lived, then of the ones that ran the items again. */
-static int test_crash_once_codec(const char *backend)
-{
-    enum { N = 5000 };
-    static int in[N];
-    static struct mh_test_bytes out[N];
-    static uint8_t status[N];
-    struct retry_ctx ctx;
-    CHECK(ctx_open(&ctx, N) == 0);
-    for (size_t i = 11; i < N; i += 100)
-        ctx.act[i] = ACT_CRASH_ONCE;
-    for (int i = 0; i < N; i++)
-        in[i] = i;
-    long live = mh_test_bytes_live();
-    mh_pool *pool = retry_pool(backend, 2, 0, MH_STOP, 1, 0, 0);
-    CHECK(pool);
-    struct mh_task task = {
-        .n = N, .in = in, .in_size = sizeof *in, .out = out, .out_size = sizeof *out,
-        .fn = fn_retry_bytes, .ctx = &ctx, .codec = &mh_test_bytes_codec, .status = status,
-    };
-    struct mh_report report;
-    CHECK_RC(mh_map(pool, &task, &report), MH_OK);
-    mh_pool_close(pool);
-    CHECK(report.items_done == N && report.attempts == 0);
-    for (int i = 0; i < N; i++) {
-        char want[32];
-        snprintf(want, sizeof want, "%ld", expected(i));
-        CHECK(status[i] == MH_ITEM_OK);
-        CHECK(out[i].len == strlen(want) + 1 && memcmp(out[i].p, want, out[i].len) == 0);
-        /* A crash loses the records its child had not handed over yet:
-         * those items run again, uncharged. */
-        CHECK(atomic_load(&ctx.runs[i]) >= (ctx.act[i] == ACT_OK ? 1 : 2));
-        mh_test_bytes_codec.clear(&out[i], NULL);
-    }
-    CHECK(mh_test_bytes_live() == live);
-    ctx_close(&ctx);
-    return 0;
-}
-
-/* One item always crashes, retries R: it fails after R + 1 runs
- * (report.attempts), every other item is OK and ran once (MH_CONTINUE);
- * under MH_STOP the map stops at its final failure with the same report. */
-static int test_always_crashes(const char *backend)
-{
-    enum { N = 3000, BAD = 1234 };
-    static int in[N];
-    static long out[N];
-    static uint8_t status[N];
-    const int retries[] = {0, 1, 3};
-    for (size_t r = 0; r < sizeof retries / sizeof *retries; r++) {
-        for (int policy = MH_STOP; policy <= MH_CONTINUE; policy++) {
-            struct retry_ctx ctx;
-            CHECK(ctx_open(&ctx, N) == 0);
-            ctx.act[BAD] = ACT_CRASH;
-            mh_pool *pool = retry_pool(backend, 2, 64, (enum mh_on_error)policy,
-                                       retries[r], 0, 0);
-            CHECK(pool);
-            struct mh_report report;
-            CHECK_RC(retry_map(pool, &ctx, in, out, status, &report), MH_EWORKER);
-            mh_pool_close(pool);
-            CHECK(report.failed_index == BAD && report.failed_status == MH_ITEM_CRASHED);
-            CHECK(report.worker_signal == SIGKILL);
-            CHECK(report.attempts == retries[r] + 1);
-            CHECK(atomic_load(&ctx.runs[BAD]) == retries[r] + 1);
-            CHECK(status[BAD] == MH_ITEM_CRASHED);
-            if (policy == MH_CONTINUE) {
-                CHECK(report.items_failed == 1 && report.items_done == N - 1);
-                CHECK_OK(check_others(&ctx, out, status, BAD, true));
-            }
-            ctx_close(&ctx);
-        }
-    }
-    return 0;
-}
-
-/* Dask#5234: every tenth item of one large chunk crashes once, retries 1,
- * one worker. Each crash ends the worker holding the rest of the chunk;
- * were those items charged too, the last ones would run out of retries.
- * Each crashing item ran twice, every other item once, all are OK. */
-static int test_chunk_mates_not_charged(const char *backend)
-{
-    enum { N = 1000, CHUNK = 500 };
-    static int in[N];
-    static long out[N];
-    static uint8_t status[N];
-    for (int workers = 1; workers <= 2; workers++) {
-        struct retry_ctx ctx;
-        CHECK(ctx_open(&ctx, N) == 0);
-        for (size_t i = 5; i < CHUNK; i += 10)
-            ctx.act[i] = ACT_CRASH_ONCE;
-        mh_pool *pool = retry_pool(backend, workers, CHUNK, MH_STOP, 1, 0, 0);
-        CHECK(pool);
-        struct mh_report report;
-        CHECK_RC(retry_map(pool, &ctx, in, out, status, &report), MH_OK);
-        mh_pool_close(pool);
-        CHECK(report.items_done == N && report.attempts == 0);
-        CHECK_OK(check_others(&ctx, out, status, MH_NO_ITEM, true));
-        for (size_t i = 5; i < CHUNK; i += 10)
-            CHECK(status[i] == MH_ITEM_OK && atomic_load(&ctx.runs[i]) == 2);
-        ctx_close(&ctx);
-    }
-    return 0;
-}
-
-/* A timed-out item is retried like a crashed one: one that hangs once
- * ends OK; one that always hangs times out after retries + 1 runs. */
-static int test_timeout_retried(const char *backend)
-{
-    enum { N = 400, ONCE = 17, ALWAYS = 301 };
-    static int in[N];
-    static long out[N];
-    static uint8_t status[N];
-    for (int always = 0; always <= 1; always++) {
-        struct retry_ctx ctx;
-        CHECK(ctx_open(&ctx, N) == 0);
-        ctx.act[ONCE] = ACT_HANG_ONCE;
-        if (always)
-            ctx.act[ALWAYS] = ACT_HANG;
-        mh_pool *pool = retry_pool(backend, 2, 0, MH_CONTINUE, 1, 0, 1.0);
-        CHECK(pool);
-        struct mh_report report;
-        CHECK_RC(retry_map(pool, &ctx, in, out, status, &report),
-                 always ? MH_ETIMEDOUT : MH_OK);
-        mh_pool_close(pool);
-        CHECK(status[ONCE] == MH_ITEM_OK && atomic_load(&ctx.runs[ONCE]) == 2);
-        CHECK(out[ONCE] == expected(ONCE));
-        if (always) {
-            CHECK(report.failed_index == ALWAYS && report.attempts == 2);
-            CHECK(status[ALWAYS] == MH_ITEM_TIMED_OUT);
-            CHECK(atomic_load(&ctx.runs[ALWAYS]) == 2);
-            CHECK(report.items_failed == 1);
-        } else {
-            CHECK(report.attempts == 0 && report.items_done == N);
-        }
-        CHECK_OK(check_others(&ctx, out, status, MH_NO_ITEM, true));
-        ctx_close(&ctx);
-    }
-    return 0;
-}
-
-/* ------------------------------------------------- fork: stream retries */
 
 /* A stream of ctx->n items (seq i: in = i) through fn_retry; the sink
  * keeps each item's output and status by sequence number. */
 struct retry_stream {
     struct retry_ctx *ctx;
-    long *out;
-    uint8_t *status;
     bool codec; /* results as fn_retry_bytes's strings */
 };
 
@@ -367,11 +169,11 @@ static int retry_source(void *item, size_t seq, void *vrs)
 static int retry_sink(size_t seq, int status, void *out, void *vrs)
 {
     struct retry_stream *rs = vrs;
-    rs->status[seq] = (uint8_t)status;
+    rs->ctx->status[seq] = (uint8_t)status;
     if (status == MH_ITEM_OK && rs->codec)
-        rs->out[seq] = strtol(((struct mh_test_bytes *)out)->p, NULL, 10);
+        rs->ctx->out[seq] = strtol(((struct mh_test_bytes *)out)->p, NULL, 10);
     else if (status == MH_ITEM_OK)
-        rs->out[seq] = *(long *)out;
+        rs->ctx->out[seq] = *(long *)out;
     return 0;
 }
 
@@ -381,11 +183,12 @@ static int fn_retry_stream(const void *in, void *out, void *vrs)
     return rs->codec ? fn_retry_bytes(in, out, rs->ctx) : fn_retry(in, out, rs->ctx);
 }
 
-static int retry_stream_as(mh_pool *pool, struct retry_ctx *ctx, long *out, uint8_t *status,
-                           struct mh_report *report, bool codec)
+/* Stream ctx's items into ctx->out and ctx->status. */
+static int retry_stream(mh_pool *pool, struct retry_ctx *ctx, struct mh_report *report,
+                        bool codec)
 {
-    struct retry_stream rs = {.ctx = ctx, .out = out, .status = status, .codec = codec};
-    memset(status, MH_ITEM_NOT_RUN, ctx->n);
+    struct retry_stream rs = {.ctx = ctx, .codec = codec};
+    memset(ctx->status, MH_ITEM_NOT_RUN, ctx->n);
     struct mh_stream_task task = {
         .in_size = sizeof(int), .out_size = codec ? sizeof(struct mh_test_bytes) : sizeof(long),
         .fn = fn_retry_stream, .ctx = &rs, .codec = codec ? &mh_test_bytes_codec : NULL,
@@ -394,34 +197,250 @@ static int retry_stream_as(mh_pool *pool, struct retry_ctx *ctx, long *out, uint
     return mh_stream(pool, &task, report);
 }
 
-static int retry_stream(mh_pool *pool, struct retry_ctx *ctx, long *out, uint8_t *status,
-                        struct mh_report *report)
+/* Open a pool with config, run ctx's items on it by a map or (stream) a
+ * stream into ctx->out and ctx->status, close it: 0 when the call
+ * returned want. */
+static int retry_run(const struct mh_config *config, bool stream, struct retry_ctx *ctx,
+                     struct mh_report *report, int want)
 {
-    return retry_stream_as(pool, ctx, out, status, report, false);
+    mh_pool *pool = mh_test_pool_with(config);
+    CHECK(pool);
+    int rc = stream ? retry_stream(pool, ctx, report, false)
+                    : retry_map(pool, ctx, ctx->out, ctx->status, report);
+    mh_pool_close(pool);
+    CHECK_RC(rc, want);
+    return 0;
 }
 
-/* 1% of a stream's items crash once, retries 1: every item is delivered
- * OK with the bytes seq gives, only the crashing ones ran twice, and the
- * stream does not stop for them (MH_STOP). */
+/* Every item but `except` is OK with its result, and (counts: not on
+ * mpi, whose ranks count apart) ran exactly once. */
+static int check_others(const struct retry_ctx *ctx, size_t except, bool counts)
+{
+    for (size_t i = 0; i < ctx->n; i++) {
+        if (i == except || ctx->act[i] != ACT_OK)
+            continue;
+        CHECK(ctx->status[i] == MH_ITEM_OK);
+        CHECK(ctx->out[i] == expected((int)i));
+        CHECK(!counts || atomic_load(&ctx->runs[i]) == 1);
+    }
+    return 0;
+}
+
+/* Items first, first + step, ... below end are OK and ran twice. */
+static int check_ran_twice(const struct retry_ctx *ctx, size_t first, size_t step, size_t end)
+{
+    for (size_t i = first; i < end; i += step)
+        CHECK(ctx->status[i] == MH_ITEM_OK && atomic_load(&ctx->runs[i]) == 2);
+    return 0;
+}
+
+/* ------------------------------------------------ fork: crashes, timeouts */
+
+/* 1% of the items crash once, retries 1, on a pool of workers, chunk: by
+ * a map or a stream, every item ends OK and only the crashing items ran
+ * twice; the call does not stop for them (MH_STOP) and reports no
+ * failure. */
+static int retry_crash_once(const char *backend, bool stream, int workers, size_t chunk,
+                            struct retry_ctx *ctx, struct mh_report *report)
+{
+    ctx_mark(ctx, 37, 100, ctx->n, ACT_CRASH_ONCE);
+    struct mh_config config = {.backend = backend, .workers = workers, .chunk = chunk,
+                               .on_error = MH_STOP, .retries = 1};
+    CHECK_OK(retry_run(&config, stream, ctx, report, MH_OK));
+    CHECK(report->items_done == ctx->n && report->items_failed == 0);
+    CHECK(report->attempts == 0);
+    CHECK_OK(check_others(ctx, MH_NO_ITEM, true));
+    CHECK_OK(check_ran_twice(ctx, 37, 100, ctx->n));
+    return 0;
+}
+
+/* The map's: with the bytes seq gives, at every chunk size. */
+static int test_crash_once_all_ok(const char *backend)
+{
+    enum { N = 20000 };
+    static long want[N];
+    const size_t chunks[] = {0, 1, 50, 4096};
+    for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
+        struct retry_ctx ctx;
+        CHECK(ctx_open(&ctx, N) == 0);
+        struct mh_report report;
+        CHECK_OK(retry_crash_once(backend, false, 3, chunks[c], &ctx, &report));
+        CHECK(report.failed_index == MH_NO_ITEM);
+
+        /* seq, with nothing crashing, gives the same bytes. */
+        memset(ctx.act, ACT_OK, N);
+        mh_pool *seq = mh_test_pool("seq", 1, 0, MH_STOP);
+        CHECK(seq);
+        CHECK_RC(retry_map(seq, &ctx, want, NULL, NULL), MH_OK);
+        mh_pool_close(seq);
+        CHECK(memcmp(ctx.out, want, sizeof want) == 0);
+        ctx_close(&ctx);
+    }
+    return 0;
+}
+
+/* The codec tests' start: n items, one in a hundred crashing once, a
+ * pool of 2 workers with retries 1. */
+static int retry_codec_open(const char *backend, size_t n, struct retry_ctx *ctx,
+                            mh_pool **pool)
+{
+    CHECK(ctx_open(ctx, n) == 0);
+    ctx_mark(ctx, 11, 100, n, ACT_CRASH_ONCE);
+    struct mh_config config = {.backend = backend, .workers = 2, .on_error = MH_STOP,
+                               .retries = 1};
+    CHECK((*pool = mh_test_pool_with(&config)));
+    return 0;
+}
+
+/* The same through a codec: results decoded from the records of the
+ * children that lived, then of the ones that ran the items again. */
+static int test_crash_once_codec(const char *backend)
+{
+    enum { N = 5000 };
+    static struct mh_test_bytes out[N];
+    long live = mh_test_bytes_live();
+    struct retry_ctx ctx;
+    mh_pool *pool;
+    CHECK_OK(retry_codec_open(backend, N, &ctx, &pool));
+    struct mh_task task = {
+        .n = N, .in = ctx.in, .in_size = sizeof *ctx.in, .out = out, .out_size = sizeof *out,
+        .fn = fn_retry_bytes, .ctx = &ctx, .codec = &mh_test_bytes_codec, .status = ctx.status,
+    };
+    struct mh_report report;
+    CHECK_RC(mh_map(pool, &task, &report), MH_OK);
+    mh_pool_close(pool);
+    CHECK(report.items_done == N && report.attempts == 0);
+    for (int i = 0; i < N; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "%ld", expected(i));
+        CHECK(ctx.status[i] == MH_ITEM_OK);
+        CHECK(out[i].len == strlen(want) + 1 && memcmp(out[i].p, want, out[i].len) == 0);
+        /* A crash loses the records its child had not handed over yet:
+         * those items run again, uncharged. */
+        CHECK(atomic_load(&ctx.runs[i]) >= (ctx.act[i] == ACT_OK ? 1 : 2));
+        mh_test_bytes_codec.clear(&out[i], NULL);
+    }
+    CHECK(mh_test_bytes_live() == live);
+    ctx_close(&ctx);
+    return 0;
+}
+
+/* One item always crashes, retries R, by a map or a stream: it fails
+ * after R + 1 runs (report.attempts); under MH_CONTINUE every other item
+ * is OK and ran once, under MH_STOP the call stops at its final failure
+ * with the same report. */
+static int retry_always_crashes(const char *backend, bool stream, int retries,
+                                enum mh_on_error policy)
+{
+    enum { N = 3000, BAD = 1234 };
+    struct retry_ctx ctx;
+    CHECK(ctx_open(&ctx, N) == 0);
+    ctx.act[BAD] = ACT_CRASH;
+    struct mh_config config = {.backend = backend, .workers = 2, .chunk = 64,
+                               .on_error = policy, .retries = retries};
+    struct mh_report report;
+    CHECK_OK(retry_run(&config, stream, &ctx, &report, MH_EWORKER));
+    CHECK(report.failed_index == BAD && report.failed_status == MH_ITEM_CRASHED);
+    CHECK(report.worker_signal == SIGKILL && report.attempts == retries + 1);
+    CHECK(atomic_load(&ctx.runs[BAD]) == retries + 1);
+    CHECK(ctx.status[BAD] == MH_ITEM_CRASHED);
+    if (policy == MH_CONTINUE) {
+        CHECK(report.items_failed == 1 && report.items_done == N - 1);
+        CHECK_OK(check_others(&ctx, BAD, true));
+    }
+    ctx_close(&ctx);
+    return 0;
+}
+
+static const int retry_counts[] = {0, 1, 3};
+
+static int test_always_crashes(const char *backend)
+{
+    for (size_t r = 0; r < sizeof retry_counts / sizeof *retry_counts; r++)
+        for (int policy = MH_STOP; policy <= MH_CONTINUE; policy++)
+            CHECK_OK(retry_always_crashes(backend, false, retry_counts[r],
+                                          (enum mh_on_error)policy));
+    return 0;
+}
+
+/* Dask#5234: every tenth item of one 500-item chunk crashes once, retries
+ * 1, one worker and then two, by a map or a stream. Each crash ends the
+ * worker holding the rest of the chunk; were those items charged too, the
+ * last ones would run out of retries. Each crashing item ran twice, every
+ * other item once, all are OK. */
+static int retry_chunk_mates(const char *backend, bool stream)
+{
+    enum { N = 1000, CHUNK = 500 };
+    for (int workers = 1; workers <= 2; workers++) {
+        struct retry_ctx ctx;
+        CHECK(ctx_open(&ctx, N) == 0);
+        ctx_mark(&ctx, 5, 10, CHUNK, ACT_CRASH_ONCE);
+        struct mh_config config = {.backend = backend, .workers = workers, .chunk = CHUNK,
+                                   .on_error = MH_STOP, .retries = 1};
+        struct mh_report report;
+        CHECK_OK(retry_run(&config, stream, &ctx, &report, MH_OK));
+        CHECK(report.items_done == N && report.attempts == 0);
+        CHECK_OK(check_others(&ctx, MH_NO_ITEM, true));
+        CHECK_OK(check_ran_twice(&ctx, 5, 10, CHUNK));
+        ctx_close(&ctx);
+    }
+    return 0;
+}
+
+static int test_chunk_mates_not_charged(const char *backend)
+{
+    return retry_chunk_mates(backend, false);
+}
+
+/* A timed-out item is retried like a crashed one, by a map or a stream:
+ * one that hangs once ends OK; one that (always) always hangs times out
+ * after retries + 1 runs. */
+static int retry_timeout(const char *backend, bool stream, bool always)
+{
+    enum { N = 400, ONCE = 17, ALWAYS = 301 };
+    struct retry_ctx ctx;
+    CHECK(ctx_open(&ctx, N) == 0);
+    ctx.act[ONCE] = ACT_HANG_ONCE;
+    if (always)
+        ctx.act[ALWAYS] = ACT_HANG;
+    struct mh_config config = {.backend = backend, .workers = 2, .on_error = MH_CONTINUE,
+                               .retries = 1, .timeout_s = 1.0};
+    struct mh_report report;
+    CHECK_OK(retry_run(&config, stream, &ctx, &report, always ? MH_ETIMEDOUT : MH_OK));
+    CHECK(ctx.status[ONCE] == MH_ITEM_OK && atomic_load(&ctx.runs[ONCE]) == 2);
+    CHECK(ctx.out[ONCE] == expected(ONCE));
+    if (always) {
+        CHECK(report.failed_index == ALWAYS && report.attempts == 2);
+        CHECK(ctx.status[ALWAYS] == MH_ITEM_TIMED_OUT);
+        CHECK(atomic_load(&ctx.runs[ALWAYS]) == 2);
+        CHECK(report.items_failed == 1);
+    } else {
+        CHECK(report.attempts == 0 && report.items_done == N);
+    }
+    CHECK_OK(check_others(&ctx, MH_NO_ITEM, true));
+    ctx_close(&ctx);
+    return 0;
+}
+
+static int test_timeout_retried(const char *backend)
+{
+    for (int always = 0; always <= 1; always++)
+        CHECK_OK(retry_timeout(backend, false, always));
+    return 0;
+}
+
+/* ------------------------------------------------- fork: stream retries */
+
+/* retry_crash_once by a stream: every item delivered OK with its value. */
 static int test_stream_crash_once_all_ok(const char *backend)
 {
     enum { N = 3000 };
-    static long out[N];
-    static uint8_t status[N];
     struct retry_ctx ctx;
     CHECK(ctx_open(&ctx, N) == 0);
-    for (size_t i = 37; i < N; i += 100)
-        ctx.act[i] = ACT_CRASH_ONCE;
-    mh_pool *pool = retry_pool(backend, 2, 0, MH_STOP, 1, 0, 0);
-    CHECK(pool);
     struct mh_report report;
-    CHECK_RC(retry_stream(pool, &ctx, out, status, &report), MH_OK);
-    mh_pool_close(pool);
-    CHECK(report.items_done == N && report.items_failed == 0 && report.attempts == 0);
-    CHECK_OK(check_others(&ctx, out, status, MH_NO_ITEM, true));
+    CHECK_OK(retry_crash_once(backend, true, 2, 0, &ctx, &report));
     for (size_t i = 37; i < N; i += 100)
-        CHECK(status[i] == MH_ITEM_OK && out[i] == expected((int)i) &&
-              atomic_load(&ctx.runs[i]) == 2);
+        CHECK(ctx.out[i] == expected((int)i));
     ctx_close(&ctx);
     return 0;
 }
@@ -432,21 +451,16 @@ static int test_stream_crash_once_all_ok(const char *backend)
 static int test_stream_crash_once_codec(const char *backend)
 {
     enum { N = 5000 };
-    static long out[N];
-    static uint8_t status[N];
-    struct retry_ctx ctx;
-    CHECK(ctx_open(&ctx, N) == 0);
-    for (size_t i = 11; i < N; i += 100)
-        ctx.act[i] = ACT_CRASH_ONCE;
     long live = mh_test_bytes_live();
-    mh_pool *pool = retry_pool(backend, 2, 0, MH_STOP, 1, 0, 0);
-    CHECK(pool);
+    struct retry_ctx ctx;
+    mh_pool *pool;
+    CHECK_OK(retry_codec_open(backend, N, &ctx, &pool));
     struct mh_report report;
-    CHECK_RC(retry_stream_as(pool, &ctx, out, status, &report, true), MH_OK);
+    CHECK_RC(retry_stream(pool, &ctx, &report, true), MH_OK);
     mh_pool_close(pool);
     CHECK(report.items_done == N && report.attempts == 0);
     for (int i = 0; i < N; i++) {
-        CHECK(status[i] == MH_ITEM_OK && out[i] == expected(i));
+        CHECK(ctx.status[i] == MH_ITEM_OK && ctx.out[i] == expected(i));
         CHECK(atomic_load(&ctx.runs[i]) >= (ctx.act[i] == ACT_OK ? 1 : 2));
     }
     CHECK(mh_test_bytes_live() == live);
@@ -454,86 +468,74 @@ static int test_stream_crash_once_codec(const char *backend)
     return 0;
 }
 
-/* One stream item always crashes: delivered CRASHED after retries + 1
- * runs (report.attempts), every other item delivered OK, run once
- * (MH_CONTINUE). */
+/* retry_always_crashes by a stream (MH_CONTINUE). */
 static int test_stream_always_crashes(const char *backend)
 {
-    enum { N = 3000, BAD = 1234 };
-    static long out[N];
-    static uint8_t status[N];
-    const int retries[] = {0, 1, 3};
-    for (size_t r = 0; r < sizeof retries / sizeof *retries; r++) {
-        struct retry_ctx ctx;
-        CHECK(ctx_open(&ctx, N) == 0);
-        ctx.act[BAD] = ACT_CRASH;
-        mh_pool *pool = retry_pool(backend, 2, 64, MH_CONTINUE, retries[r], 0, 0);
-        CHECK(pool);
-        struct mh_report report;
-        CHECK_RC(retry_stream(pool, &ctx, out, status, &report), MH_EWORKER);
-        mh_pool_close(pool);
-        CHECK(report.failed_index == BAD && report.failed_status == MH_ITEM_CRASHED);
-        CHECK(report.worker_signal == SIGKILL && report.attempts == retries[r] + 1);
-        CHECK(atomic_load(&ctx.runs[BAD]) == retries[r] + 1);
-        CHECK(status[BAD] == MH_ITEM_CRASHED);
-        CHECK(report.items_failed == 1 && report.items_done == N - 1);
-        CHECK_OK(check_others(&ctx, out, status, BAD, true));
-        ctx_close(&ctx);
-    }
+    for (size_t r = 0; r < sizeof retry_counts / sizeof *retry_counts; r++)
+        CHECK_OK(retry_always_crashes(backend, true, retry_counts[r], MH_CONTINUE));
     return 0;
 }
 
-/* Dask#5234 in a stream: every tenth item of one 500-item chunk crashes
- * once, retries 1. Its chunk mates, run by the fresh children, are not
- * charged: all are delivered OK, the crashing ones after two runs. */
+/* Dask#5234 in a stream (retry_chunk_mates): the chunk mates, run by the
+ * fresh children, are not charged. */
 static int test_stream_chunk_mates_not_charged(const char *backend)
 {
-    enum { N = 1000, CHUNK = 500 };
-    static long out[N];
-    static uint8_t status[N];
-    for (int workers = 1; workers <= 2; workers++) {
-        struct retry_ctx ctx;
-        CHECK(ctx_open(&ctx, N) == 0);
-        for (size_t i = 5; i < CHUNK; i += 10)
-            ctx.act[i] = ACT_CRASH_ONCE;
-        mh_pool *pool = retry_pool(backend, workers, CHUNK, MH_STOP, 1, 0, 0);
-        CHECK(pool);
-        struct mh_report report;
-        CHECK_RC(retry_stream(pool, &ctx, out, status, &report), MH_OK);
-        mh_pool_close(pool);
-        CHECK(report.items_done == N && report.attempts == 0);
-        CHECK_OK(check_others(&ctx, out, status, MH_NO_ITEM, true));
-        for (size_t i = 5; i < CHUNK; i += 10)
-            CHECK(status[i] == MH_ITEM_OK && atomic_load(&ctx.runs[i]) == 2);
-        ctx_close(&ctx);
-    }
+    return retry_chunk_mates(backend, true);
+}
+
+/* retry_timeout by a stream, the item that always hangs included. */
+static int test_stream_timeout_retried(const char *backend)
+{
+    return retry_timeout(backend, true, true);
+}
+
+#ifndef MH_TEST_FAULTS
+MH_TEST_SKIPPED(retry_fork_fails, "not a fault-injection build")
+MH_TEST_SKIPPED(stream_retry_faults, "not a fault-injection build")
+MH_TEST_SKIPPED(retry_torture, "not a fault-injection build")
+#else
+/* The fault tests' pool: 2 workers, chunk 100, MH_CONTINUE, retries 1. */
+static mh_pool *retry_fault_pool(const char *backend)
+{
+    struct mh_config config = {.backend = backend, .workers = 2, .chunk = 100,
+                               .on_error = MH_CONTINUE, .retries = 1};
+    return mh_test_pool_with(&config);
+}
+
+/* What retry_fork_after_crash_fails leaves for its test to check. */
+struct retry_fault {
+    struct retry_ctx ctx;
+    mh_pool *pool;
+    struct mh_report report;
+};
+
+/* On a fresh ctx of 2000 items and pool (retry_fault_pool), item 700
+ * crashes once and the fresh worker of its retry cannot be forked: a map
+ * or a stream returns MH_EAGAIN, one fault injected, no allocation or
+ * mapping left. */
+static int retry_fork_after_crash_fails(const char *backend, bool stream,
+                                        struct retry_fault *f)
+{
+    struct retry_ctx *ctx = &f->ctx;
+    CHECK(ctx_open(ctx, 2000) == 0);
+    ctx->act[700] = ACT_CRASH_ONCE;
+    CHECK((f->pool = retry_fault_pool(backend)));
+    long allocs = mh__fault_live_allocs(), maps = mh__fault_live_maps();
+    mh__fault_arm(MH__FAULT_FORK, 2 + 1); /* after the 2 workers': the retry's */
+    int rc = stream ? retry_stream(f->pool, ctx, &f->report, false)
+                    : retry_map(f->pool, ctx, ctx->out, ctx->status, &f->report);
+    unsigned long injected = mh__fault_injected(MH__FAULT_FORK);
+    mh__fault_arm(MH__FAULT_FORK, 0);
+    CHECK_RC(rc, MH_EAGAIN);
+    CHECK(injected == 1);
+    CHECK(mh__fault_live_allocs() == allocs && mh__fault_live_maps() == maps);
     return 0;
 }
 
-/* A timed-out stream item is retried like a crashed one: one that hangs
- * once is delivered OK; one that always hangs times out after 2 runs. */
-static int test_stream_timeout_retried(const char *backend)
+static void retry_fault_close(struct retry_fault *f)
 {
-    enum { N = 400, ONCE = 17, ALWAYS = 301 };
-    static long out[N];
-    static uint8_t status[N];
-    struct retry_ctx ctx;
-    CHECK(ctx_open(&ctx, N) == 0);
-    ctx.act[ONCE] = ACT_HANG_ONCE;
-    ctx.act[ALWAYS] = ACT_HANG;
-    mh_pool *pool = retry_pool(backend, 2, 0, MH_CONTINUE, 1, 0, 1.0);
-    CHECK(pool);
-    struct mh_report report;
-    CHECK_RC(retry_stream(pool, &ctx, out, status, &report), MH_ETIMEDOUT);
-    mh_pool_close(pool);
-    CHECK(status[ONCE] == MH_ITEM_OK && atomic_load(&ctx.runs[ONCE]) == 2);
-    CHECK(out[ONCE] == expected(ONCE));
-    CHECK(report.failed_index == ALWAYS && report.attempts == 2);
-    CHECK(status[ALWAYS] == MH_ITEM_TIMED_OUT && atomic_load(&ctx.runs[ALWAYS]) == 2);
-    CHECK(report.items_failed == 1);
-    CHECK_OK(check_others(&ctx, out, status, MH_NO_ITEM, true));
-    ctx_close(&ctx);
-    return 0;
+    mh_pool_close(f->pool);
+    ctx_close(&f->ctx);
 }
 
 /* The fresh worker of a retry cannot be forked: the map returns
@@ -541,34 +543,12 @@ static int test_stream_timeout_retried(const char *backend)
  * descriptors; here allocations and mappings). */
 static int test_retry_fork_fails(const char *backend)
 {
-#ifndef MH_TEST_FAULTS
-    (void)backend;
-    fprintf(stderr, "not a fault-injection build: skipped\n");
-    return MH_SKIP;
-#else
-    enum { N = 2000, WORKERS = 2 };
-    static int in[N];
-    static long out[N];
-    static uint8_t status[N];
-    struct retry_ctx ctx;
-    CHECK(ctx_open(&ctx, N) == 0);
-    ctx.act[700] = ACT_CRASH_ONCE;
-    mh_pool *pool = retry_pool(backend, WORKERS, 100, MH_CONTINUE, 1, 0, 0);
-    CHECK(pool);
-    long allocs = mh__fault_live_allocs(), maps = mh__fault_live_maps();
-    mh__fault_arm(MH__FAULT_FORK, WORKERS + 1); /* the first fork after the crash */
-    struct mh_report report;
-    int rc = retry_map(pool, &ctx, in, out, status, &report);
-    unsigned long injected = mh__fault_injected(MH__FAULT_FORK);
-    mh__fault_arm(MH__FAULT_FORK, 0);
-    CHECK_RC(rc, MH_EAGAIN);
-    CHECK(report.code == MH_EAGAIN && injected == 1);
-    CHECK(status[700] == MH_ITEM_NOT_RUN); /* never passed off as done */
-    CHECK(mh__fault_live_allocs() == allocs && mh__fault_live_maps() == maps);
-    mh_pool_close(pool);
-    ctx_close(&ctx);
+    struct retry_fault f;
+    CHECK_OK(retry_fork_after_crash_fails(backend, false, &f));
+    CHECK(f.report.code == MH_EAGAIN);
+    CHECK(f.ctx.status[700] == MH_ITEM_NOT_RUN); /* never passed off as done */
+    retry_fault_close(&f);
     return 0;
-#endif
 }
 
 /* A stream with retries, under faults: the fresh child of a retry
@@ -578,47 +558,28 @@ static int test_retry_fork_fails(const char *backend)
  * way (allocations, mappings; the runner: children, descriptors). */
 static int test_stream_retry_faults(const char *backend)
 {
-#ifndef MH_TEST_FAULTS
-    (void)backend;
-    fprintf(stderr, "not a fault-injection build: skipped\n");
-    return MH_SKIP;
-#else
-    enum { N = 2000, WORKERS = 2 };
-    static long out[N];
-    static uint8_t status[N];
-    struct retry_ctx ctx;
-    CHECK(ctx_open(&ctx, N) == 0);
-    ctx.act[700] = ACT_CRASH_ONCE;
-    mh_pool *pool = retry_pool(backend, WORKERS, 100, MH_CONTINUE, 1, 0, 0);
-    CHECK(pool);
+    struct retry_fault f;
+    CHECK_OK(retry_fork_after_crash_fails(backend, true, &f));
+    struct retry_ctx *ctx = &f.ctx;
+    CHECK(ctx->status[700] != MH_ITEM_OK);
     long allocs = mh__fault_live_allocs(), maps = mh__fault_live_maps();
-    mh__fault_arm(MH__FAULT_FORK, WORKERS + 1); /* the first fork after the crash */
-    struct mh_report report;
-    int rc = retry_stream(pool, &ctx, out, status, &report);
-    unsigned long injected = mh__fault_injected(MH__FAULT_FORK);
-    mh__fault_arm(MH__FAULT_FORK, 0);
-    CHECK_RC(rc, MH_EAGAIN);
-    CHECK(injected == 1 && status[700] != MH_ITEM_OK);
-    CHECK(mh__fault_live_allocs() == allocs && mh__fault_live_maps() == maps);
     for (unsigned long nth = 1;; nth++) {
-        memset(ctx.runs, 0, N * sizeof *ctx.runs);
+        memset(ctx->runs, 0, ctx->n * sizeof *ctx->runs);
         mh__fault_arm(MH__FAULT_ALLOC, nth);
-        rc = retry_stream(pool, &ctx, out, status, &report);
+        int rc = retry_stream(f.pool, ctx, &f.report, false);
         unsigned long calls = mh__fault_calls(MH__FAULT_ALLOC);
         mh__fault_arm(MH__FAULT_ALLOC, 0);
         CHECK(mh__fault_live_allocs() == allocs && mh__fault_live_maps() == maps);
         if (calls < nth) { /* nothing failed: the stream ran in full */
             CHECK_RC(rc, MH_OK);
-            CHECK(status[700] == MH_ITEM_OK && out[700] == expected(700));
+            CHECK(ctx->status[700] == MH_ITEM_OK && ctx->out[700] == expected(700));
             fprintf(stderr, "%lu allocations failed in turn\n", nth - 1);
             break;
         }
         CHECK_RC(rc, MH_ENOMEM);
     }
-    mh_pool_close(pool);
-    ctx_close(&ctx);
+    retry_fault_close(&f);
     return 0;
-#endif
 }
 
 /* curl's torture, over a map that retries: the Nth allocation, mmap,
@@ -627,30 +588,21 @@ static int test_stream_retry_faults(const char *backend)
  * with every item OK; nothing it made is left. */
 static int test_retry_torture(const char *backend)
 {
-#ifndef MH_TEST_FAULTS
-    (void)backend;
-    fprintf(stderr, "not a fault-injection build: skipped\n");
-    return MH_SKIP;
-#else
     enum { N = 2000 };
-    static int in[N];
-    static long out[N];
-    static uint8_t status[N];
     const int kinds[] = {MH__FAULT_ALLOC, MH__FAULT_MMAP, MH__FAULT_FORK,
                          MH__FAULT_PIDFD_OPEN};
-    mh_pool *pool = retry_pool(backend, 2, 100, MH_CONTINUE, 1, 0, 0);
+    mh_pool *pool = retry_fault_pool(backend);
     CHECK(pool);
     unsigned long failed = 0;
     for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
         for (unsigned long nth = 1;; nth++) {
             struct retry_ctx ctx;
             CHECK(ctx_open(&ctx, N) == 0);
-            for (size_t i = 150; i < N; i += 400)
-                ctx.act[i] = ACT_CRASH_ONCE;
+            ctx_mark(&ctx, 150, 400, N, ACT_CRASH_ONCE);
             long allocs = mh__fault_live_allocs(), maps = mh__fault_live_maps();
             unsigned long before = mh__fault_injected(kinds[k]);
             mh__fault_arm(kinds[k], nth);
-            int rc = retry_map(pool, &ctx, in, out, status, NULL);
+            int rc = retry_map(pool, &ctx, ctx.out, ctx.status, NULL);
             mh__fault_arm(kinds[k], 0);
             bool injected = mh__fault_injected(kinds[k]) > before;
             CHECK(mh__fault_live_allocs() == allocs && mh__fault_live_maps() == maps);
@@ -658,9 +610,9 @@ static int test_retry_torture(const char *backend)
                 CHECK(injected);
                 CHECK_RC(rc, mh__fault_code(kinds[k]));
             } else {
-                CHECK_OK(check_others(&ctx, out, status, MH_NO_ITEM, false));
+                CHECK_OK(check_others(&ctx, MH_NO_ITEM, false));
                 for (size_t i = 150; i < N; i += 400)
-                    CHECK(status[i] == MH_ITEM_OK);
+                    CHECK(ctx.status[i] == MH_ITEM_OK);
             }
             ctx_close(&ctx);
             failed += injected;
@@ -671,8 +623,8 @@ static int test_retry_torture(const char *backend)
     mh_pool_close(pool);
     fprintf(stderr, "retry_torture: %lu faults injected\n", failed);
     return 0;
-#endif
 }
+#endif /* MH_TEST_FAULTS */
 
 /* ------------------------------------------ every backend: callbacks */
 
@@ -681,7 +633,9 @@ static int test_retry_torture(const char *backend)
  * MH_EINVAL. */
 static int test_open_with_retries(const char *backend)
 {
-    mh_pool *pool = retry_pool(backend, 2, 0, MH_STOP, 3, 1, 0);
+    struct mh_config config = {.backend = backend, .workers = 2, .on_error = MH_STOP,
+                               .retries = 3, .retry_callback_errors = 1};
+    mh_pool *pool = mh_test_pool_with(&config);
     CHECK(pool);
     mh_pool_close(pool);
     struct mh_config bad = {.backend = backend, .workers = 2, .retries = -1};
@@ -695,25 +649,20 @@ static int test_open_with_retries(const char *backend)
 static int test_callback_retried(const char *backend)
 {
     enum { N = 5000 };
-    static int in[N];
-    static long out[N];
-    static uint8_t status[N];
     bool here = mh_test_holds_results(backend), counts = strcmp(backend, "mpi") != 0;
     struct retry_ctx ctx;
     CHECK(ctx_open(&ctx, N) == 0);
-    for (size_t i = 3; i < N; i += 50)
-        ctx.act[i] = ACT_FAIL_ONCE;
-    mh_pool *pool = retry_pool(backend, 2, 0, MH_STOP, 1, 1, 0);
-    CHECK(pool);
+    ctx_mark(&ctx, 3, 50, N, ACT_FAIL_ONCE);
+    struct mh_config config = {.backend = backend, .workers = 2, .on_error = MH_STOP,
+                               .retries = 1, .retry_callback_errors = 1};
     struct mh_report report;
-    CHECK_RC(retry_map(pool, &ctx, in, out, status, &report), MH_OK);
-    mh_pool_close(pool);
+    CHECK_OK(retry_run(&config, false, &ctx, &report, MH_OK));
     CHECK(report.failed_index == MH_NO_ITEM && report.attempts == 0);
     if (here) {
         CHECK(report.items_done == N);
-        CHECK_OK(check_others(&ctx, out, status, MH_NO_ITEM, counts));
+        CHECK_OK(check_others(&ctx, MH_NO_ITEM, counts));
         for (size_t i = 3; i < N; i += 50) {
-            CHECK(status[i] == MH_ITEM_OK && out[i] == expected((int)i));
+            CHECK(ctx.status[i] == MH_ITEM_OK && ctx.out[i] == expected((int)i));
             CHECK(!counts || atomic_load(&ctx.runs[i]) == 2);
         }
     }
@@ -726,24 +675,20 @@ static int test_callback_retried(const char *backend)
 static int test_callback_retries_exhausted(const char *backend)
 {
     enum { N = 3000, BAD = 2222 };
-    static int in[N];
-    static long out[N];
-    static uint8_t status[N];
     bool here = mh_test_holds_results(backend), counts = strcmp(backend, "mpi") != 0;
     struct retry_ctx ctx;
     CHECK(ctx_open(&ctx, N) == 0);
     ctx.act[BAD] = ACT_FAIL;
-    mh_pool *pool = retry_pool(backend, 2, 0, MH_CONTINUE, 2, 1, 0);
-    CHECK(pool);
+    struct mh_config config = {.backend = backend, .workers = 2, .on_error = MH_CONTINUE,
+                               .retries = 2, .retry_callback_errors = 1};
     struct mh_report report;
-    CHECK_RC(retry_map(pool, &ctx, in, out, status, &report), MH_ECALLBACK);
-    mh_pool_close(pool);
+    CHECK_OK(retry_run(&config, false, &ctx, &report, MH_ECALLBACK));
     CHECK(report.failed_index == BAD && report.callback_code == 7);
     CHECK(report.attempts == 3 && report.items_failed == 1);
     CHECK(!counts || atomic_load(&ctx.runs[BAD]) == 3);
     if (here) {
-        CHECK(status[BAD] == MH_ITEM_FAILED);
-        CHECK_OK(check_others(&ctx, out, status, BAD, counts));
+        CHECK(ctx.status[BAD] == MH_ITEM_FAILED);
+        CHECK_OK(check_others(&ctx, BAD, counts));
     }
     ctx_close(&ctx);
     return 0;
@@ -754,21 +699,17 @@ static int test_callback_retries_exhausted(const char *backend)
 static int test_callback_not_retried_by_default(const char *backend)
 {
     enum { N = 1000, BAD = 10 };
-    static int in[N];
-    static long out[N];
-    static uint8_t status[N];
     struct retry_ctx ctx;
     CHECK(ctx_open(&ctx, N) == 0);
     ctx.act[BAD] = ACT_FAIL_ONCE;
-    mh_pool *pool = retry_pool(backend, 2, 0, MH_CONTINUE, 2, 0, 0);
-    CHECK(pool);
+    struct mh_config config = {.backend = backend, .workers = 2, .on_error = MH_CONTINUE,
+                               .retries = 2};
     struct mh_report report;
-    CHECK_RC(retry_map(pool, &ctx, in, out, status, &report), MH_ECALLBACK);
-    mh_pool_close(pool);
+    CHECK_OK(retry_run(&config, false, &ctx, &report, MH_ECALLBACK));
     CHECK(report.failed_index == BAD && report.attempts == 1);
     CHECK(strcmp(backend, "mpi") == 0 || atomic_load(&ctx.runs[BAD]) == 1);
     if (mh_test_holds_results(backend))
-        CHECK(status[BAD] == MH_ITEM_FAILED);
+        CHECK(ctx.status[BAD] == MH_ITEM_FAILED);
     ctx_close(&ctx);
     return 0;
 }
@@ -784,23 +725,21 @@ static void fold_long(void *acc, const void *value, void *ctx)
 static int test_reduce_callback_retried(const char *backend)
 {
     enum { N = 10007 };
-    static int in[N];
     struct retry_ctx ctx;
     CHECK(ctx_open(&ctx, N) == 0);
     long want = 0;
-    for (int i = 0; i < N; i++) {
-        in[i] = i;
+    for (int i = 0; i < N; i++)
         want += expected(i);
-    }
-    for (size_t i = 1; i < N; i += 997)
-        ctx.act[i] = ACT_FAIL_ONCE;
+    ctx_mark(&ctx, 1, 997, N, ACT_FAIL_ONCE);
     ctx.act[N - 1] = ACT_FAIL_ONCE; /* in the shorter last chunk */
     const struct mh_reducer sum = {.acc_size = sizeof(long), .fold = fold_long,
                                    .combine = fold_long};
-    mh_pool *pool = retry_pool(backend, 2, 100, MH_STOP, 1, 1, 0);
+    struct mh_config config = {.backend = backend, .workers = 2, .chunk = 100,
+                               .on_error = MH_STOP, .retries = 1, .retry_callback_errors = 1};
+    mh_pool *pool = mh_test_pool_with(&config);
     CHECK(pool);
     struct mh_task task = {
-        .n = N, .in = in, .in_size = sizeof *in, .out_size = sizeof(long),
+        .n = N, .in = ctx.in, .in_size = sizeof *ctx.in, .out_size = sizeof(long),
         .fn = fn_retry, .ctx = &ctx,
     };
     long acc = 0;

@@ -61,6 +61,19 @@ static int raw_empty_fn(const void *in, void *out, void *ctx)
 /* Called through this pointer, so the compiler cannot inline it away. */
 static int (*volatile raw_empty_ptr)(const void *, void *, void *) = raw_empty_fn;
 
+/* One GMP kernel's item: out initialised and set to v!. */
+static inline void raw_gmp_item(enum raw_kernel kernel, mpz_ptr out, unsigned long v)
+{
+    if (kernel == RAW_PREALLOC)
+        mpz_init2(out, 8 * v + 64); /* log2(99) < 7: one allocation */
+    else
+        mpz_init(out);
+    if (kernel == RAW_FAC_UI)
+        mpz_fac_ui(out, v);
+    else
+        raw_factorial(out, v);
+}
+
 /* One timed run of kernel over n inputs. Returns seconds; results stay in
  * out (initialised mpz_t) for the GMP kernels, *bad counts failed calls
  * for empty. */
@@ -69,34 +82,14 @@ static double raw_run(enum raw_kernel kernel, const int *inputs, long n, int wor
 {
     double start = raw_now();
     long failed = 0;
-    switch (kernel) {
-    case RAW_MUL:
-#pragma omp parallel for schedule(dynamic, 1024) num_threads(workers)
-        for (long i = 0; i < n; i++) {
-            mpz_init(out[i]);
-            raw_factorial(out[i], (unsigned long)inputs[i]);
-        }
-        break;
-    case RAW_PREALLOC:
-#pragma omp parallel for schedule(dynamic, 1024) num_threads(workers)
-        for (long i = 0; i < n; i++) {
-            unsigned long v = (unsigned long)inputs[i];
-            mpz_init2(out[i], 8 * v + 64); /* log2(99) < 7: one allocation */
-            raw_factorial(out[i], v);
-        }
-        break;
-    case RAW_FAC_UI:
-#pragma omp parallel for schedule(dynamic, 1024) num_threads(workers)
-        for (long i = 0; i < n; i++) {
-            mpz_init(out[i]);
-            mpz_fac_ui(out[i], (unsigned long)inputs[i]);
-        }
-        break;
-    case RAW_EMPTY:
+    if (kernel == RAW_EMPTY) {
 #pragma omp parallel for schedule(dynamic, 4096) num_threads(workers) reduction(+ : failed)
         for (long i = 0; i < n; i++)
             failed += raw_empty_ptr(&inputs[i], &scratch[i], NULL) != 0;
-        break;
+    } else {
+#pragma omp parallel for schedule(dynamic, 1024) num_threads(workers)
+        for (long i = 0; i < n; i++)
+            raw_gmp_item(kernel, out[i], (unsigned long)inputs[i]);
     }
     double seconds = raw_now() - start;
     *bad = failed;
